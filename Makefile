@@ -1,0 +1,43 @@
+# Every target that sends or joins runs inside scripts/netns-run: a private network namespace.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NETNS  := scripts/netns-run
+# Debian packages the tests use; `make system-deps` installs the missing ones.
+DEBS   := iproute2 util-linux
+
+.PHONY: demo test lint typecheck unit soak bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP) system-deps
+	$(NETNS) $(BIN)/python examples/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src
+
+unit: $(STAMP) system-deps
+	$(NETNS) $(BIN)/python -m pytest -m "not soak"
+
+test: lint typecheck unit
+
+soak: $(STAMP) system-deps
+	$(NETNS) $(BIN)/python -m pytest -m soak
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

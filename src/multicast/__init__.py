@@ -1,0 +1,1 @@
+"""Python IP multicast: a library and the ``multicast`` command-line tool."""

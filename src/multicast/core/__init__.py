@@ -1,0 +1,83 @@
+"""The core layer: addresses, interfaces and multicast sockets.
+
+Everything else in the package is a face over these names; none of it sets a multicast
+socket option itself.
+"""
+
+from multicast.core.addresses import (
+    Group,
+    IPAddress,
+    Scope,
+    family_of,
+    parse_address,
+    parse_group,
+    parse_port,
+)
+from multicast.core.interfaces import (
+    Interface,
+    InterfaceSpec,
+    list_interfaces,
+    multicast_interfaces,
+    resolve_interface,
+)
+from multicast.core.sockets import (
+    Datagram,
+    Membership,
+    Receiver,
+    Sender,
+    bind_socket,
+    check_payload_size,
+    enable_receive_metadata,
+    interface_index,
+    join_group,
+    leave_group,
+    new_socket,
+    open_receiver,
+    parse_ancillary,
+    receive_datagram,
+    receive_ready,
+    request_receive_buffer,
+    send_datagram,
+    set_isolation,
+    set_loopback,
+    set_reuse,
+    set_send_interface,
+    set_ttl,
+)
+
+__all__ = [
+    "Datagram",
+    "Group",
+    "IPAddress",
+    "Interface",
+    "InterfaceSpec",
+    "Membership",
+    "Receiver",
+    "Scope",
+    "Sender",
+    "bind_socket",
+    "check_payload_size",
+    "enable_receive_metadata",
+    "family_of",
+    "interface_index",
+    "join_group",
+    "leave_group",
+    "list_interfaces",
+    "multicast_interfaces",
+    "new_socket",
+    "open_receiver",
+    "parse_address",
+    "parse_ancillary",
+    "parse_group",
+    "parse_port",
+    "receive_datagram",
+    "receive_ready",
+    "request_receive_buffer",
+    "resolve_interface",
+    "send_datagram",
+    "set_isolation",
+    "set_loopback",
+    "set_reuse",
+    "set_send_interface",
+    "set_ttl",
+]

@@ -1,0 +1,124 @@
+"""Network interfaces: list them, and resolve one by name, index or address.
+
+Names and indexes come from ``if_nameindex``, flags and MTU from ``ioctl`` and
+addresses from ``ifaddr`` (``getifaddrs``). All of them ask the kernel through a
+socket, so they answer for the calling thread's network namespace.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import ifaddr
+
+from multicast.core import constants
+from multicast.core.addresses import IPAddress
+from multicast.exceptions import InterfaceError
+
+__all__ = [
+    "Interface",
+    "InterfaceSpec",
+    "list_interfaces",
+    "multicast_interfaces",
+    "resolve_interface",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One network interface as the kernel describes it."""
+
+    name: str
+    index: int
+    up: bool
+    loopback: bool
+    multicast: bool
+    mtu: int
+    ipv4: tuple[IPv4Address, ...] = ()
+    ipv6: tuple[IPv6Address, ...] = ()
+
+    def addresses(self, family: socket.AddressFamily) -> tuple[IPAddress, ...]:
+        return self.ipv4 if family == socket.AF_INET else self.ipv6
+
+
+InterfaceSpec = str | int | IPAddress | Interface
+
+
+def _ioctl_int(probe: socket.socket, request: int, name: str, fmt: str) -> int:
+    packed = struct.pack(f"16s{fmt}", name.encode()[:15], 0)
+    result = fcntl.ioctl(probe.fileno(), request, packed)
+    value: int = struct.unpack_from(fmt, result, 16)[0]
+    return value
+
+
+def _addresses() -> dict[str, list[IPAddress]]:
+    found: dict[str, list[IPAddress]] = {}
+    for adapter in ifaddr.get_adapters():
+        for entry in adapter.ips:
+            text = entry.ip[0] if isinstance(entry.ip, tuple) else entry.ip
+            found.setdefault(adapter.name, []).append(ip_address(text.split("%", 1)[0]))
+    return found
+
+
+def list_interfaces() -> list[Interface]:
+    """Every interface of this network namespace, in index order."""
+    addresses = _addresses()
+    interfaces = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for index, name in sorted(socket.if_nameindex()):
+            try:
+                flags = _ioctl_int(probe, constants.SIOCGIFFLAGS, name, "H")
+                mtu = _ioctl_int(probe, constants.SIOCGIFMTU, name, "i")
+            except OSError:
+                continue  # vanished between the listing and the query
+            own = addresses.get(name, [])
+            interfaces.append(
+                Interface(
+                    name=name,
+                    index=index,
+                    up=bool(flags & constants.IFF_UP),
+                    loopback=bool(flags & constants.IFF_LOOPBACK),
+                    multicast=bool(flags & constants.IFF_MULTICAST),
+                    mtu=mtu,
+                    ipv4=tuple(a for a in own if isinstance(a, IPv4Address)),
+                    ipv6=tuple(a for a in own if isinstance(a, IPv6Address)),
+                )
+            )
+    return interfaces
+
+
+def multicast_interfaces(family: socket.AddressFamily | None = None) -> list[Interface]:
+    """Interfaces that are up and multicast-capable (with an address of ``family`` if given)."""
+    return [
+        i
+        for i in list_interfaces()
+        if i.up and i.multicast and (family is None or i.addresses(family))
+    ]
+
+
+def resolve_interface(spec: InterfaceSpec) -> Interface:
+    """Find an interface by name (``'eth0'``), index (``2`` or ``'2'``) or one of its addresses."""
+    if isinstance(spec, Interface):
+        return spec
+    interfaces = list_interfaces()
+    text = str(spec).strip()
+    match: list[Interface] = []
+    if isinstance(spec, int) or text.isdigit():
+        match = [i for i in interfaces if i.index == int(text)]
+    if not match:
+        match = [i for i in interfaces if i.name == text]
+    if not match:
+        try:
+            address = ip_address(text.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            match = [i for i in interfaces if address in (*i.ipv4, *i.ipv6)]
+    if not match:
+        known = ", ".join(i.name for i in interfaces) or "none"
+        raise InterfaceError(f"unknown interface {text!r} (interfaces here: {known})")
+    return match[0]

@@ -1,0 +1,639 @@
+"""The one place that sets multicast socket options, joins groups and reads datagrams.
+
+The functions take a plain :class:`socket.socket`, so every face of the package (the
+reference API, the event layer, the peer, asyncio, the tools) configures its sockets
+through them. :class:`Receiver` and :class:`Sender` bundle the usual configurations.
+
+Membership uses the protocol-independent RFC 3678 options (``MCAST_JOIN_GROUP``,
+``MCAST_JOIN_SOURCE_GROUP``) with an interface index, so any-source and source-specific
+joins work the same way on IPv4 and IPv6.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import socket
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from types import TracebackType
+from typing import Self
+
+from multicast.core import constants
+from multicast.core.addresses import Group, IPAddress, family_of, parse_address, parse_group
+from multicast.core.interfaces import (
+    Interface,
+    InterfaceSpec,
+    multicast_interfaces,
+    resolve_interface,
+)
+from multicast.exceptions import GroupError, MessageSizeError, SocketOptionError, UnsupportedError
+
+__all__ = [
+    "Datagram",
+    "Membership",
+    "Receiver",
+    "Sender",
+    "bind_socket",
+    "check_payload_size",
+    "enable_receive_metadata",
+    "interface_index",
+    "join_group",
+    "leave_group",
+    "new_socket",
+    "open_receiver",
+    "parse_ancillary",
+    "receive_datagram",
+    "receive_ready",
+    "request_receive_buffer",
+    "send_datagram",
+    "set_isolation",
+    "set_loopback",
+    "set_reuse",
+    "set_send_interface",
+    "set_ttl",
+]
+
+_ANCILLARY_SPACE = (
+    socket.CMSG_SPACE(20)  # in6_pktinfo (in_pktinfo is 12)
+    + socket.CMSG_SPACE(4)  # TTL / hop limit
+    + socket.CMSG_SPACE(4)  # SO_RXQ_OVFL drop counter
+)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+_IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
+_INT = struct.Struct("=i")
+_UINT = struct.Struct("=I")
+
+Payload = bytes | bytearray | memoryview
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure pieces: what a received datagram carries, and how the kernel's ancillary data reads.
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One received datagram and what the kernel told us about it."""
+
+    payload: bytes
+    source: tuple[str, int]
+    group: str | None = None  # destination address (IP_PKTINFO / IPV6_PKTINFO)
+    interface: int | None = None  # index of the interface it arrived on
+    ttl: int | None = None  # received TTL or hop limit
+    truncated: bool = False  # the datagram was longer than the buffer (MSG_TRUNC)
+    size: int = 0  # the datagram's real length, even when truncated
+    drops: int = 0  # datagrams the kernel dropped on this socket so far (SO_RXQ_OVFL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ancillary:
+    group: str | None = None
+    interface: int | None = None
+    ttl: int | None = None
+    drops: int = 0
+
+
+def parse_ancillary(ancdata: Iterable[tuple[int, int, bytes]]) -> _Ancillary:
+    """Read destination, interface, TTL and drop count from ``recvmsg`` ancillary data.
+
+    Unknown or short records are skipped, never trusted.
+    """
+    group: str | None = None
+    interface: int | None = None
+    ttl: int | None = None
+    drops = 0
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == constants.IP_PKTINFO:
+            if len(data) >= _IN_PKTINFO.size:
+                interface, _, destination = _IN_PKTINFO.unpack_from(data)
+                group = socket.inet_ntop(socket.AF_INET, destination)
+        elif level == socket.IPPROTO_IPV6 and kind == constants.IPV6_PKTINFO:
+            if len(data) >= _IN6_PKTINFO.size:
+                destination, interface = _IN6_PKTINFO.unpack_from(data)
+                group = socket.inet_ntop(socket.AF_INET6, destination)
+        elif (level, kind) in (
+            (socket.IPPROTO_IP, constants.IP_TTL),
+            (socket.IPPROTO_IPV6, constants.IPV6_HOPLIMIT),
+        ):
+            if len(data) >= _INT.size:
+                ttl = _INT.unpack_from(data)[0]
+        elif (
+            level == socket.SOL_SOCKET and kind == constants.SO_RXQ_OVFL and len(data) >= _UINT.size
+        ):
+            drops = _UINT.unpack_from(data)[0]
+    return _Ancillary(group, interface, ttl, drops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Socket options. Every setsockopt of the package goes through _setsockopt, which names the
+# option and its subject in the error.
+
+
+def _setsockopt(
+    sock: socket.socket, level: int, option: int, value: int | bytes, what: str
+) -> None:
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError as error:
+        code = error.errno or errno.EINVAL
+        raise SocketOptionError(code, f"cannot {what}: {error.strerror or error}") from error
+
+
+def _level(sock: socket.socket) -> int:
+    return socket.IPPROTO_IP if sock.family == socket.AF_INET else socket.IPPROTO_IPV6
+
+
+def _require_linux(feature: str) -> None:
+    if not constants.LINUX:
+        raise UnsupportedError(f"{feature} is supported on Linux only")
+
+
+def new_socket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+    """A UDP socket of ``family`` (IPv6 sockets are IPv6-only)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    if family == socket.AF_INET6:
+        _setsockopt(sock, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1, "make the socket IPv6-only")
+    return sock
+
+
+def set_reuse(sock: socket.socket, *, port: bool = False) -> None:
+    """Let several sockets bind the same address and port (``SO_REUSEADDR``; ``SO_REUSEPORT``)."""
+    _setsockopt(sock, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1, "set SO_REUSEADDR")
+    if port:
+        _setsockopt(sock, socket.SOL_SOCKET, socket.SO_REUSEPORT, 1, "set SO_REUSEPORT")
+
+
+def set_isolation(sock: socket.socket, enabled: bool = True) -> None:
+    """Deliver only the groups this socket joined (``IP[V6]_MULTICAST_ALL`` off).
+
+    Without it, Linux hands a socket bound to the wildcard address every group that any
+    socket on the host joined on its port.
+    """
+    _require_linux("group isolation (IP_MULTICAST_ALL)")
+    option = (
+        constants.IP_MULTICAST_ALL
+        if sock.family == socket.AF_INET
+        else constants.IPV6_MULTICAST_ALL
+    )
+    _setsockopt(sock, _level(sock), option, int(not enabled), "set IP_MULTICAST_ALL")
+
+
+def request_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a receive buffer of ``size`` bytes; return what the kernel granted (``SO_RCVBUF``).
+
+    Linux reports twice the size it accepted (half is bookkeeping) and caps the request at
+    ``net.core.rmem_max``; where the process is privileged, ``SO_RCVBUFFORCE`` lifts the cap.
+    """
+    if size <= 0:
+        raise ValueError(f"receive buffer size must be positive, not {size}")
+    _setsockopt(sock, socket.SOL_SOCKET, socket.SO_RCVBUF, size, f"set SO_RCVBUF to {size}")
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < 2 * size and constants.LINUX:
+        with contextlib.suppress(OSError):  # not privileged: keep what rmem_max allowed
+            sock.setsockopt(socket.SOL_SOCKET, constants.SO_RCVBUFFORCE, size)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return granted
+
+
+def enable_receive_metadata(sock: socket.socket) -> None:
+    """Ask for destination, interface, TTL and the drop counter with every datagram."""
+    _require_linux("receive metadata (IP_PKTINFO, SO_RXQ_OVFL)")
+    if sock.family == socket.AF_INET:
+        _setsockopt(sock, socket.IPPROTO_IP, constants.IP_PKTINFO, 1, "set IP_PKTINFO")
+        _setsockopt(sock, socket.IPPROTO_IP, constants.IP_RECVTTL, 1, "set IP_RECVTTL")
+    else:
+        _setsockopt(
+            sock, socket.IPPROTO_IPV6, constants.IPV6_RECVPKTINFO, 1, "set IPV6_RECVPKTINFO"
+        )
+        _setsockopt(
+            sock, socket.IPPROTO_IPV6, constants.IPV6_RECVHOPLIMIT, 1, "set IPV6_RECVHOPLIMIT"
+        )
+    _setsockopt(sock, socket.SOL_SOCKET, constants.SO_RXQ_OVFL, 1, "set SO_RXQ_OVFL")
+
+
+def set_ttl(sock: socket.socket, ttl: int) -> None:
+    """TTL (IPv4) or hop limit (IPv6) of multicast datagrams sent: 0 keeps them on this host."""
+    if not 0 <= ttl <= 255:
+        raise ValueError(f"TTL {ttl} is out of range (0-255)")
+    if sock.family == socket.AF_INET:
+        _setsockopt(sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl, f"set TTL {ttl}")
+    else:
+        _setsockopt(
+            sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl, f"set hop limit {ttl}"
+        )
+
+
+def set_loopback(sock: socket.socket, enabled: bool) -> None:
+    """Whether this host's own receivers get the multicast datagrams this socket sends."""
+    option = (
+        socket.IP_MULTICAST_LOOP if sock.family == socket.AF_INET else socket.IPV6_MULTICAST_LOOP
+    )
+    state = "on" if enabled else "off"
+    _setsockopt(sock, _level(sock), option, int(enabled), f"turn multicast loopback {state}")
+
+
+def interface_index(interface: InterfaceSpec | None) -> int:
+    """Index of an interface given by name, index or address; 0 (the kernel's choice) for None."""
+    if interface is None:
+        return 0
+    return resolve_interface(interface).index
+
+
+def set_send_interface(sock: socket.socket, interface: InterfaceSpec | None) -> None:
+    """The interface that multicast datagrams leave by (None: the routing table decides)."""
+    index = interface_index(interface)
+    if sock.family == socket.AF_INET:
+        request = struct.pack("=4s4si", bytes(4), bytes(4), index)  # struct ip_mreqn
+        _setsockopt(
+            sock, socket.IPPROTO_IP, socket.IP_MULTICAST_IF, request, f"send on {interface}"
+        )
+    else:
+        _setsockopt(
+            sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index, f"send on {interface}"
+        )
+
+
+def bind_socket(sock: socket.socket, address: str | IPAddress | None, port: int) -> None:
+    """Bind to ``address`` (None: every address of the socket's family) and ``port``."""
+    host = str(address) if address is not None else ("" if sock.family == socket.AF_INET else "::")
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        code = error.errno or errno.EINVAL
+        raise SocketOptionError(
+            code, f"cannot bind to {host or '0.0.0.0'} port {port}: {error.strerror or error}"
+        ) from error
+
+
+# --- membership ------------------------------------------------------------------------------
+
+
+class _SockaddrStorage(ctypes.Structure):
+    _fields_ = (
+        ("family", ctypes.c_ushort),
+        ("padding", ctypes.c_char * (128 - 2 - ctypes.sizeof(ctypes.c_ulong))),
+        ("align", ctypes.c_ulong),
+    )
+
+
+class _GroupReq(ctypes.Structure):
+    _fields_ = (("interface", ctypes.c_uint32), ("group", _SockaddrStorage))
+
+
+class _GroupSourceReq(ctypes.Structure):
+    _fields_ = (
+        ("interface", ctypes.c_uint32),
+        ("group", _SockaddrStorage),
+        ("source", _SockaddrStorage),
+    )
+
+
+def _sockaddr(address: IPAddress) -> _SockaddrStorage:
+    storage = _SockaddrStorage()
+    if isinstance(address, IPv4Address):
+        raw = struct.pack("=HH4s8x", socket.AF_INET, 0, address.packed)
+    else:
+        raw = struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, address.packed, 0)
+    ctypes.memmove(ctypes.addressof(storage), raw, len(raw))
+    return storage
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A group joined on one interface, optionally for one source only (SSM)."""
+
+    group: Group
+    interface: int = 0  # 0: the interface the routing table picks
+    source: IPAddress | None = None
+
+    def __str__(self) -> str:
+        where = f" on interface {self.interface}" if self.interface else ""
+        return f"({self.source}, {self.group}){where}" if self.source else f"{self.group}{where}"
+
+
+def _membership(
+    sock: socket.socket,
+    group: str | IPAddress | Group,
+    interface: InterfaceSpec | None,
+    source: str | IPAddress | None,
+) -> Membership:
+    parsed = parse_group(group)
+    if parsed.family != sock.family:
+        raise GroupError(f"group {parsed} is not of this socket's address family")
+    index = interface_index(interface if interface is not None else parsed.interface)
+    if source is None:
+        return Membership(parsed, index)
+    source_address = parse_address(source, what="source")
+    if family_of(source_address) != sock.family:
+        raise GroupError(f"source {source_address} and group {parsed} are of different families")
+    return Membership(parsed, index, source_address)
+
+
+def _apply(sock: socket.socket, membership: Membership, *, join: bool) -> None:
+    _require_linux("group membership through MCAST_JOIN_GROUP")
+    request: ctypes.Structure
+    if membership.source is None:
+        option = constants.MCAST_JOIN_GROUP if join else constants.MCAST_LEAVE_GROUP
+        request = _GroupReq(membership.interface, _sockaddr(membership.group.address))
+    else:
+        option = constants.MCAST_JOIN_SOURCE_GROUP if join else constants.MCAST_LEAVE_SOURCE_GROUP
+        request = _GroupSourceReq(
+            membership.interface,
+            _sockaddr(membership.group.address),
+            _sockaddr(membership.source),
+        )
+    verb = "join" if join else "leave"
+    _setsockopt(sock, _level(sock), option, bytes(request), f"{verb} {membership}")
+
+
+def join_group(
+    sock: socket.socket,
+    group: str | IPAddress | Group,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+) -> Membership:
+    """Join ``group`` on ``interface`` (any source, or only ``source`` for SSM)."""
+    membership = _membership(sock, group, interface, source)
+    _apply(sock, membership, join=True)
+    return membership
+
+
+def leave_group(
+    sock: socket.socket,
+    group: str | IPAddress | Group,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+) -> Membership:
+    """Leave a membership made by :func:`join_group` with the same arguments."""
+    membership = _membership(sock, group, interface, source)
+    _apply(sock, membership, join=False)
+    return membership
+
+
+# --- datagrams -------------------------------------------------------------------------------
+
+
+def check_payload_size(family: socket.AddressFamily, size: int) -> None:
+    """Raise :class:`MessageSizeError` if ``size`` bytes do not fit in one UDP datagram."""
+    limit = constants.MAX_PAYLOAD[family]
+    if size > limit:
+        name = "IPv4" if family == socket.AF_INET else "IPv6"
+        raise MessageSizeError(
+            f"message of {size} bytes is over the {limit}-byte limit of one UDP/{name} datagram"
+        )
+
+
+def send_datagram(
+    sock: socket.socket, payload: Payload, address: str | IPAddress | Group, port: int
+) -> int:
+    """Send one datagram to ``address`` (a group, or a unicast address for replies) and ``port``."""
+    check_payload_size(sock.family, len(payload))
+    if isinstance(address, Group):
+        host, zone = address.address.compressed, address.interface
+    else:
+        text = str(address)
+        host, _, zone = text.partition("%")
+    if sock.family == socket.AF_INET6:
+        scope = interface_index(zone) if zone else 0
+        return sock.sendto(payload, (host, port, 0, scope))
+    return sock.sendto(payload, (host, port))
+
+
+def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> Datagram:
+    """Read one datagram into ``buffer`` and return it with its metadata.
+
+    A datagram longer than ``buffer`` comes back cut, with ``truncated`` set and ``size``
+    giving its real length: never a silent cut.
+    """
+    nbytes, ancdata, msg_flags, address = sock.recvmsg_into(
+        [buffer], _ANCILLARY_SPACE, flags | socket.MSG_TRUNC
+    )
+    meta = parse_ancillary(ancdata)
+    kept = min(nbytes, len(buffer))
+    return Datagram(
+        payload=bytes(buffer[:kept]),
+        source=(address[0], address[1]),
+        group=meta.group,
+        interface=meta.interface,
+        ttl=meta.ttl,
+        truncated=bool(msg_flags & socket.MSG_TRUNC),
+        size=nbytes,
+        drops=meta.drops,
+    )
+
+
+def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> list[Datagram]:
+    """Every datagram already queued on ``sock`` (at most ``limit``), without blocking."""
+    ready: list[Datagram] = []
+    while len(ready) < limit:
+        try:
+            ready.append(receive_datagram(sock, buffer, socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            break
+    return ready
+
+
+# ---------------------------------------------------------------------------------------------
+# The usual configurations.
+
+
+class _Endpoint:
+    """Shared life cycle of :class:`Receiver` and :class:`Sender`."""
+
+    sock: socket.socket
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self.sock.family
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() < 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Receiver(_Endpoint):
+    """A socket bound to ``port`` that joins groups and reads datagrams with their metadata.
+
+    By default it is isolated (it never delivers a group it did not join), shares the port
+    with other receivers on the host (``SO_REUSEADDR``) and reads whole datagrams.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        family: socket.AddressFamily = socket.AF_INET,
+        bind_address: str | IPAddress | None = None,
+        reuse_port: bool = False,
+        isolate: bool = True,
+        receive_buffer: int | None = None,
+        max_size: int = constants.MAX_DATAGRAM,
+        blocking: bool = True,
+    ) -> None:
+        self.sock = new_socket(family)
+        try:
+            set_reuse(self.sock, port=reuse_port)
+            if isolate:
+                set_isolation(self.sock)
+            enable_receive_metadata(self.sock)
+            self.receive_buffer = (
+                request_receive_buffer(self.sock, receive_buffer)
+                if receive_buffer
+                else self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            )
+            bind_socket(self.sock, bind_address, port)
+            self.sock.setblocking(blocking)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.buffer = bytearray(max_size)
+        self.memberships: list[Membership] = []
+        self.drops = 0
+
+    @property
+    def port(self) -> int:
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    def join(
+        self,
+        group: str | IPAddress | Group,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+    ) -> Membership:
+        membership = join_group(self.sock, group, interface, source)
+        self.memberships.append(membership)
+        return membership
+
+    def leave(
+        self,
+        group: str | IPAddress | Group,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+    ) -> Membership:
+        membership = leave_group(self.sock, group, interface, source)
+        self.memberships.remove(membership)
+        return membership
+
+    def _seen(self, datagram: Datagram) -> Datagram:
+        self.drops = max(self.drops, datagram.drops)
+        return datagram
+
+    def receive(self, timeout: float | None = None) -> Datagram:
+        """The next datagram; raises :class:`TimeoutError` after ``timeout`` seconds."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        return self._seen(receive_datagram(self.sock, self.buffer))
+
+    def receive_ready(self, limit: int = 1024) -> list[Datagram]:
+        """Every datagram already queued (at most ``limit``), without blocking."""
+        ready = receive_ready(self.sock, self.buffer, limit)
+        if ready:
+            self._seen(ready[-1])
+        return ready
+
+
+class Sender(_Endpoint):
+    """A socket that sends multicast datagrams with a set TTL, interface and loopback."""
+
+    def __init__(
+        self,
+        family: socket.AddressFamily = socket.AF_INET,
+        *,
+        ttl: int = 1,
+        interface: InterfaceSpec | None = None,
+        loopback: bool = True,
+        source: str | IPAddress | None = None,
+        source_port: int = 0,
+    ) -> None:
+        self.sock = new_socket(family)
+        try:
+            set_ttl(self.sock, ttl)
+            set_loopback(self.sock, loopback)
+            if interface is not None:
+                set_send_interface(self.sock, interface)
+            if source is not None or source_port:
+                bind_socket(self.sock, source, source_port)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def send(self, payload: Payload, group: str | IPAddress | Group, port: int) -> int:
+        """Send ``payload`` to ``group`` and ``port``; returns the bytes sent."""
+        return send_datagram(self.sock, payload, group, port)
+
+
+def open_receiver(
+    groups: Sequence[str | IPAddress | Group],
+    port: int,
+    *,
+    interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
+    sources: Sequence[str | IPAddress | None] = (),
+    every_interface: bool = False,
+    bind_address: str | IPAddress | None = None,
+    reuse_port: bool = False,
+    isolate: bool = True,
+    receive_buffer: int | None = None,
+    max_size: int = constants.MAX_DATAGRAM,
+    blocking: bool = True,
+) -> Receiver:
+    """A :class:`Receiver` on ``port`` that joined every group on every interface given.
+
+    ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
+    multicast-capable interface with an address of the groups' family. With ``sources`` the
+    joins are source-specific, one per (source, group).
+    """
+    parsed = [parse_group(g) for g in groups]
+    if not parsed:
+        raise GroupError("no group to join")
+    family = parsed[0].family
+    if any(g.family != family for g in parsed):
+        raise GroupError("groups mix IPv4 and IPv6; open one receiver per family")
+    where: list[InterfaceSpec | None]
+    if every_interface:
+        where = list(multicast_interfaces(family))
+    elif interfaces is None:
+        where = [None]
+    elif isinstance(interfaces, str | int | Interface) or not isinstance(interfaces, Sequence):
+        where = [interfaces]
+    else:
+        where = list(interfaces)
+    receiver = Receiver(
+        port,
+        family=family,
+        bind_address=bind_address,
+        reuse_port=reuse_port,
+        isolate=isolate,
+        receive_buffer=receive_buffer,
+        max_size=max_size,
+        blocking=blocking,
+    )
+    try:
+        for group in parsed:
+            for interface in where:
+                for source in sources or (None,):
+                    receiver.join(group, interface, source)
+    except BaseException:
+        receiver.close()
+        raise
+    return receiver
