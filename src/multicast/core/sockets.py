@@ -50,6 +50,7 @@ __all__ = [
     "receive_ready",
     "request_receive_buffer",
     "send_datagram",
+    "send_many",
     "set_isolation",
     "set_loopback",
     "set_reuse",
@@ -400,6 +401,26 @@ def send_datagram(
         scope = interface_index(zone) if zone else 0
         return sock.sendto(payload, (host, port, 0, scope))
     return sock.sendto(payload, (host, port))
+
+
+def send_many(
+    sock: socket.socket,
+    payloads: Iterable[Payload],
+    address: str | IPAddress | Group,
+    port: int,
+) -> int:
+    """Send each payload as one datagram to ``address`` and ``port``; returns how many were sent.
+
+    Stops early, returning the count so far, when a non-blocking socket would block.
+    """
+    sent = 0
+    for payload in payloads:
+        try:
+            send_datagram(sock, payload, address, port)
+        except BlockingIOError:
+            break
+        sent += 1
+    return sent
 
 
 def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> Datagram:
