@@ -39,5 +39,9 @@ test: lint typecheck unit
 soak: $(STAMP) system-deps
 	$(NETNS) $(BIN)/python -m pytest -m soak
 
+bench: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(NETNS) $(BIN)/python benchmarks/run.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
