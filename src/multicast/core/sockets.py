@@ -49,8 +49,10 @@ __all__ = [
     "receive_datagram",
     "receive_ready",
     "request_receive_buffer",
+    "request_send_buffer",
     "send_datagram",
     "send_many",
+    "set_broadcast",
     "set_isolation",
     "set_loopback",
     "set_reuse",
@@ -197,6 +199,27 @@ def request_receive_buffer(sock: socket.socket, size: int) -> int:
             sock.setsockopt(socket.SOL_SOCKET, constants.SO_RCVBUFFORCE, size)
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     return granted
+
+
+def request_send_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a send buffer of ``size`` bytes; return what the kernel granted (``SO_SNDBUF``).
+
+    As for receive buffers, Linux reports twice the size it accepted and caps the request
+    at ``net.core.wmem_max``.
+    """
+    if size <= 0:
+        raise ValueError(f"send buffer size must be positive, not {size}")
+    _setsockopt(sock, socket.SOL_SOCKET, socket.SO_SNDBUF, size, f"set SO_SNDBUF to {size}")
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return granted
+
+
+def set_broadcast(sock: socket.socket, enabled: bool = True) -> None:
+    """Whether this IPv4 socket may send to broadcast addresses (``SO_BROADCAST``)."""
+    state = "on" if enabled else "off"
+    _setsockopt(
+        sock, socket.SOL_SOCKET, socket.SO_BROADCAST, int(enabled), f"turn broadcast {state}"
+    )
 
 
 def enable_receive_metadata(sock: socket.socket) -> None:
@@ -392,15 +415,21 @@ def send_datagram(
 ) -> int:
     """Send one datagram to ``address`` (a group, or a unicast address for replies) and ``port``."""
     check_payload_size(sock.family, len(payload))
+    return sock.sendto(payload, _destination(sock, address, port))
+
+
+def _destination(
+    sock: socket.socket, address: str | IPAddress | Group, port: int
+) -> tuple[str, int] | tuple[str, int, int, int]:
+    """The ``sendto`` address tuple of ``address`` and ``port`` (IPv6: with the zone's index)."""
     if isinstance(address, Group):
         host, zone = address.address.compressed, address.interface
     else:
         text = str(address)
         host, _, zone = text.partition("%")
     if sock.family == socket.AF_INET6:
-        scope = interface_index(zone) if zone else 0
-        return sock.sendto(payload, (host, port, 0, scope))
-    return sock.sendto(payload, (host, port))
+        return (host, port, 0, interface_index(zone) if zone else 0)
+    return (host, port)
 
 
 def send_many(
@@ -411,8 +440,14 @@ def send_many(
 ) -> int:
     """Send each payload as one datagram to ``address`` and ``port``; returns how many were sent.
 
-    Stops early, returning the count so far, when a non-blocking socket would block.
+    Stops early, returning the count so far, when a non-blocking socket would block. On
+    Linux the datagrams go out in batches (``sendmmsg``, :mod:`multicast.core.batch`), so a
+    generator may be advanced up to a batch beyond the last payload sent.
     """
+    if batch.AVAILABLE and not sock.gettimeout():  # blocking or non-blocking, no timeout
+        name = batch.encode_address(sock.family, _destination(sock, address, port))
+        if name is not None:
+            return batch.sender().send(sock, payloads, name)
     sent = 0
     for payload in payloads:
         try:
@@ -447,7 +482,14 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
 
 
 def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> list[Datagram]:
-    """Every datagram already queued on ``sock`` (at most ``limit``), without blocking."""
+    """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
+
+    Payloads are cut at ``len(buffer)`` bytes. On Linux they are read in batches
+    (``recvmmsg``, :mod:`multicast.core.batch`) into this thread's preallocated buffers,
+    and ``buffer`` gives only that length.
+    """
+    if batch.AVAILABLE:
+        return batch.receiver(len(buffer)).receive(sock, limit)
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
@@ -658,3 +700,7 @@ def open_receiver(
         receiver.close()
         raise
     return receiver
+
+
+# The batched fast path builds on the definitions above, so it is imported last.
+from multicast.core import batch  # noqa: E402

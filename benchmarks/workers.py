@@ -1,0 +1,337 @@
+"""The programs that :mod:`run` measures, one per process: receivers, senders, echo and ping.
+
+Run as ``python benchmarks/workers.py ROLE [options]`` by ``run.py``, inside its private
+network namespace. Sockets are configured through :mod:`multicast.core` even for the plain
+Python paths: those differ from ours only in how they read and write datagrams.
+
+Protocol with ``run.py``: a serving worker (receiver, echo server) prints ``ready`` once it
+has joined, answers SIGUSR1 with a JSON line ``{"received": N}``, and on SIGINT prints its
+final JSON line and exits. A client worker prints one JSON line when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import selectors
+import signal
+import socket
+import statistics
+import struct
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from multicast.core import (
+    Receiver,
+    Sender,
+    join_group,
+    new_socket,
+    open_receiver,
+    request_receive_buffer,
+    send_many,
+    set_reuse,
+    set_send_interface,
+)
+
+BUFFER = 4 << 20  # receive buffer of every receiver (the namespace allows 4 MiB)
+MAX_SIZE = 65_535  # largest datagram a receiver reads whole
+REPLY_WAIT = 1.0  # seconds a client waits for the last replies
+
+
+def _say(record: dict[str, object]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+class _Serving:
+    """A serving worker's count, reported on SIGUSR1 (SIGINT stops it: KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        signal.signal(signal.SIGUSR1, self._report)
+
+    def _report(self, signum: int, frame: FrameType | None) -> None:
+        _say({"received": self.received})
+
+    def ready(self) -> None:
+        print("ready", flush=True)
+
+    def finish(self, **extra: object) -> None:
+        _say({"received": self.received, **extra})
+
+
+def _plain_socket(options: argparse.Namespace) -> socket.socket:
+    """A socket joined to the group on lo, with the receive buffer, and nothing else."""
+    sock = new_socket(options.family)
+    set_reuse(sock)
+    request_receive_buffer(sock, BUFFER)
+    sock.bind(("", options.port))
+    join_group(sock, options.group, "lo")
+    return sock
+
+
+def _ours(options: argparse.Namespace, *, blocking: bool = False) -> Receiver:
+    return open_receiver(
+        [options.group],
+        options.port,
+        interfaces="lo",
+        receive_buffer=BUFFER,
+        max_size=MAX_SIZE,
+        blocking=blocking,
+    )
+
+
+# --- receivers --------------------------------------------------------------------------------
+
+
+def receive_ours(options: argparse.Namespace) -> None:
+    """The core receiver: wait for the socket, then drain it in batches, with metadata."""
+    serving = _Serving()
+    with _ours(options) as receiver, selectors.DefaultSelector() as selector:
+        selector.register(receiver, selectors.EVENT_READ)
+        serving.ready()
+        try:
+            while True:
+                selector.select()
+                serving.received += len(receiver.receive_ready())
+        except KeyboardInterrupt:
+            serving.finish(kernel_drops=receiver.drops)
+
+
+def receive_plain(options: argparse.Namespace) -> None:
+    """The usual Python loop: one blocking ``recvfrom`` per datagram."""
+    serving = _Serving()
+    sock = _plain_socket(options)
+    serving.ready()
+    try:
+        while True:
+            sock.recvfrom(MAX_SIZE)
+            serving.received += 1
+    except KeyboardInterrupt:
+        serving.finish()
+
+
+def receive_aio(options: argparse.Namespace) -> None:
+    """This package's asyncio receiver, ``async for``."""
+    from multicast import aio
+
+    async def main() -> None:
+        serving = _Serving()
+        loop = asyncio.get_running_loop()
+        async with aio.open_receiver(
+            options.group, options.port, interfaces="lo", receive_buffer=BUFFER
+        ) as receiver:
+            loop.add_signal_handler(signal.SIGINT, receiver.close)
+            serving.ready()
+            async for _ in receiver:
+                serving.received += 1
+            serving.finish(kernel_drops=receiver.kernel_drops)
+
+    asyncio.run(main())
+
+
+class _Counting(asyncio.DatagramProtocol):
+    def __init__(self, serving: _Serving) -> None:
+        self.serving = serving
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.serving.received += 1
+
+
+def receive_protocol(options: argparse.Namespace) -> None:
+    """The standard asyncio path: ``create_datagram_endpoint`` with a ``DatagramProtocol``."""
+
+    async def main() -> None:
+        serving = _Serving()
+        loop = asyncio.get_running_loop()
+        sock = _plain_socket(options)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Counting(serving), sock=sock
+        )
+        stopped = asyncio.Event()
+        loop.add_signal_handler(signal.SIGINT, stopped.set)
+        serving.ready()
+        await stopped.wait()
+        transport.close()
+        serving.finish()
+
+    asyncio.run(main())
+
+
+def echo_plain(options: argparse.Namespace) -> None:
+    """A plain Python echo server: ``recvfrom``, then ``sendto`` the payload back, unicast."""
+    serving = _Serving()
+    sock = _plain_socket(options)
+    serving.ready()
+    try:
+        while True:
+            payload, source = sock.recvfrom(MAX_SIZE)
+            sock.sendto(payload, source)
+            serving.received += 1
+    except KeyboardInterrupt:
+        serving.finish()
+
+
+# --- senders ----------------------------------------------------------------------------------
+
+
+def _timed(send: Callable[[], int]) -> None:
+    """Run a send loop; report datagrams sent, process CPU and wall seconds it took."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    sent = send()
+    _say(
+        {
+            "sent": sent,
+            "cpu": time.process_time() - cpu,
+            "seconds": time.perf_counter() - wall,
+        }
+    )
+
+
+def _sender(options: argparse.Namespace) -> Sender:
+    return Sender(options.family, interface="lo", loopback=True)
+
+
+def send_ours(options: argparse.Namespace) -> None:
+    """The core's ``send_many``: batches of 1024 payloads, ``sendmmsg`` underneath."""
+    payloads = [bytes(options.size)] * 1024
+    with _sender(options) as sender:
+
+        def loop() -> int:
+            sent = 0
+            while sent < options.count:
+                sent += send_many(
+                    sender.sock, payloads[: options.count - sent], options.group, options.port
+                )
+            return sent
+
+        _timed(loop)
+
+
+def send_single(options: argparse.Namespace) -> None:
+    """The core's ``Sender.send``: one datagram per call."""
+    payload = bytes(options.size)
+    with _sender(options) as sender:
+
+        def loop() -> int:
+            for _ in range(options.count):
+                sender.send(payload, options.group, options.port)
+            return int(options.count)
+
+        _timed(loop)
+
+
+def send_plain(options: argparse.Namespace) -> None:
+    """The usual Python loop: one ``sendto`` per datagram."""
+    payload = bytes(options.size)
+    with _sender(options) as sender:
+        sock, address = sender.sock, (options.group, options.port)
+
+        def loop() -> int:
+            for _ in range(options.count):
+                sock.sendto(payload, address)
+            return int(options.count)
+
+        _timed(loop)
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def _payload(size: int, index: int) -> bytes:
+    """Printable text of ``size`` bytes starting with ``index`` (HEAR answers only UTF-8)."""
+    return f"{index:010d}".encode().ljust(size, b"x")
+
+
+def echo_client(options: argparse.Namespace) -> None:
+    """Send ``count`` datagrams at ``rate`` per second; count the unicast answers."""
+    with _sender(options) as sender, selectors.DefaultSelector() as selector:
+        sock = sender.sock
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        buffer = bytearray(MAX_SIZE)
+        answered = sent = 0
+        start = time.perf_counter()
+        deadline = start + options.count / options.rate + REPLY_WAIT
+        while time.perf_counter() < deadline and answered < options.count:
+            due = min(options.count, int((time.perf_counter() - start) * options.rate) + 1)
+            if due > sent:
+                batch = [_payload(options.size, i) for i in range(sent, due)]
+                sent += send_many(sock, batch, options.group, options.port)
+            wait = (sent / options.rate) - (time.perf_counter() - start)
+            if selector.select(max(wait, 0) if sent < options.count else 0.05):
+                while True:
+                    try:
+                        sock.recv_into(buffer)
+                    except BlockingIOError:
+                        break
+                    answered += 1
+        _say({"sent": sent, "answered": answered})
+
+
+_PROBE = struct.Struct("!Qd")  # sequence number, send time
+
+
+def ping_plain(options: argparse.Namespace) -> None:
+    """Probe the group ``count`` times at ``rate`` per second, one blocking wait per probe."""
+    with _sender(options) as sender:
+        sock = sender.sock
+        rtts: list[float] = []
+        start = time.perf_counter()
+        for index in range(options.count):
+            time.sleep(max(0.0, start + index / options.rate - time.perf_counter()))
+            sent_at = time.perf_counter()
+            sock.sendto(
+                _PROBE.pack(index, sent_at).ljust(options.size, b"\0"),
+                (options.group, options.port),
+            )
+            sock.settimeout(max(1 / options.rate, 0.05))
+            try:
+                while True:
+                    reply = sock.recv(MAX_SIZE)
+                    if _PROBE.unpack_from(reply)[0] == index:
+                        rtts.append(time.perf_counter() - _PROBE.unpack_from(reply)[1])
+                        break
+            except TimeoutError:
+                continue
+        _say({"sent": options.count, "received": len(rtts), "rtt_us": _percentiles(rtts)})
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    if len(seconds) < 2:
+        return {}
+    cuts = statistics.quantiles([s * 1e6 for s in seconds], n=100, method="inclusive")
+    return {"p50": cuts[49], "p99": cuts[98]}
+
+
+ROLES: dict[str, Callable[[argparse.Namespace], None]] = {
+    "receive-ours": receive_ours,
+    "receive-plain": receive_plain,
+    "receive-aio": receive_aio,
+    "receive-protocol": receive_protocol,
+    "echo-plain": echo_plain,
+    "send-ours": send_ours,
+    "send-single": send_single,
+    "send-plain": send_plain,
+    "echo-client": echo_client,
+    "ping-plain": ping_plain,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("role", choices=sorted(ROLES))
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=10_000.0)
+    options = parser.parse_args(argv)
+    options.family = socket.AF_INET6 if ":" in options.group else socket.AF_INET
+    ROLES[options.role](options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

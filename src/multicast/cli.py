@@ -1,0 +1,267 @@
+"""The ``multicast`` command line: SAY, RECV, HEAR, NOOP and the tools of ``multicast.tools``.
+
+``multicast [-h | -v] [--use-std] [--daemon] CMD [options]``; ``--use-std`` and ``--daemon``
+are also accepted after ``CMD``. :func:`main` runs one command line and returns
+``(exit_code, result)``; :func:`cli` is the console script and returns the exit code. Every
+error is one line on standard error and an exit code from the table in ``docs/cli.md``; a
+traceback is never shown.
+
+>>> main(["NOOP"])
+(0, (True, None))
+>>> main(["SAY", "--port", "70000"])
+(64, (False, 'multicast SAY: argument --port: port 70000 is out of range (1-65535)'))
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+import multicast
+from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
+from multicast.env import load_config
+from multicast.exceptions import (
+    MulticastError,
+    Terminated,
+    UsageError,
+    exit_on_exception,
+    get_exit_code_from_exception,
+)
+from multicast.hear import McastHEAR, add_stop_option
+from multicast.recv import McastRECV
+from multicast.send import McastSAY
+
+__all__ = [
+    "TASK_OPTIONS",
+    "McastDispatch",
+    "McastNope",
+    "McastRecvHearDispatch",
+    "cli",
+    "contributed_tools",
+    "main",
+]
+
+_logger = logging.getLogger("multicast")
+
+
+class McastNope(mtool):
+    """The NOOP tool: does nothing, successfully."""
+
+    __module__ = "multicast.__main__"
+    __proc__ = "NOOP"
+    __prologue__ = "No Operation."
+    __epilogue__ = "Does nothing; exits with 0."
+
+    @classmethod
+    def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
+        """NOOP has no options."""
+
+    def doStep(self, *args: Any, **kwargs: Any) -> tuple[bool, None]:
+        return True, None
+
+
+class McastRecvHearDispatch(mtool):
+    """RECV and HEAR: receive (RECV, or HEAR without ``--daemon``) or serve (``--daemon``)."""
+
+    __module__ = "multicast.__main__"
+    __proc__ = "HEAR"
+    __prologue__ = "Receive datagrams, or with --daemon answer each one (the echo server)."
+    __epilogue__ = "Without --daemon, HEAR receives like RECV, as in the reference."
+
+    @classmethod
+    def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
+        """RECV's options and HEAR's ``--allow-stop`` (None: nothing to do)."""
+        if parser is None:
+            return
+        McastRECV.setupArgs(parser)
+        add_stop_option(parser)
+
+    @staticmethod
+    def _help_daemon_dispatch(**kwargs: Any) -> bool:
+        """Whether to serve (``is_daemon``) rather than receive."""
+        return bool(kwargs.get("is_daemon", False))
+
+    def doStep(self, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+        """Serve with :class:`McastHEAR` under ``--daemon``, else receive with
+        :class:`McastRECV`; options of the other mode are a :class:`UsageError`."""
+        if self._help_daemon_dispatch(**kwargs):
+            if kwargs.get("count") is not None or kwargs.get("timeout") is not None:
+                raise UsageError(
+                    "--count and --timeout are for receiving; --daemon serves until stopped"
+                )
+            return McastHEAR().doStep(**kwargs)
+        if kwargs.get("allow_stop"):
+            raise UsageError("--allow-stop needs --daemon: only the echo server can be stopped")
+        return McastRECV().doStep(**kwargs)
+
+
+TASK_OPTIONS: dict[str, mtool] = {
+    "NOOP": McastNope(),
+    "RECV": McastRecvHearDispatch(),
+    "SAY": McastSAY(),
+    "HEAR": McastRecvHearDispatch(),
+}
+"""The built-in commands: name -> tool."""
+
+_COMMAND_HELP = {
+    "HEAR": "receive like RECV; with --daemon, answer every datagram (the echo server)",
+    "NOOP": "do nothing",
+    "RECV": "receive datagrams from groups",
+    "SAY": "send a message or standard input to groups",
+}
+
+
+def contributed_tools() -> Mapping[str, Tool]:
+    """``multicast.tools.TOOLS``: the subcommands beyond SAY/RECV/HEAR/NOOP (none if the
+    ``multicast.tools`` package is not installed)."""
+    try:
+        module = importlib.import_module("multicast.tools")
+    except ModuleNotFoundError as error:
+        if error.name != "multicast.tools":
+            raise
+        return {}
+    tools: Mapping[str, Tool] = module.TOOLS
+    return tools
+
+
+class McastDispatch(mtool):
+    """The whole command line: parse it and run the command it names."""
+
+    __module__ = "multicast.__main__"
+    __proc__ = "multicast"
+    __prologue__ = "The Main Entrypoint."
+    __epilogue__ = "Called from the command line, this main component handles the CLI dispatch."
+
+    @classmethod
+    def setupArgs(cls, parser: Any) -> None:
+        """One subparser per built-in command and per contributed tool (``parser`` is the
+        subparsers action)."""
+        for name, task in sorted(TASK_OPTIONS.items()):
+            sub = parser.add_parser(
+                name, help=_COMMAND_HELP[name], description=type(task).__prologue__
+            )
+            type(task).setupArgs(sub)
+            add_mode_flags(sub, default=argparse.SUPPRESS)
+        for name, tool in sorted(contributed_tools().items()):
+            tool.add_arguments(parser.add_parser(name, help=tool.help, description=tool.help))
+
+    @staticmethod
+    def useTool(tool: str | None, **kwargs: Any) -> tuple[bool, Any]:
+        """Run the built-in command ``tool`` with ``kwargs``; ``(False, None)`` if unknown.
+
+        Errors propagate (the reference turned them into text here and lost the exit code).
+        """
+        if tool not in TASK_OPTIONS:
+            return False, None
+        return TASK_OPTIONS[tool](**kwargs)
+
+    def doStep(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        """Parse ``args[0]`` (a list of strings) and run it: ``(exit_code, result)``."""
+        parser = self.buildArgs(None)
+        arguments = parser.parse_args(self.checkToolArgs(args[0] if args else None))
+        command: str | None = arguments.cmd_tool
+        if command is None:
+            parser.print_help()
+            raise UsageError(f"multicast: no command given; choose one of {_choices()}")
+        if command not in TASK_OPTIONS:
+            code = contributed_tools()[command].run(arguments)
+            return code, (code == 0, None)
+        options = vars(arguments)
+        del options["cmd_tool"]
+        groups = chosen_groups(
+            arguments, default=None if command == "SAY" else multicast._MCAST_DEFAULT_GROUPS
+        )
+        check_sources(groups, options.get("sources") or [])
+        options["groups"] = groups
+        result = self.useTool(command, **options)
+        return (0 if result[0] else 70), result
+
+
+def _choices() -> str:
+    return ", ".join(sorted({*TASK_OPTIONS, *contributed_tools()}))
+
+
+def _error_line(error: BaseException) -> str:
+    """One line of text for the error that ended a command."""
+    if isinstance(error, UsageError):
+        text = str(error)
+    elif isinstance(error, Terminated):
+        text = "multicast: terminated by SIGTERM"
+    elif isinstance(error, KeyboardInterrupt):
+        text = "multicast: interrupted by SIGINT"
+    elif isinstance(error, MulticastError | OSError | ValueError):
+        text = f"multicast: {error}"
+    else:
+        text = f"multicast: internal error: {type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+def _report_environment() -> None:
+    """Show each invalid ``MULTICAST_*`` variable as one warning line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config()
+    for warning in caught:
+        print(f"multicast: warning: {warning.message}", file=sys.stderr)
+
+
+@exit_on_exception
+def main(argv: Sequence[str] | None = None) -> tuple[int, Any]:
+    """Run one command line (None: ``sys.argv[1:]``); return ``(exit_code, result)``.
+
+    ``result`` is the command's ``(success, value)``; for an error it is ``(False, the
+    error line)``, and that line is also printed on standard error.
+    """
+    _report_environment()
+    try:
+        return McastDispatch()(sys.argv[1:] if argv is None else argv)
+    except SystemExit as done:  # --help and --version
+        code = done.code if isinstance(done.code, int) else 0
+        return code, (code == 0, None)
+    except BaseException as error:
+        line = _error_line(error)
+        print(line, file=sys.stderr)
+        return get_exit_code_from_exception(error), (False, line)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
+    raise Terminated("SIGTERM")
+
+
+@contextlib.contextmanager
+def _process_settings() -> Iterator[None]:
+    """While a command runs as the process: log lines on standard error, SIGTERM unwinds."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("multicast: %(message)s"))
+    level = _logger.level
+    _logger.addHandler(handler)
+    _logger.setLevel(logging.INFO)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        _logger.removeHandler(handler)
+        _logger.setLevel(level)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The ``multicast`` command (None: ``sys.argv[1:]``); returns the exit code."""
+    with _process_settings():
+        code, _ = main(argv)
+    if code == 141:  # standard output is a closed pipe: nothing more can be written to it
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code

@@ -1,0 +1,433 @@
+"""Batched datagram I/O on Linux: ``recvmmsg`` and ``sendmmsg`` through :mod:`ctypes`.
+
+One system call moves up to :data:`SLOTS` datagrams. Everything the kernel reads from or
+writes into (payload slots, source addresses, control messages, iovecs and message headers)
+is allocated once per :class:`BatchReceiver` or :class:`BatchSender`; per datagram only the
+payload handed to the caller is copied out. Source addresses and ancillary data repeat from
+datagram to datagram, so their decoded forms are remembered by their raw bytes and the
+core's :func:`~multicast.core.sockets.parse_ancillary` runs only on records not seen before.
+
+:func:`~multicast.core.sockets.receive_ready` and :func:`~multicast.core.sockets.send_many`
+use this module when :data:`AVAILABLE`; each thread keeps its own buffers
+(:func:`receiver`, :func:`sender`). Without a C compiler at install time: ctypes only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import mmap
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+from multicast.core import constants, sockets
+from multicast.exceptions import UnsupportedError
+
+__all__ = [
+    "AVAILABLE",
+    "SLOTS",
+    "BatchReceiver",
+    "BatchSender",
+    "encode_address",
+    "receiver",
+    "sender",
+]
+
+SLOTS = 64  # datagrams per system call
+_SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
+_MEMORY_LIMIT = 1024  # decoded sources / ancillary records remembered before starting afresh
+_TRUNCATED = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic is slow per datagram
+_RECEIVE_FLAGS = int(socket.MSG_DONTWAIT) | _TRUNCATED
+_WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("length", ctypes.c_size_t))
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = (
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),  # socklen_t
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    )
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = (("hdr", _Msghdr), ("length", ctypes.c_uint))
+
+
+_SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
+_MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
+_NAME_SPACE = 32  # a sockaddr_in6 (28 bytes), kept 8-aligned
+_CONTROL_SPACE = sockets._ANCILLARY_SPACE
+_ORIGIN_SPACE = _NAME_SPACE + _CONTROL_SPACE
+
+
+def _fields(size: int, fields: Sequence[tuple[int, str]]) -> struct.Struct:
+    """A struct reading the ``(offset, code)`` fields of a C structure of ``size`` bytes."""
+    parts, at = ["="], 0
+    for offset, code in fields:
+        parts.append(f"{offset - at}x{code}")
+        at = offset + struct.calcsize("=" + code)
+    parts.append(f"{size - at}x")
+    return struct.Struct("".join(parts))
+
+
+_HEADER = _fields(  # what the kernel reports per message: namelen, controllen, flags, length
+    _MMSGHDR_SIZE,
+    [
+        (_Msghdr.namelen.offset, "I"),
+        (_Msghdr.controllen.offset, _SIZE_T),
+        (_Msghdr.flags.offset, "i"),
+        (_Mmsghdr.length.offset, "I"),
+    ],
+)
+_IOVEC = struct.Struct(f"={_SIZE_T}{_SIZE_T}")
+_FAMILY = struct.Struct("=H")  # sa_family_t, host order
+_PORT = struct.Struct("!H")
+_SCOPE = struct.Struct("=I")  # sin6_scope_id, host order
+_CMSG_HEADER = struct.Struct(f"={_SIZE_T}ii")  # cmsg_len, cmsg_level, cmsg_type
+_CMSG_DATA = socket.CMSG_LEN(0)
+_CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
+
+_SyscallFunction = Callable[..., int]
+_Origin = tuple[tuple[str, int], str | None, int | None, int | None, int]
+
+# Datagram is a frozen dataclass: its __init__ sets each field through object.__setattr__,
+# which costs twice as much as setting its slots directly. The hot loop does the latter; the
+# datagrams are the same (tests compare them field by field with receive_datagram's).
+_SETTERS = {
+    field.name: getattr(sockets.Datagram, field.name).__set__
+    for field in dataclasses.fields(sockets.Datagram)
+}
+
+
+def _libc_function(name: str) -> _SyscallFunction | None:
+    if not constants.LINUX:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    if name == "recvmmsg":
+        function.argtypes = (
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_void_p,
+        )
+    else:
+        function.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int)
+    result: _SyscallFunction = function
+    return result
+
+
+_recvmmsg = _libc_function("recvmmsg")
+_sendmmsg = _libc_function("sendmmsg")
+AVAILABLE = _recvmmsg is not None and _sendmmsg is not None
+"""Whether this platform has ``recvmmsg`` and ``sendmmsg`` (Linux with glibc or musl)."""
+
+
+def _syscall(function: _SyscallFunction | None, name: str) -> _SyscallFunction:
+    if function is None:
+        raise UnsupportedError(f"batched datagrams ({name}) are supported on Linux only")
+    return function
+
+
+def _address_of(buffer: bytearray | mmap.mmap) -> tuple[ctypes.Array[ctypes.c_char], int]:
+    """A ctypes view pinning ``buffer`` (it can no longer be resized or closed) and its address."""
+    view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+    return view, ctypes.addressof(view)
+
+
+def _call(function: _SyscallFunction, *arguments: int | None) -> int:
+    """Call a batch system call: its count, 0 when it would block; other errors raise."""
+    while True:
+        count = function(*arguments)
+        if count >= 0:
+            return count
+        code = ctypes.get_errno()
+        if code == errno.EINTR:
+            continue
+        if code in _WOULD_BLOCK:
+            return 0
+        raise OSError(code, os.strerror(code))
+
+
+def _control_records(control: bytes) -> list[tuple[int, int, bytes]]:
+    """Split a control buffer into ``(level, type, data)`` records, as ``recvmsg`` gives them."""
+    records = []
+    offset = 0
+    while offset + _CMSG_HEADER.size <= len(control):
+        length, level, kind = _CMSG_HEADER.unpack_from(control, offset)
+        if length < _CMSG_DATA or offset + length > len(control):
+            break
+        records.append((level, kind, control[offset + _CMSG_DATA : offset + length]))
+        offset += (length + _CMSG_ALIGN - 1) & ~(_CMSG_ALIGN - 1)
+    return records
+
+
+def _decode_source(name: bytes) -> tuple[str, int]:
+    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` (trailing bytes ignored)."""
+    (port,) = _PORT.unpack_from(name, 2)
+    if _FAMILY.unpack_from(name)[0] == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, name[4:8]), port
+    return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
+
+
+class BatchReceiver:
+    """Reads up to :data:`SLOTS` datagrams of up to ``size`` bytes per ``recvmmsg`` call.
+
+    A datagram longer than ``size`` comes back cut, with ``truncated`` set and its real
+    ``size``, exactly as :func:`~multicast.core.sockets.receive_datagram` reports it.
+    One thread at a time: :func:`receiver` gives each thread its own.
+    """
+
+    def __init__(self, size: int, slots: int = SLOTS) -> None:
+        if size < 0 or slots <= 0:
+            raise ValueError(f"need a size >= 0 and slots > 0, not {size} and {slots}")
+        self._recvmmsg = _syscall(_recvmmsg, "recvmmsg")
+        self.size = size
+        self.slots = slots
+        # An anonymous mapping: only the pages datagrams reach are ever committed.
+        self._payloads = mmap.mmap(-1, max(size, 1) * slots)
+        self._origins = bytearray(_ORIGIN_SPACE * slots)  # per slot: source address, control
+        self._iovecs = (_Iovec * slots)()
+        self._headers = bytearray(_MMSGHDR_SIZE * slots)
+        self._pins = [_address_of(region) for region in (self._payloads, self._origins)]
+        payloads, origins = (address for _, address in self._pins)
+        messages = (_Mmsghdr * slots).from_buffer(self._headers)
+        for index, (iovec, message) in enumerate(zip(self._iovecs, messages, strict=True)):
+            iovec.base, iovec.length = payloads + index * size, size
+            message.hdr.name = origins + index * _ORIGIN_SPACE
+            message.hdr.namelen = _NAME_SPACE
+            message.hdr.iov = ctypes.addressof(iovec)
+            message.hdr.iovlen = 1
+            message.hdr.control = origins + index * _ORIGIN_SPACE + _NAME_SPACE
+            message.hdr.controllen = _CONTROL_SPACE
+        self._messages = messages
+        self._address = ctypes.addressof(messages)
+        self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
+        self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
+        # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
+        self._known: dict[bytes, _Origin] = {}
+
+    def receive(self, sock: socket.socket, limit: int) -> list[sockets.Datagram]:
+        """Every datagram already queued on ``sock`` (at most ``limit``), without blocking."""
+        fd = sock.fileno()
+        ready: list[sockets.Datagram] = []
+        while len(ready) < limit:
+            wanted = min(self.slots, limit - len(ready))
+            used = wanted * _MMSGHDR_SIZE
+            self._headers[:used] = self._fresh[:used]
+            count = _call(self._recvmmsg, fd, self._address, wanted, _RECEIVE_FLAGS, None)
+            self._collect(count, ready)
+            if count < wanted:  # the queue ran dry
+                break
+        return ready
+
+    def _collect(self, count: int, ready: list[sockets.Datagram]) -> None:
+        """Turn the first ``count`` slots into datagrams: the per-datagram hot loop."""
+        append, known, size, new = ready.append, self._known, self.size, object.__new__
+        headers, origins, payloads = self._views
+        set_payload, set_source, set_group = (
+            _SETTERS["payload"],
+            _SETTERS["source"],
+            _SETTERS["group"],
+        )
+        set_interface, set_ttl, set_drops = (
+            _SETTERS["interface"],
+            _SETTERS["ttl"],
+            _SETTERS["drops"],
+        )
+        set_truncated, set_size = _SETTERS["truncated"], _SETTERS["size"]
+        received = _HEADER.iter_unpack(headers[: count * _MMSGHDR_SIZE])
+        for index, (_, controllen, flags, length) in enumerate(received):
+            at = index * _ORIGIN_SPACE
+            raw = origins[at : at + _NAME_SPACE + controllen].tobytes()
+            origin = known.get(raw)
+            if origin is None:
+                origin = self._learn(raw)
+            source, group, interface, ttl, drops = origin
+            at = index * size
+            datagram = new(sockets.Datagram)
+            set_payload(datagram, payloads[at : at + (length if length < size else size)].tobytes())
+            set_source(datagram, source)
+            set_group(datagram, group)
+            set_interface(datagram, interface)
+            set_ttl(datagram, ttl)
+            set_truncated(datagram, bool(flags & _TRUNCATED))
+            set_size(datagram, length)
+            set_drops(datagram, drops)
+            append(datagram)
+
+    def _learn(self, raw: bytes) -> _Origin:
+        """Decode a slot's source address and control messages (with the core's parser)."""
+        meta = sockets.parse_ancillary(_control_records(raw[_NAME_SPACE:]))
+        origin = (_decode_source(raw), meta.group, meta.interface, meta.ttl, meta.drops)
+        if len(self._known) >= _MEMORY_LIMIT:
+            self._known.clear()
+        self._known[raw] = origin
+        return origin
+
+
+def encode_address(
+    family: socket.AddressFamily, destination: tuple[str, int] | tuple[str, int, int, int]
+) -> bytes | None:
+    """The ``sockaddr`` of a numeric destination; None for anything ``sendto`` must resolve."""
+    host, port = destination[0], destination[1]
+    if not 0 <= port <= 0xFFFF:
+        return None
+    try:
+        packed = socket.inet_pton(family, host)
+    except OSError:
+        return None
+    head = _FAMILY.pack(family) + _PORT.pack(port)
+    if family == socket.AF_INET:
+        return head + packed + bytes(8)
+    scope = destination[3] if len(destination) == 4 else 0
+    return head + bytes(4) + packed + _SCOPE.pack(scope)
+
+
+class BatchSender:
+    """Sends up to :data:`SLOTS` datagrams to one destination per ``sendmmsg`` call.
+
+    Payloads are copied into one preallocated region; the message headers all point at one
+    preallocated destination address. One thread at a time: :func:`sender` gives each
+    thread its own.
+    """
+
+    def __init__(self, slots: int = SLOTS, capacity: int = _SEND_CAPACITY) -> None:
+        largest = max(constants.MAX_PAYLOAD.values())
+        if slots <= 0 or capacity < largest:
+            raise ValueError(f"need slots > 0 and a capacity >= {largest} bytes")
+        self._sendmmsg = _syscall(_sendmmsg, "sendmmsg")
+        self.slots = slots
+        self.capacity = capacity
+        self._payloads = mmap.mmap(-1, capacity)  # committed only as far as payloads reach
+        self._name = bytearray(_NAME_SPACE)
+        self._iovecs = bytearray(_IOVEC.size * slots)
+        self._headers = bytearray(_MMSGHDR_SIZE * slots)
+        self._pins = [_address_of(region) for region in (self._payloads, self._name, self._iovecs)]
+        self._payloads_address = self._pins[0][1]
+        name, iovecs = self._pins[1][1], self._pins[2][1]
+        self._messages = (_Mmsghdr * slots).from_buffer(self._headers)
+        for index, message in enumerate(self._messages):
+            message.hdr.name = name
+            message.hdr.iov = iovecs + index * _IOVEC.size
+            message.hdr.iovlen = 1
+        self._address = ctypes.addressof(self._messages)
+        self._namelen = 0
+        self.busy = False  # inside send(): a payload iterator that sends needs other buffers
+
+    def send(self, sock: socket.socket, payloads: Iterable[sockets.Payload], name: bytes) -> int:
+        """Send each payload to the destination ``name`` (see :func:`encode_address`).
+
+        Returns how many were sent; stops early when a non-blocking socket would block. A
+        payload too large for one datagram, or an error raised by ``payloads``, is raised
+        after the payloads before it were sent.
+        """
+        self.busy = True
+        try:
+            return self._send(sock.fileno(), sock.family, payloads, name)
+        finally:
+            self.busy = False
+
+    def _send(
+        self,
+        fd: int,
+        family: socket.AddressFamily,
+        payloads: Iterable[sockets.Payload],
+        name: bytes,
+    ) -> int:
+        self._set_destination(name)
+        view, limit = memoryview(self._payloads), constants.MAX_PAYLOAD[family]
+        iterator = iter(payloads)
+        carried: sockets.Payload | None = None  # taken from the iterator, not yet copied
+        sent = 0
+        while True:
+            count = used = 0
+            failure: Exception | None = None
+            exhausted = False
+            try:
+                while count < self.slots:
+                    payload = next(iterator) if carried is None else carried
+                    carried = None
+                    if isinstance(payload, memoryview):
+                        payload = payload.cast("B")  # as sendto would: its bytes, whatever format
+                    size = len(payload)
+                    if size > limit:
+                        sockets.check_payload_size(family, size)  # raises, naming the size
+                    if used + size > self.capacity:
+                        carried = payload
+                        break
+                    view[used : used + size] = payload
+                    _IOVEC.pack_into(
+                        self._iovecs, count * _IOVEC.size, self._payloads_address + used, size
+                    )
+                    used += size
+                    count += 1
+            except StopIteration:
+                exhausted = True
+            except Exception as error:  # raised once the payloads before it are sent
+                failure = error
+            done = self._transmit(fd, count)
+            sent += done
+            if done < count:
+                return sent
+            if failure is not None:
+                raise failure
+            if exhausted:
+                return sent
+
+    def _set_destination(self, name: bytes) -> None:
+        self._name[: len(name)] = name
+        if len(name) != self._namelen:
+            for message in self._messages:
+                message.hdr.namelen = len(name)
+            self._namelen = len(name)
+
+    def _transmit(self, fd: int, count: int) -> int:
+        done = 0
+        while done < count:
+            result = _call(
+                self._sendmmsg, fd, self._address + done * _MMSGHDR_SIZE, count - done, 0
+            )
+            if result == 0:  # would block
+                break
+            done += result
+        return done
+
+
+_local = threading.local()
+_SIZES_KEPT = 4  # receive buffer sizes a thread keeps batch receivers for
+
+
+def receiver(size: int) -> BatchReceiver:
+    """This thread's :class:`BatchReceiver` for datagrams of up to ``size`` bytes."""
+    kept: dict[int, BatchReceiver] = _local.__dict__.setdefault("receivers", {})
+    found = kept.get(size)
+    if found is None:
+        if len(kept) >= _SIZES_KEPT:
+            kept.clear()
+        found = kept[size] = BatchReceiver(size)
+    return found
+
+
+def sender() -> BatchSender:
+    """This thread's :class:`BatchSender` (a new one while that one is busy)."""
+    found: BatchSender | None = _local.__dict__.get("sender")
+    if found is None:
+        found = _local.sender = BatchSender()
+    return BatchSender() if found.busy else found

@@ -1,0 +1,706 @@
+"""The event layer of document 003: a poller, ``sendto``, ``listen``, multicasters and listeners.
+
+A :class:`Poller` watches objects that have a ``fileno()`` and a ``handle_read()`` and/or
+``handle_write()`` method, through :mod:`selectors` (epoll on Linux), and calls the handler
+of each event that occurred. :class:`MulticastListener` and :class:`Multicaster` are such
+objects over the core layer's non-blocking sockets; by default they register with the
+module's default poller, ``multicast._defaultPoller``, which the module-level functions
+:func:`register`, :func:`unregister`, :func:`poll` and :func:`loop` drive.
+
+Packets are ``bytes``. Unlike the original module, this one never busy-waits: ``loop()``
+sleeps in the selector until a socket is ready, a paced multicaster is due, or ``polling``
+is set to False (from any thread, which wakes it at once). A handler may close its object
+mid-poll; the poller skips events of objects that are gone. Importing the module opens no
+file descriptor: a poller opens its selector on first use.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import re
+import selectors
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, overload
+
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    Receiver,
+    Sender,
+    parse_group,
+    parse_port,
+)
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "DEFAULT_MTU",
+    "DEFAULT_PORT",
+    "LISTEN_BACKLOG",
+    "READ_BUDGET",
+    "WRITE_BUDGET",
+    "MulticastListener",
+    "Multicaster",
+    "Packets",
+    "Poller",
+    "listen",
+    "loop",
+    "poll",
+    "register",
+    "sendto",
+    "unregister",
+]
+
+DEFAULT_GROUP = "224.0.42.42"
+DEFAULT_PORT = 4242
+DEFAULT_MTU = 4096
+READ_BUDGET = 64
+"""Datagrams one ``handle_read()`` takes before the poller serves the other objects."""
+WRITE_BUDGET = 64
+"""Packets one ``handle_write()`` sends before the poller serves the other objects."""
+LISTEN_BACKLOG = 1024
+"""Packets :class:`Packets` keeps unread; beyond that the oldest are dropped and counted."""
+_CATCH_UP = 0.1  # a paced multicaster that fell behind makes up at most this many seconds
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+Packet = bytes | bytearray | memoryview
+Address = tuple[str, int]
+PacketCallback = Callable[[bytes, Address], object]
+"""A packet handler or filter: called with the payload and the sender's (host, port)."""
+
+
+class Pollable(Protocol):
+    """What a poller watches: a file descriptor, plus ``handle_read`` and/or ``handle_write``."""
+
+    def fileno(self) -> int: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Registration:
+    target: Pollable
+    on_read: Callable[[], object] | None
+    on_write: Callable[[], object] | None
+    events: int  # the events asked for (EVENT_READ | EVENT_WRITE)
+    write_paused_until: float | None = None  # time.monotonic() at which writing resumes
+
+    @property
+    def watched(self) -> int:
+        """The events the selector watches now: writing is left out while paused."""
+        return self.events & ~_WRITE if self.write_paused_until is not None else self.events
+
+
+class Poller:
+    """Calls ``handle_read()`` / ``handle_write()`` of registered objects when their fd is ready.
+
+    ``polling`` is True while :meth:`loop` should go on. Setting it to False from any thread
+    (or a handler) stops a running loop at once; unregistering the last object sets it too.
+    A poller is driven by one thread at a time.
+    """
+
+    def __init__(self) -> None:
+        self._registered: dict[int, _Registration] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_receiver: socket.socket | None = None
+        self._wake_sender: socket.socket | None = None
+        self._open_lock = threading.Lock()
+        self._stopped = threading.Event()  # set while polling is False: ends interval sleeps
+        self._polling = True
+
+    @property
+    def polling(self) -> bool:
+        return self._polling
+
+    @polling.setter
+    def polling(self, value: bool) -> None:
+        self._polling = value
+        if value:
+            self._stopped.clear()
+            return
+        self._stopped.set()
+        if self._wake_sender is not None:
+            with contextlib.suppress(OSError):  # full or closed: a wake-up is pending anyway
+                self._wake_sender.send(b"\0")
+
+    def _open(self) -> selectors.BaseSelector:
+        """The selector, made on first use, with the wake-up socket that ``polling`` writes."""
+        with self._open_lock:
+            if self._selector is None:
+                selector = selectors.DefaultSelector()
+                receiver, sender = socket.socketpair()
+                receiver.setblocking(False)
+                sender.setblocking(False)
+                selector.register(receiver, _READ, None)
+                self._selector, self._wake_receiver, self._wake_sender = selector, receiver, sender
+            return self._selector
+
+    def close(self) -> None:
+        """Forget every registration (closing none of them) and release the selector."""
+        self._registered.clear()
+        with self._open_lock:
+            for resource in (self._selector, self._wake_receiver, self._wake_sender):
+                if resource is not None:
+                    resource.close()
+            self._selector = self._wake_receiver = self._wake_sender = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def register(self, fd: Pollable, flags: int = 0) -> None:
+        """Watch ``fd`` for the events it has handlers for.
+
+        ``fd`` needs ``fileno()`` and ``handle_read()`` (called when readable) and/or
+        ``handle_write()`` (called when writable). ``flags`` (``selectors.EVENT_READ``,
+        ``selectors.EVENT_WRITE`` or both) narrows the events watched; 0 watches all of them.
+        """
+        fileno = _fileno_of(fd)
+        on_read = _handler(fd, "handle_read")
+        on_write = _handler(fd, "handle_write")
+        available = (_READ if on_read else 0) | (_WRITE if on_write else 0)
+        if not available:
+            raise TypeError(f"{fd!r} has neither a handle_read() nor a handle_write() method")
+        if flags & ~(_READ | _WRITE):
+            raise ValueError(
+                f"flags {flags!r}: use selectors.EVENT_READ and/or selectors.EVENT_WRITE"
+            )
+        events = flags or available
+        if events & ~available:
+            wanted = "handle_read()" if events & _READ & ~available else "handle_write()"
+            raise ValueError(f"flags {flags!r} ask for events that {fd!r} has no {wanted} for")
+        previous = self._registered.get(fileno)
+        if previous is not None:
+            if _fileno_of(previous.target) == fileno:
+                raise ValueError(f"{fd!r} (fd {fileno}) is already registered with this poller")
+            self._forget(fileno)  # its file was closed without unregistering; the fd is reused
+        registration = _Registration(fd, on_read, on_write, events)
+        self._registered[fileno] = registration
+        self._watch(fileno, registration)
+
+    def unregister(self, fd: Pollable | int) -> None:
+        """Stop watching ``fd`` (the registered object, or its fd number); it is not closed.
+
+        Raises :class:`KeyError` if it is not registered.
+        """
+        for fileno, registration in self._registered.items():
+            if registration.target is fd or fileno == fd:
+                break
+        else:
+            raise KeyError(f"{fd!r} is not registered with this poller")
+        self._forget(fileno)
+        if not self._registered:
+            self.polling = False
+
+    def pause_writing(self, fd: Pollable, until: float) -> None:
+        """Stop watching ``fd`` for writing until ``time.monotonic()`` reaches ``until``.
+
+        This is how a paced sender waits without spinning on an always-writable socket.
+        """
+        for fileno, registration in self._registered.items():
+            if registration.target is fd:
+                registration.write_paused_until = until
+                self._watch(fileno, registration)
+                return
+        raise KeyError(f"{fd!r} is not registered with this poller")
+
+    def _forget(self, fileno: int) -> None:
+        del self._registered[fileno]
+        if self._selector is not None:
+            with contextlib.suppress(KeyError):  # not watched while its writing is paused
+                self._selector.unregister(fileno)
+
+    def _watch(self, fileno: int, registration: _Registration) -> None:
+        """Make the selector watch what ``registration`` wants now (nothing: not at all)."""
+        selector = self._open()
+        wanted = registration.watched
+        try:
+            key = selector.get_key(fileno)
+        except KeyError:
+            if wanted:
+                selector.register(fileno, wanted, registration)
+            return
+        if not wanted:
+            selector.unregister(fileno)
+        elif key.events != wanted or key.data is not registration:
+            selector.modify(fileno, wanted, registration)
+
+    def _wait_time(self, timeout: float | None) -> float | None:
+        """``timeout``, shortened to the moment the first paused writer is due."""
+        due = [
+            r.write_paused_until
+            for r in self._registered.values()
+            if r.write_paused_until is not None
+        ]
+        if not due:
+            return timeout
+        until_due = max(0.0, min(due) - time.monotonic())
+        return until_due if timeout is None else min(timeout, until_due)
+
+    def _resume_due_writers(self) -> None:
+        now = time.monotonic()
+        for fileno, registration in list(self._registered.items()):
+            paused = registration.write_paused_until
+            if paused is not None and paused <= now:
+                registration.write_paused_until = None
+                self._watch(fileno, registration)
+
+    def poll(self, timeout: float | None = 0) -> None:
+        """Wait up to ``timeout`` seconds (0: not at all; None: until an event) and dispatch.
+
+        Each object gets ``handle_read()`` and then ``handle_write()`` for the events that
+        occurred, both when both occurred, unless a handler unregistered it first.
+        Exceptions from handlers propagate to the caller.
+        """
+        selector = self._open()
+        for key, mask in selector.select(self._wait_time(timeout)):
+            registration: _Registration | None = key.data
+            if registration is None:
+                self._drain_wake_ups()
+                continue
+            if mask & _READ and registration.on_read and self._current(key.fd, registration):
+                registration.on_read()
+            if mask & _WRITE and registration.on_write and self._current(key.fd, registration):
+                registration.on_write()
+        self._resume_due_writers()
+
+    def _current(self, fileno: int, registration: _Registration) -> bool:
+        return self._registered.get(fileno) is registration
+
+    def _drain_wake_ups(self) -> None:
+        assert self._wake_receiver is not None
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_receiver.recv(4096):
+                pass
+
+    def loop(self, timeout: float = 0, interval: float = 0) -> None:
+        """Set ``polling`` and poll until it is False again or nothing is registered.
+
+        ``timeout`` is the longest one poll waits (0, the default: until something
+        happens; the loop sleeps in the selector and does not spin). ``interval`` is a pause
+        in seconds after each poll. Setting ``polling`` to False ends both at once.
+        """
+        self._run(lambda: False, timeout=timeout, interval=interval)
+
+    def _run(
+        self,
+        done: Callable[[], bool],
+        *,
+        timeout: float = 0,
+        interval: float = 0,
+        deadline: float | None = None,
+    ) -> bool:
+        """Poll until ``done()`` (True), or polling stops, nothing is registered or ``deadline``."""
+        self.polling = True
+        while not done():
+            if not (self._polling and self._registered):
+                return False
+            wait = timeout or None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = left if wait is None else min(wait, left)
+            self.poll(wait)
+            if interval:
+                self._stopped.wait(interval)
+        return True
+
+
+def _fileno_of(target: object) -> int:
+    fileno = getattr(target, "fileno", None)
+    if not callable(fileno):
+        raise TypeError(f"{target!r} has no fileno() method, so it cannot be polled")
+    number = fileno()
+    if not isinstance(number, int):
+        raise TypeError(f"{target!r}.fileno() returned {number!r}, not an int")
+    return number
+
+
+def _handler(target: object, name: str) -> Callable[[], object] | None:
+    method = getattr(target, name, None)
+    return method if callable(method) else None
+
+
+_defaultPoller = Poller()  # noqa: N816 (the name document 003 gives it)
+register = _defaultPoller.register
+unregister = _defaultPoller.unregister
+poll = _defaultPoller.poll
+loop = _defaultPoller.loop
+
+
+class _Dispatcher:
+    """A socket from the core layer, registered with a poller until closed."""
+
+    _endpoint: Receiver | Sender
+
+    def __init__(self, poller: Poller | None) -> None:
+        self.poller = poller if poller is not None else _defaultPoller
+        try:
+            self.poller.register(self)
+        except BaseException:
+            self._endpoint.close()
+            raise
+
+    def fileno(self) -> int:
+        return self._endpoint.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._endpoint.closed
+
+    def close(self) -> None:
+        """Unregister from the poller and close the socket (which leaves its groups)."""
+        if self.closed:
+            return
+        with contextlib.suppress(KeyError):  # already unregistered by hand
+            self.poller.unregister(self)
+        self._endpoint.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _packet_filter(
+    value: PacketCallback | str | bytes | re.Pattern[bytes] | None,
+) -> PacketCallback | None:
+    """A predicate from a callable or a regular expression (anchored at the packet's start)."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        value = re.compile(value)
+    if isinstance(value, re.Pattern) and isinstance(value.pattern, bytes):
+        match = value.match
+        return lambda packet, _addr: match(packet) is not None
+    raise TypeError(
+        f"filter {value!r} is neither a callable filter(packet, addr) nor a regular "
+        "expression (str, bytes or a compiled bytes pattern)"
+    )
+
+
+class MulticastListener(_Dispatcher, ABC):
+    """Joins ``ip`` on ``port`` and calls :meth:`handle_packet` for every packet it accepts.
+
+    ``filter`` is a callable ``filter(packet, addr)`` returning whether to accept the packet,
+    or a regular expression (str, bytes or compiled bytes pattern) that accepted packets
+    match from their first byte; None accepts every packet. ``port`` 0 takes a free port
+    (see :attr:`port`). Packets are read up to ``mtu``
+    bytes; longer ones arrive cut and are counted in :attr:`truncated`. Only datagrams sent
+    to the group are handled (not unicast to the port). ``interface`` picks where to join,
+    ``source`` makes the join source-specific (SSM), ``poller`` replaces the default poller.
+    """
+
+    def __init__(
+        self,
+        filter: PacketCallback | str | bytes | re.Pattern[bytes] | None = None,
+        ip: str | IPAddress | Group = DEFAULT_GROUP,
+        port: int | str = DEFAULT_PORT,
+        mtu: int = DEFAULT_MTU,
+        *,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+        poller: Poller | None = None,
+    ) -> None:
+        self.group = parse_group(ip)
+        if not 1 <= mtu <= 65535:
+            raise ValueError(f"mtu {mtu} is out of range (1-65535 bytes)")
+        self.filter = filter
+        self._accepts = _packet_filter(filter)
+        self.truncated = 0
+        self._destination = self.group.address.compressed
+        self._endpoint = self.receiver = Receiver(
+            parse_port(port, allow_zero=True),
+            family=self.group.family,
+            max_size=mtu,
+            blocking=False,
+        )
+        self.port = self.receiver.port  # the one the kernel chose, for port 0
+        try:
+            self.receiver.join(self.group, interface, source)
+        except BaseException:
+            self.receiver.close()
+            raise
+        super().__init__(poller)
+
+    def handle_read(self) -> None:
+        """Handle what is queued, at most :data:`READ_BUDGET` datagrams, so others get a turn."""
+        for datagram in self.receiver.receive_ready(READ_BUDGET):
+            if self.closed:
+                return
+            if datagram.group is not None and datagram.group != self._destination:
+                continue  # unicast to our port: not a packet of the group
+            if datagram.truncated:
+                self.truncated += 1
+            if self._accepts is not None and not self._accepts(datagram.payload, datagram.source):
+                continue
+            if self.handle_packet(datagram.payload, datagram.source):
+                self.close()
+                return
+
+    @abstractmethod
+    def handle_packet(self, packet: bytes, addr: Address) -> object:
+        """Handle one accepted packet from ``addr`` (host, port); a true result stops listening."""
+
+
+class Multicaster(_Dispatcher, ABC):
+    """Sends the packets that iterating over it yields to ``ip`` and ``port``, then closes.
+
+    Subclasses define ``__iter__``. Packets go out when the poller finds the socket
+    writable, at most :data:`WRITE_BUDGET` per turn; with ``rate`` (packets per second) they
+    are paced, and the poller sleeps between them. ``ttl`` 0 keeps packets on this host;
+    ``interface`` picks the outgoing interface, ``loopback`` whether this host's listeners
+    get them. :attr:`sent` counts packets sent.
+    """
+
+    def __init__(
+        self,
+        ip: str | IPAddress | Group = DEFAULT_GROUP,
+        port: int | str = DEFAULT_PORT,
+        ttl: int = 1,
+        *,
+        rate: float | None = None,
+        interface: InterfaceSpec | None = None,
+        loopback: bool = True,
+        poller: Poller | None = None,
+    ) -> None:
+        self.group = parse_group(ip)
+        self.port = parse_port(port)
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate {rate!r} must be a positive number of packets per second")
+        self.rate = rate
+        self.sent = 0
+        self._pending: Packet | None = None  # the next packet, taken but not sent yet
+        self._due = time.monotonic()
+        self.packets: Iterator[Packet] = iter(self)
+        self._endpoint = self.sender = Sender(
+            self.group.family, ttl=ttl, interface=interface, loopback=loopback
+        )
+        self.sender.sock.setblocking(False)
+        super().__init__(poller)
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Packet]:
+        """The packets to send, in order."""
+
+    def handle_write(self) -> None:
+        """Send the packets that are due, at most :data:`WRITE_BUDGET`; close when done."""
+        for _ in range(WRITE_BUDGET):
+            packet = self._pending if self._pending is not None else next(self.packets, None)
+            if packet is None:
+                self.close()
+                return
+            self._pending = packet
+            now = time.monotonic()
+            if self.rate is not None and self._due > now:
+                self.poller.pause_writing(self, self._due)
+                return
+            try:
+                self.sender.send(packet, self.group, self.port)
+            except BlockingIOError:
+                return
+            self._pending = None
+            self.sent += 1
+            if self.rate is not None:
+                self._due = max(self._due, now - _CATCH_UP) + 1 / self.rate
+
+
+def sendto(
+    packets: Packet | Iterable[Packet],
+    ip: str | IPAddress | Group = DEFAULT_GROUP,
+    port: int | str = DEFAULT_PORT,
+    ttl: int = 1,
+    *,
+    interface: InterfaceSpec | None = None,
+) -> None:
+    """Send ``packets`` (one bytes-like packet, or an iterable of them) to ``ip`` and ``port``.
+
+    It sends at once and returns when done, whatever else is registered with a poller.
+    """
+    if isinstance(packets, str):
+        raise TypeError("packets are bytes, not str: encode the text first, e.g. text.encode()")
+    group = parse_group(ip)
+    port = parse_port(port)
+    batch = [packets] if isinstance(packets, bytes | bytearray | memoryview) else packets
+    with Sender(group.family, ttl=ttl, interface=interface) as sender:
+        for packet in batch:
+            sender.send(packet, group, port)
+
+
+class _Relay(MulticastListener):
+    """The listener of :func:`listen`: hands packets on until told to stop or ``limit``."""
+
+    def __init__(
+        self,
+        handler: PacketCallback,
+        limit: int | None,
+        ip: str | IPAddress | Group,
+        port: int | str,
+        mtu: int,
+        *,
+        interface: InterfaceSpec | None,
+        source: str | IPAddress | None,
+    ) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit {limit} must be at least 1 packet (or None: no limit)")
+        self.handler = handler
+        self.limit = limit
+        self.handled = 0
+        super().__init__(None, ip, port, mtu, interface=interface, source=source)
+
+    def handle_packet(self, packet: bytes, addr: Address) -> bool:
+        self.handled += 1
+        stop = self.handler(packet, addr)
+        return bool(stop) or self.handled == self.limit
+
+
+def _run_default_poller(listener: _Relay, done: Callable[[], bool], timeout: float | None) -> None:
+    """Run the default poller until ``done()``; :class:`TimeoutError` after ``timeout`` s."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    finished = _defaultPoller._run(done, deadline=deadline)
+    if not finished and deadline is not None and time.monotonic() >= deadline:
+        raise TimeoutError(
+            f"nothing more from {listener.group} port {listener.port} in {timeout} s"
+        )
+
+
+class Packets:
+    """The packets of ``listen()`` without a handler: an iterator of payloads (``bytes``).
+
+    The group is joined from the start. ``next()`` returns the oldest packet received; when
+    none is waiting it runs the default poller until one arrives (so calling ``poll()``
+    first is allowed but not needed), raising :class:`TimeoutError` after ``timeout``
+    seconds. Iteration ends after ``limit`` packets, or once closed and empty. At most
+    :data:`LISTEN_BACKLOG` packets wait; older ones are dropped and counted in
+    :attr:`dropped`.
+    """
+
+    def __init__(
+        self,
+        ip: str | IPAddress | Group = DEFAULT_GROUP,
+        port: int | str = DEFAULT_PORT,
+        mtu: int = DEFAULT_MTU,
+        limit: int | None = None,
+        *,
+        timeout: float | None = None,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.dropped = 0
+        self._waiting: collections.deque[bytes] = collections.deque()
+        self.listener = _Relay(self._keep, limit, ip, port, mtu, interface=interface, source=source)
+
+    def _keep(self, packet: bytes, _addr: Address) -> bool:
+        if len(self._waiting) == LISTEN_BACKLOG:
+            self._waiting.popleft()
+            self.dropped += 1
+        self._waiting.append(packet)
+        return False
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._waiting and not self.listener.closed:
+            _run_default_poller(
+                self.listener, lambda: bool(self._waiting) or self.listener.closed, self.timeout
+            )
+        if not self._waiting:
+            raise StopIteration
+        return self._waiting.popleft()
+
+    def close(self) -> None:
+        """Leave the group; packets already received can still be read."""
+        self.listener.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@overload
+def listen(
+    packet_handler: None = None,
+    ip: str | IPAddress | Group = ...,
+    port: int | str = ...,
+    mtu: int = ...,
+    limit: int | None = ...,
+    *,
+    timeout: float | None = ...,
+    interface: InterfaceSpec | None = ...,
+    source: str | IPAddress | None = ...,
+) -> Packets: ...
+
+
+@overload
+def listen(
+    packet_handler: PacketCallback,
+    ip: str | IPAddress | Group = ...,
+    port: int | str = ...,
+    mtu: int = ...,
+    limit: int | None = ...,
+    *,
+    timeout: float | None = ...,
+    interface: InterfaceSpec | None = ...,
+    source: str | IPAddress | None = ...,
+) -> None: ...
+
+
+def listen(
+    packet_handler: PacketCallback | None = None,
+    ip: str | IPAddress | Group = DEFAULT_GROUP,
+    port: int | str = DEFAULT_PORT,
+    mtu: int = DEFAULT_MTU,
+    limit: int | None = None,
+    *,
+    timeout: float | None = None,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+) -> Packets | None:
+    """Listen to ``ip`` on ``port`` through the default poller.
+
+    With ``packet_handler``, call ``packet_handler(packet, addr)`` for each packet while
+    running the default poller (serving everything registered with it), and return when the
+    handler returns a true value, after ``limit`` packets, or when ``polling`` is set to
+    False; :class:`TimeoutError` after ``timeout`` seconds. Without a handler, join at once
+    and return :class:`Packets`, an iterator of the payloads (``timeout`` applies to each
+    ``next()``).
+    """
+    if packet_handler is None:
+        return Packets(ip, port, mtu, limit, timeout=timeout, interface=interface, source=source)
+    with _Relay(
+        packet_handler, limit, ip, port, mtu, interface=interface, source=source
+    ) as listener:
+        _run_default_poller(listener, lambda: listener.closed, timeout)
+    return None

@@ -1,0 +1,286 @@
+"""Multicast HEAR: a UDP server that answers every datagram sent to its groups.
+
+Classes: :class:`McastServer` (a ``socketserver.UDPServer``), :class:`HearUDPHandler` (the
+answer) and :class:`McastHEAR` (the HEAR tool of the command line, ``--daemon HEAR``).
+
+The server keeps **one** socket, joined to all its groups, for its whole life: nothing queued
+is lost between datagrams. It asks for a 4 MiB receive buffer (the kernel may grant less) to
+ride out bursts, and counts the datagrams the kernel still had to drop, logging each increase
+as a warning.
+
+The answer to a datagram is ``HEAR [ <ITS TEXT IN UPPER CASE> SAID (host, port) ] from
+<group>``, sent from the server's socket to the datagram's source address and port, and cut
+to the size of the datagram it answers (at a character boundary): an answer is never larger
+than its question, so the server cannot amplify traffic sent with a forged source. A client
+that wants the whole answer pads its datagram.
+
+A datagram whose text contains ``STOP`` makes :class:`HearUDPHandler` raise
+:class:`~multicast.exceptions.ShutdownCommandReceived` after answering. The server then stops
+if it was made with ``allow_stop=True`` (the default, as in the reference; the command line
+needs ``--allow-stop``) and ignores it otherwise; either way it logs who sent it.
+
+Minimal Acceptance Testing:
+
+>>> import multicast
+>>> multicast.hear.fit("HEAR [ ABC SAID ('192.0.2.1', 5000) ] from 224.0.0.1", 3)
+b'HEA'
+>>> server = multicast.hear.McastServer(("239.0.0.9", 0), multicast.hear.HearUDPHandler)
+>>> server.logger.name, [str(g) for g in server.groups]
+('multicast.hear.McastServer.239.0.0.9', ['239.0.0.9'])
+>>> server.server_close()
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import socketserver
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+import multicast
+from multicast.cliargs import add_join_options, mtool
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    bind_socket,
+    enable_receive_metadata,
+    family_of,
+    join_group,
+    new_socket,
+    parse_address,
+    parse_group,
+    parse_port,
+    receive_datagram,
+    request_receive_buffer,
+    set_isolation,
+    set_reuse,
+)
+from multicast.core.constants import MAX_DATAGRAM
+from multicast.exceptions import ShutdownCommandReceived
+from multicast.recv import GroupSpec, bind_host, decode_payload, requested_groups
+
+__all__ = ["HearUDPHandler", "McastHEAR", "McastServer", "add_stop_option", "fit"]
+
+module_logger = logging.getLogger(__name__)
+
+RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+"""Bytes of kernel receive buffer a server asks for (granted up to ``net.core.rmem_max``)."""
+
+
+def fit(text: str, limit: int) -> bytes:
+    """``text`` as UTF-8, cut to at most ``limit`` bytes without splitting a character."""
+    return text.encode()[:limit].decode("utf-8", "ignore").encode()
+
+
+class _StopServingError(Exception):
+    """Ends :meth:`McastServer.serve_forever` from inside its loop."""
+
+
+class McastServer(socketserver.UDPServer):
+    """A UDP server for multicast groups, with one joined socket for its whole life.
+
+    ``server_address`` is ``(host, port)``: the address to bind (an IP literal; a missing
+    host means the default group, a port of 0 a free port). ``groups`` are joined (default:
+    the host, if it is a group), each on ``iface`` and from each of ``sources`` if given.
+    ``allow_stop`` lets a STOP datagram end :meth:`serve_forever`.
+    """
+
+    __log_handle__ = "multicast.hear.McastServer"
+    max_packet_size = MAX_DATAGRAM
+
+    def __init__(
+        self,
+        server_address: tuple[str, int] | tuple[str, int, int, int],
+        RequestHandlerClass: Callable[..., socketserver.BaseRequestHandler] | None,  # noqa: N803
+        bind_and_activate: bool = True,
+        *,
+        groups: Sequence[GroupSpec] | None = None,
+        iface: InterfaceSpec | None = None,
+        sources: Sequence[str | IPAddress] = (),
+        allow_stop: bool = True,
+    ) -> None:
+        host, port = server_address[0], server_address[1]
+        if not host:
+            host, port = multicast._MCAST_DEFAULT_GROUP, port or multicast._MCAST_DEFAULT_PORT
+        address = parse_address(host, what="server address")
+        self.address_family = family_of(address)
+        self.groups: list[Group] = (
+            [parse_group(g) for g in groups]
+            if groups is not None
+            else ([parse_group(host)] if address.is_multicast else [])
+        )
+        self.iface = iface
+        self.sources = list(sources)
+        self.allow_stop = allow_stop
+        self.drops = 0  # datagrams the kernel dropped on this server's socket so far
+        self.current_group: str | None = None  # destination of the datagram being answered
+        self._buffer = bytearray(self.max_packet_size)
+        self._stopping = False
+        self.__logger = logging.getLogger(f"{self.__log_handle__}.{address}")
+        handler = cast(Callable[..., socketserver.BaseRequestHandler], RequestHandlerClass)
+        socketserver.BaseServer.__init__(
+            self, (str(address), parse_port(port, allow_zero=True)), handler
+        )
+        self.socket = new_socket(self.address_family)
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    @property
+    def logger(self) -> logging.Logger:
+        """This server's logger, named after the address its socket is bound to."""
+        return self.__logger
+
+    def _sync_logger(self) -> None:
+        """Name the logger ``multicast.hear.McastServer.<bound address>`` (no address: the base)."""
+        address = self.socket.getsockname()[0]
+        self.__logger = logging.getLogger(
+            f"{self.__log_handle__}.{address}" if address else self.__log_handle__
+        )
+
+    def server_bind(self) -> None:
+        """Bind the socket, shared with other receivers of the port and isolated to its groups,
+        with per-datagram metadata and the kernel's drop counter on."""
+        set_reuse(self.socket)
+        set_isolation(self.socket)
+        enable_receive_metadata(self.socket)
+        request_receive_buffer(self.socket, RECEIVE_BUFFER)
+        bind_socket(self.socket, str(self.server_address[0]), int(self.server_address[1]))
+        self.server_address = self.socket.getsockname()
+        self._sync_logger()
+
+    def server_activate(self) -> None:
+        """Join the groups; the socket stays joined until the server is closed."""
+        for group in self.groups:
+            for source in self.sources or (None,):
+                join_group(self.socket, group, self.iface, source)
+        self.logger.info(
+            "HEAR listening on %s port %d for %s",
+            self.server_address[0],
+            self.server_address[1],
+            ", ".join(map(str, self.groups)) or "unicast only",
+        )
+
+    def get_request(self) -> tuple[tuple[bytes, socket.socket], Any]:  # type: ignore[override]
+        """Read one datagram whole, note its group and any new kernel drops.
+
+        (typeshed gives ``UDPServer`` the TCP signature; a UDP request is ``(data, socket)``.)
+        """
+        datagram = receive_datagram(self.socket, self._buffer)
+        self.current_group = datagram.group
+        if datagram.drops > self.drops:
+            self.logger.warning(
+                "the kernel dropped %d datagrams (%d in all): the receive buffer was full",
+                datagram.drops - self.drops,
+                datagram.drops,
+            )
+            self.drops = datagram.drops
+        source: tuple[Any, ...] = datagram.source
+        if self.address_family == socket.AF_INET6:
+            source = (*source, 0, datagram.interface or 0)  # the scope, to answer link-local
+        return (datagram.payload, self.socket), source
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A STOP stops the server if allowed (else it is ignored); other errors are logged."""
+        error = sys.exception()
+        host, port = client_address[0], client_address[1]
+        if isinstance(error, ShutdownCommandReceived):
+            if self.allow_stop:
+                self.logger.warning("STOP from %s port %s: stopping", host, port)
+                self._stopping = True
+            else:
+                self.logger.warning("ignored STOP from %s port %s (not allowed)", host, port)
+            return
+        self.logger.error("cannot answer %s port %s: %s", host, port, error)
+
+    def service_actions(self) -> None:
+        if self._stopping:
+            raise _StopServingError
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives."""
+        self._stopping = False
+        try:
+            super().serve_forever(poll_interval)
+        except _StopServingError:
+            self.logger.info("HEAR stopped")
+
+
+class HearUDPHandler(socketserver.BaseRequestHandler):
+    """Answers one datagram: see the module's description of the answer and of STOP."""
+
+    def handle(self) -> None:
+        """Answer the datagram to its source; raise ``ShutdownCommandReceived`` on STOP.
+
+        Does nothing when the request has no data or no socket.
+        """
+        data, sock = self.request
+        if data is None or not sock:
+            return
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        text = decode_payload(payload)
+        host, port = self.client_address[0], self.client_address[1]
+        here = getattr(self.server, "current_group", None) or sock.getsockname()[0]
+        answer = fit(f"HEAR [ {text.upper()} SAID {(host, port)} ] from {here}", len(payload))
+        sock.sendto(answer, self.client_address)
+        module_logger.debug("answered %d bytes from %s port %s", len(payload), host, port)
+        if "STOP" in text:
+            raise ShutdownCommandReceived("SHUTDOWN")
+
+
+def add_stop_option(parser: argparse.ArgumentParser) -> None:
+    """``--allow-stop``: let a datagram containing STOP end ``--daemon HEAR``."""
+    parser.add_argument(
+        "--allow-stop",
+        action="store_true",
+        default=False,
+        help="with --daemon: a datagram containing STOP ends the server (logged with its sender)",
+    )
+
+
+class McastHEAR(mtool):
+    """The HEAR tool: the echo server of ``--daemon HEAR``."""
+
+    __module__ = "multicast.hear"
+    __proc__ = "HEAR"
+    __prologue__ = "Python Multicast Server for multicast input."
+    __epilogue__ = (
+        "Joins the groups (--group, --groups; default the MULTICAST_GROUPS) on --port and "
+        "answers every datagram to its sender until interrupted (or, with --allow-stop, sent "
+        "STOP)."
+    )
+
+    @classmethod
+    def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
+        """Add HEAR's options to ``parser`` (None: nothing to do)."""
+        if parser is None:
+            return
+        add_join_options(parser)
+        add_stop_option(parser)
+
+    def doStep(self, *args: Any, **kwargs: Any) -> tuple[bool, None]:
+        """Serve until stopped; returns ``(True, None)`` after a STOP, raises on errors.
+
+        Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources`` and
+        ``allow_stop`` (default False: a STOP datagram is answered and ignored).
+        """
+        groups = requested_groups(kwargs.get("groups"), kwargs.get("group"))
+        port = kwargs.get("port", multicast._MCAST_DEFAULT_PORT)
+        with McastServer(
+            (bind_host(groups), port),
+            HearUDPHandler,
+            groups=groups,
+            iface=kwargs.get("iface"),
+            sources=kwargs.get("sources") or (),
+            allow_stop=bool(kwargs.get("allow_stop")),
+        ) as server:
+            server.serve_forever()
+        return True, None

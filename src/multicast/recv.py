@@ -1,0 +1,254 @@
+"""Multicast RECV: join groups and receive datagrams.
+
+Functions: :func:`joinstep` joins groups on a socket bound to a port; :func:`tryrecv`
+receives one datagram; :func:`recvstep` receives one datagram or nothing before the timeout.
+Class: :class:`McastRECV`, the RECV tool of the command line.
+
+A datagram is received whole, up to the protocol limit; if a caller asks for fewer bytes the
+cut is logged as a warning. Payloads are any bytes: text that is not UTF-8 comes back with
+the offending bytes escaped (``\\xff``), never an error. Groups are IP literals, checked
+before use and never looked up in DNS; IPv6 groups, interfaces by name and source-specific
+joins work as well.
+
+Minimal Acceptance Testing:
+
+>>> import multicast
+>>> multicast.recv.decode_payload(b"caf\\xc3\\xa9 \\xff")
+'café \\\\xff'
+>>> sock = multicast.recv.joinstep(["239.0.0.9"], 59991)
+>>> sock.getsockname()
+('239.0.0.9', 59991)
+>>> multicast.recv.recvstep("nothing: ", None, sock)  # waits for the socket's timeout
+'nothing: '
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import multicast
+from multicast.cliargs import add_count, add_join_options, add_timeout, mtool
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    bind_socket,
+    join_group,
+    parse_address,
+    parse_group,
+    parse_port,
+    set_isolation,
+    set_reuse,
+)
+from multicast.core.constants import MAX_DATAGRAM
+from multicast.exceptions import GroupError
+from multicast.skt import DEFAULT_TIMEOUT, genSocket
+
+__all__ = [
+    "McastRECV",
+    "bind_host",
+    "decode_payload",
+    "joinstep",
+    "recvstep",
+    "requested_groups",
+    "tryrecv",
+]
+
+module_logger = logging.getLogger(__name__)
+
+GroupSpec = str | IPAddress | Group
+
+
+class Receivable(Protocol):
+    """What :func:`tryrecv` and :func:`recvstep` need of a socket."""
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def decode_payload(payload: bytes) -> str:
+    """A payload as text: UTF-8, with any byte that is not valid UTF-8 escaped as ``\\xNN``."""
+    return payload.decode("utf-8", "backslashreplace")
+
+
+def requested_groups(groups: Iterable[GroupSpec] | None, group: GroupSpec | None) -> list[Group]:
+    """The groups to join: ``groups``, else ``[group]``, else the package's default group.
+
+    Every group is checked (:class:`~multicast.exceptions.GroupError`); they must share a family.
+    """
+    chosen = [parse_group(g) for g in groups or ()]
+    if not chosen:
+        chosen = [parse_group(group if group is not None else multicast._MCAST_DEFAULT_GROUP)]
+    if len({g.family for g in chosen}) > 1:
+        raise GroupError(f"groups {', '.join(map(str, chosen))} mix IPv4 and IPv6")
+    return chosen
+
+
+def bind_host(groups: Sequence[Group], bind_group: GroupSpec | None = None) -> str:
+    """The address to bind for ``groups``: ``bind_group`` if given, else ``MULTICAST_BIND_ADDR``,
+    else the group itself when there is one IPv4 group, else every address (``0.0.0.0``/``::``).
+
+    A socket bound to every address is isolated by :func:`joinstep`, so it still gets only the
+    groups it joined (and datagrams sent to this host's own addresses on that port).
+    """
+    if bind_group is not None:
+        return str(parse_address(str(bind_group), what="bind address"))
+    if multicast._MCAST_DEFAULT_BIND_IP is not None:
+        return multicast._MCAST_DEFAULT_BIND_IP
+    if len(groups) == 1 and groups[0].family == socket.AF_INET:
+        return str(groups[0].address)
+    return "0.0.0.0" if not groups or groups[0].family == socket.AF_INET else "::"
+
+
+def joinstep(
+    groups: Iterable[GroupSpec] | None,
+    port: int | str,
+    iface: InterfaceSpec | None = None,
+    bind_group: GroupSpec | None = None,
+    isock: socket.socket | None = None,
+    *,
+    sources: Sequence[str | IPAddress] = (),
+) -> socket.socket:
+    """Join multicast groups to prepare for receiving messages.
+
+    Binds ``isock`` (else a new :func:`~multicast.skt.genSocket`) to ``port`` on
+    :func:`bind_host` and joins every group of ``groups`` (None or empty: ``bind_group`` if it
+    is a group, else the default group) on ``iface`` (name, index or address; None: the
+    routing table's choice), from each of ``sources`` only if given. Returns that socket;
+    on error a socket made here is closed and the error names what failed.
+    """
+    fallback = bind_group if bind_group is not None and _is_group(bind_group) else None
+    chosen = requested_groups(groups, fallback)
+    number = parse_port(port)
+    sock = isock if isock is not None else genSocket(chosen[0].family)
+    try:
+        set_reuse(sock)
+        set_isolation(sock)
+        bind_socket(sock, bind_host(chosen, bind_group), number)
+        for group in chosen:
+            for source in sources or (None,):
+                join_group(sock, group, iface, source)
+    except BaseException:
+        if isock is None:
+            sock.close()
+        raise
+    return sock
+
+
+def _is_group(value: GroupSpec) -> bool:
+    try:
+        parse_group(value)
+    except GroupError:
+        return False
+    return True
+
+
+def tryrecv(msgbuffer: str | None, chunk: int | None, sock: Receivable) -> str:
+    """Receive one datagram on ``sock`` and return ``msgbuffer`` with its text appended.
+
+    ``chunk`` is the most bytes to keep (None: any datagram whole); a longer datagram is cut
+    there and a warning logged. Raises ``TimeoutError`` when the socket's timeout passes.
+    """
+    limit = MAX_DATAGRAM if chunk is None else chunk
+    payload = sock.recv(limit + 1)
+    if len(payload) > limit:
+        module_logger.warning(
+            "a datagram was longer than %d bytes: kept the first %d", limit, limit
+        )
+        payload = payload[:limit]
+    return (msgbuffer or "") + decode_payload(payload)
+
+
+def recvstep(msgbuffer: str | None, chunk: int | None, sock: Receivable) -> str:
+    """Receive one datagram like :func:`tryrecv`, or nothing before the timeout; close ``sock``.
+
+    Returns ``msgbuffer`` with the datagram's text appended, or unchanged after a timeout.
+    Other errors (and Ctrl-C) propagate.
+    """
+    try:
+        return tryrecv(msgbuffer, chunk, sock)
+    except TimeoutError:
+        module_logger.debug("nothing received before the timeout")
+        return msgbuffer or ""
+    finally:
+        sock.close()
+
+
+class McastRECV(mtool):
+    """The RECV tool: join groups and receive datagrams, printing them on request."""
+
+    __module__ = "multicast.recv"
+    __proc__ = "RECV"
+    __prologue__ = "Python Multicast Receiver. Primitives for a listener for multicast data."
+    __epilogue__ = (
+        "Joins the groups (--group, --groups; default the MULTICAST_GROUPS) on --port and "
+        "waits up to --timeout seconds for each of --count datagrams."
+    )
+
+    @classmethod
+    def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
+        """Add RECV's options to ``parser`` (None: nothing to do)."""
+        if parser is None:
+            return
+        add_join_options(parser)
+        add_count(
+            parser, default=None, help_text="datagrams to receive, 0 for no limit (default 1)"
+        )
+        add_timeout(
+            parser,
+            default=None,
+            help_text=f"seconds to wait for each datagram, 0 for no limit (default {DEFAULT_TIMEOUT:g})",
+        )
+
+    @staticmethod
+    def _hearstep(
+        groups: Iterable[GroupSpec] | None,
+        port: int | str,
+        iface: InterfaceSpec | None = None,
+        bind_group: GroupSpec | None = None,
+    ) -> str:
+        """Join, receive one datagram (or nothing before the timeout) and close: its text."""
+        return recvstep("", None, joinstep(groups, port, iface, bind_group))
+
+    def doStep(self, *args: Any, **kwargs: Any) -> tuple[bool, str | None]:
+        """Receive ``count`` datagrams (0: until the timeout), each within ``timeout`` seconds.
+
+        Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources``, ``count``
+        (default 1), ``timeout`` (default 1 s; 0: no limit) and ``is_std`` (print each
+        datagram's text as a line; done anyway when standard output is a terminal).
+        Returns ``(True, texts joined by newlines)`` when all ``count`` arrived (for 0: any),
+        else ``(False, what arrived or None)``.
+        """
+        count = kwargs.get("count")
+        count = 1 if count is None else count
+        timeout = kwargs.get("timeout")
+        timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        show = bool(kwargs.get("is_std")) or sys.stdout.isatty()
+        module_logger.debug("RECV")
+        texts: list[str] = []
+        sock = joinstep(
+            requested_groups(kwargs.get("groups"), kwargs.get("group")),
+            kwargs.get("port", multicast._MCAST_DEFAULT_PORT),
+            kwargs.get("iface"),
+            sources=kwargs.get("sources") or (),
+        )
+        with sock:
+            sock.settimeout(timeout or None)
+            while count == 0 or len(texts) < count:
+                try:
+                    text = tryrecv("", None, sock)
+                except TimeoutError:
+                    break
+                texts.append(text)
+                if show:
+                    print(text, flush=True)
+        if not texts:
+            module_logger.debug("Nothing Received.")
+            return False, None
+        return count in (0, len(texts)), "\n".join(texts)

@@ -1,0 +1,105 @@
+"""What the receiving tools (monitor, pong) share: a joined, non-blocking receiver and limits."""
+
+from __future__ import annotations
+
+import errno
+import math
+import selectors
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from multicast.core import (
+    Datagram,
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    Sender,
+    open_receiver,
+    parse_group,
+)
+from multicast.exceptions import OptionError, SocketOptionError
+
+__all__ = ["Joined", "check_limits", "send_counted"]
+
+_DRAIN_LIMIT = 256
+# The kernel had no room for the datagram right now: a loss to count, not a reason to stop.
+_TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN})
+
+
+def send_counted(sender: Sender, payload: bytes | bytearray, group: Group, port: int) -> bool:
+    """Send one datagram; False if the kernel had no room for it (``ENOBUFS``, ``EAGAIN``).
+
+    Any other refusal (no route to the group, say) raises :class:`SocketOptionError`.
+    """
+    try:
+        sender.send(payload, group, port)
+    except OSError as error:
+        if error.errno in _TRANSIENT:
+            return False
+        raise SocketOptionError(
+            error.errno or errno.EIO,
+            f"cannot send to {group} port {port}: {error.strerror or error}",
+        ) from error
+    return True
+
+
+def check_limits(duration: float | None, count: int | None) -> float:
+    """Validate a run's ``duration`` and ``count``; return the duration (infinite if None)."""
+    if duration is not None and not (duration > 0 and math.isfinite(duration)):
+        raise OptionError(f"duration {duration} must be a number of seconds above zero")
+    if count is not None and count < 1:
+        raise OptionError(f"count {count} must be at least 1")
+    return math.inf if duration is None else duration
+
+
+class Joined:
+    """A non-blocking receiver on ``port`` that joined ``groups``; a context manager."""
+
+    def __init__(
+        self,
+        groups: Sequence[str | IPAddress | Group],
+        port: int,
+        *,
+        interfaces: Sequence[InterfaceSpec] | None = None,
+        sources: Sequence[str | IPAddress] = (),
+        receive_buffer: int | None = None,
+        max_size: int = 65535,
+    ) -> None:
+        parsed = [parse_group(group) for group in groups]
+        self.groups = tuple(str(group) for group in parsed)
+        self.port = port
+        self.receiver = open_receiver(
+            parsed,
+            port,
+            interfaces=list(interfaces) if interfaces else None,
+            sources=list(sources),
+            receive_buffer=receive_buffer,
+            max_size=max_size,
+            blocking=False,
+        )
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.receiver.fileno(), selectors.EVENT_READ)
+
+    def ready(self, timeout: float, limit: int | None = None) -> list[Datagram]:
+        """Datagrams that arrive within ``timeout`` seconds (at most ``limit``, maybe none)."""
+        if not self._selector.select(max(0.0, timeout)):
+            return []
+        return self.receiver.receive_ready(
+            _DRAIN_LIMIT if limit is None else min(limit, _DRAIN_LIMIT)
+        )
+
+    def close(self) -> None:
+        self._selector.close()
+        self.receiver.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,127 @@
+"""Command-line options the tools share (beyond :mod:`multicast.cliargs`), and their output.
+
+Converters raise ``argparse.ArgumentTypeError`` with one line naming the value, which the
+command line reports as a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Protocol
+
+from multicast.cliargs import count_type
+from multicast.exceptions import OptionError
+from multicast.tools.framing import load_key
+from multicast.tools.pacing import parse_rate
+
+__all__ = [
+    "Report",
+    "add_duration",
+    "add_json",
+    "add_key",
+    "add_limit",
+    "emit",
+    "key_of",
+    "live",
+    "positive_type",
+    "rate_type",
+    "seconds_type",
+]
+
+
+class Report(Protocol):
+    """What a tool run returns: text for people, a dict for ``--json``."""
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
+def _checked(convert: Callable[[str], object]) -> Callable[[str], object]:
+    def wrapper(text: str) -> object:
+        try:
+            return convert(text)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    wrapper.__name__ = convert.__name__
+    return wrapper
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise OptionError(f"{text!r} is not a number of seconds") from None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise OptionError(f"{text!r} must be a number of seconds above zero")
+    return seconds
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise OptionError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise OptionError(f"{number} must be at least 1")
+    return number
+
+
+seconds_type = _checked(_seconds)
+positive_type = _checked(_positive)
+rate_type = _checked(parse_rate)
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print the final report as JSON on standard output"
+    )
+
+
+def add_key(parser: argparse.ArgumentParser) -> None:
+    """``--key-file PATH`` or ``--key-env NAME``: the shared HMAC-SHA256 key."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="authenticate frames with the key in this file (at least 16 bytes)",
+    )
+    where.add_argument(
+        "--key-env",
+        metavar="NAME",
+        help="authenticate frames with the key in this environment variable",
+    )
+
+
+def key_of(args: argparse.Namespace) -> bytes | None:
+    """The key ``--key-file`` or ``--key-env`` names (None without either)."""
+    key_file: str | None = args.key_file
+    key_env: str | None = args.key_env
+    return load_key(key_file, key_env)
+
+
+def add_duration(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--duration", type=seconds_type, default=None, metavar="SECONDS", help=help_text
+    )
+
+
+def add_limit(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--count N`` where 0 (the default) means no limit; read it with ``args.count or None``."""
+    parser.add_argument("--count", type=count_type, default=0, metavar="N", help=help_text)
+
+
+def live() -> bool:
+    """Whether to print live progress lines: only when standard output is a terminal."""
+    return sys.stdout.isatty()
+
+
+def emit(report: Report, args: argparse.Namespace) -> None:
+    """Print the final report: JSON with ``--json``, else its text."""
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report)

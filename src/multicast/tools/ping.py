@@ -1,0 +1,391 @@
+"""``multicast ping``: probe a group and time the unicast replies of every pong on it.
+
+Round-trip times come from this host's monotonic clock and a table of send times: nothing a
+reply claims about time is trusted. Hops come from the TTL each pong saw on the probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import secrets
+import selectors
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from multicast.cliargs import add_iface, add_port, add_ttl, group_type, source_type
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    Sender,
+    check_payload_size,
+    parse_group,
+    receive_ready,
+)
+from multicast.exceptions import OptionError
+from multicast.tools.common import check_limits, send_counted
+from multicast.tools.framing import (
+    REPLY_PAYLOAD_SIZE,
+    Flag,
+    FrameReader,
+    Reason,
+    Rejection,
+    encode_frame,
+    frame_size,
+    parse_reply,
+)
+from multicast.tools.options import (
+    add_json,
+    add_key,
+    emit,
+    key_of,
+    live,
+    positive_type,
+    seconds_type,
+)
+from multicast.tools.pacing import Pacer
+from multicast.tools.stats import Summary, summarize
+
+__all__ = ["PingReport", "PingTool", "Reply", "ResponderReport", "minimum_probe_size", "run_ping"]
+
+_REJECTIONS = tuple(reason.value for reason in Reason)
+_DRAIN_LIMIT = 256
+
+
+def minimum_probe_size(*, tagged: bool) -> int:
+    """The smallest probe a pong answers: a probe is never smaller than its reply."""
+    return frame_size(REPLY_PAYLOAD_SIZE, tagged=tagged)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply, as the live output shows it."""
+
+    address: str
+    responder: int
+    sequence: int
+    size: int
+    rtt_ms: float
+    hops: int | None
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class _Responder:
+    address: str
+    responder: int
+    rtts: dict[int, float] = field(default_factory=dict)  # sequence -> round trip, ms
+    duplicates: int = 0
+    hops: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderReport:
+    """Replies of one pong: loss, duplicates, round-trip distribution and hop count."""
+
+    address: str
+    responder: int
+    replies: int
+    lost: int
+    duplicates: int
+    hops: int | None
+    rtt: Summary | None
+
+    @property
+    def loss(self) -> float:
+        total = self.replies + self.lost
+        return self.lost / total if total else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "responder": f"{self.responder:016x}",
+            "replies": self.replies,
+            "lost": self.lost,
+            "loss_percent": round(100 * self.loss, 3),
+            "duplicates": self.duplicates,
+            "hops": self.hops,
+            "rtt_ms": {k: round(v, 6) for k, v in self.rtt.as_dict().items()} if self.rtt else None,
+        }
+
+    def __str__(self) -> str:
+        rtt = self.rtt
+        times = (
+            f"rtt min/avg/max/stddev = {rtt.min:.3f}/{rtt.avg:.3f}/{rtt.max:.3f}/"
+            f"{rtt.stddev:.3f} ms, p50/p90/p99 = {rtt.p50:.3f}/{rtt.p90:.3f}/{rtt.p99:.3f} ms"
+            if rtt
+            else "no round-trip times"
+        )
+        hops = "?" if self.hops is None else self.hops
+        return (
+            f"{self.address} (responder {self.responder:016x}): {self.replies} replies, "
+            f"{self.lost} lost ({self.loss:.1%}), {self.duplicates} duplicates, hops {hops}, "
+            f"{times}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PingReport:
+    """A ping run: probes sent, replies received, one report per responder."""
+
+    group: str
+    port: int
+    prober: int
+    sent: int
+    send_errors: int  # probes the kernel had no room for (counted in sent, never answered)
+    responders: tuple[ResponderReport, ...]
+    unmatched: int  # authentic replies to some other prober, or to no probe sent
+    rejected: dict[str, int]
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def received(self) -> int:
+        return sum(responder.replies for responder in self.responders)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "port": self.port,
+            "prober": f"{self.prober:016x}",
+            "sent": self.sent,
+            "send_errors": self.send_errors,
+            "received": self.received,
+            "unmatched": self.unmatched,
+            **self.rejected,
+            "seconds": round(self.seconds, 6),
+            "interrupted": self.interrupted,
+            "responders": [responder.as_dict() for responder in self.responders],
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.sent} probes to {self.group} port {self.port}, {self.received} replies "
+            f"from {len(self.responders)} responders in {self.seconds:.3f} s"
+            + (" (interrupted)" if self.interrupted else "")
+        ]
+        lines.extend(f"  {responder}" for responder in self.responders)
+        rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
+        if rejected or self.unmatched:
+            lines.append(f"  not counted: unmatched {self.unmatched}; {rejected or 'none'}")
+        return "\n".join(lines)
+
+
+class _Prober:
+    """Probe bookkeeping: send times, and the replies of each responder."""
+
+    def __init__(self, ttl: int, key: bytes | None, on_reply: Callable[[Reply], None] | None):
+        self.prober = secrets.randbits(64)
+        self.ttl = ttl
+        self.reader = FrameReader(key)
+        self.on_reply = on_reply
+        self.sent_at: dict[int, float] = {}  # sequence -> monotonic send time
+        self.send_errors = 0
+        self.responders: dict[tuple[str, int], _Responder] = {}
+        self.rejected = dict.fromkeys(_REJECTIONS, 0)
+        self.unmatched = 0
+
+    def take(self, payload: bytes, address: str, arrived: float) -> None:
+        """Account one datagram that reached the probing socket at ``arrived``."""
+        frame = self.reader.read(payload)
+        if isinstance(frame, Rejection):
+            self.rejected[frame.reason.value] += 1
+            return
+        reply = parse_reply(frame)
+        if reply is None or reply[0] != self.prober or frame.sequence not in self.sent_at:
+            self.unmatched += 1
+            return
+        peer = self.responders.setdefault(
+            (address, frame.sender), _Responder(address, frame.sender)
+        )
+        rtt = (arrived - self.sent_at[frame.sequence]) * 1e3
+        duplicate = frame.sequence in peer.rtts
+        if duplicate:
+            peer.duplicates += 1
+        else:
+            peer.rtts[frame.sequence] = rtt
+        seen_ttl = reply[1]
+        if seen_ttl is not None and seen_ttl <= self.ttl:
+            peer.hops = self.ttl - seen_ttl
+        if self.on_reply is not None:
+            self.on_reply(
+                Reply(
+                    address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate
+                )
+            )
+
+    def report(self, group: Group, port: int, seconds: float, interrupted: bool) -> PingReport:
+        sent = len(self.sent_at)
+        return PingReport(
+            group=str(group),
+            port=port,
+            prober=self.prober,
+            sent=sent,
+            send_errors=self.send_errors,
+            responders=tuple(
+                ResponderReport(
+                    address=peer.address,
+                    responder=peer.responder,
+                    replies=len(peer.rtts),
+                    lost=sent - len(peer.rtts),
+                    duplicates=peer.duplicates,
+                    hops=peer.hops,
+                    rtt=summarize(list(peer.rtts.values())) if peer.rtts else None,
+                )
+                for peer in self.responders.values()
+            ),
+            unmatched=self.unmatched,
+            rejected=dict(self.rejected),
+            seconds=seconds,
+            interrupted=interrupted,
+        )
+
+
+def run_ping(
+    group: str | IPAddress | Group,
+    port: int,
+    *,
+    count: int = 5,
+    interval: float = 1.0,
+    wait: float = 1.0,
+    size: int | None = None,
+    ttl: int = 1,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+    loopback: bool = True,
+    key: bytes | None = None,
+    on_reply: Callable[[Reply], None] | None = None,
+) -> PingReport:
+    """Send ``count`` probes ``interval`` seconds apart, then wait ``wait`` seconds for replies.
+
+    ``size`` is the probe's UDP payload (default and minimum: the size of a reply). Ctrl-C
+    ends the run early with a report.
+    """
+    parsed = parse_group(group)
+    smallest = minimum_probe_size(tagged=key is not None)
+    size = smallest if size is None else size
+    if size < smallest:
+        raise OptionError(f"probe size {size} is below the {smallest}-byte minimum (a reply)")
+    check_payload_size(parsed.family, size)
+    check_limits(None, count)
+    for name, value in (("interval", interval), ("wait", wait)):
+        if not (value >= 0 and math.isfinite(value)):
+            raise OptionError(f"{name} {value} must be a number of seconds, zero or more")
+    state = _Prober(ttl, key, on_reply)
+    filler = bytes(size - frame_size(0, tagged=key is not None))
+    interrupted = False
+    with (
+        Sender(
+            parsed.family,
+            ttl=ttl,
+            interface=interface if interface is not None else parsed.interface,
+            loopback=loopback,
+            source=source,
+        ) as out,
+        selectors.DefaultSelector() as selector,
+    ):
+        selector.register(out.fileno(), selectors.EVENT_READ)
+        buffer = bytearray(65535)
+        start = time.monotonic()
+        pacer = Pacer(1 / interval if interval > 0 else None, start=start)
+        deadline = math.inf
+        try:
+            while (now := time.monotonic()) < deadline:
+                sequence = len(state.sent_at)
+                if sequence < count and pacer.delay(now) == 0:
+                    probe = encode_frame(state.prober, sequence, filler, flags=Flag.PROBE, key=key)
+                    state.sent_at[sequence] = time.monotonic()
+                    state.send_errors += not send_counted(out, probe, parsed, port)
+                    pacer.sent(1, now=now)
+                    if sequence + 1 == count:
+                        deadline = time.monotonic() + wait
+                    continue
+                due = pacer.delay(now) if sequence < count else deadline - now
+                if selector.select(min(due, 1.0)):
+                    arrived = time.monotonic()
+                    for datagram in receive_ready(out.sock, buffer, _DRAIN_LIMIT):
+                        state.take(datagram.payload, datagram.source[0], arrived)
+        except KeyboardInterrupt:
+            interrupted = True
+        seconds = time.monotonic() - start
+    return state.report(parsed, port, seconds, interrupted)
+
+
+def _print_reply(reply: Reply) -> None:
+    hops = "?" if reply.hops is None else reply.hops
+    print(
+        f"{reply.size} bytes from {reply.address}: seq={reply.sequence} hops={hops} "
+        f"time={reply.rtt_ms:.3f} ms" + (" (DUP!)" if reply.duplicate else "")
+    )
+
+
+class PingTool:
+    """``multicast ping GROUP``."""
+
+    help = "probe a group and time the replies of every pong on it"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
+        add_port(parser)
+        add_iface(parser, help_text="send by this interface (name, index or address)")
+        add_ttl(parser)
+        parser.add_argument(
+            "--source",
+            type=source_type,
+            default=None,
+            metavar="ADDRESS",
+            help="send from this local address (the S of the (S,G) pongs join)",
+        )
+        parser.add_argument(
+            "--count",
+            type=positive_type,
+            default=5,
+            metavar="N",
+            help="probes to send (default %(default)s)",
+        )
+        parser.add_argument(
+            "--interval",
+            type=seconds_type,
+            default=1.0,
+            metavar="SECONDS",
+            help="seconds between probes (default %(default)s)",
+        )
+        parser.add_argument(
+            "--wait",
+            type=seconds_type,
+            default=1.0,
+            metavar="SECONDS",
+            help="seconds to wait for replies after the last probe (default %(default)s)",
+        )
+        parser.add_argument(
+            "--size",
+            type=positive_type,
+            default=None,
+            metavar="BYTES",
+            help="UDP payload of each probe (default and minimum: the size of a reply)",
+        )
+        parser.add_argument(
+            "--no-loopback", action="store_true", help="pongs on this host get no probes"
+        )
+        add_key(parser)
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        report = run_ping(
+            args.group,
+            args.port,
+            count=args.count,
+            interval=args.interval,
+            wait=args.wait,
+            size=args.size,
+            ttl=args.ttl,
+            interface=args.iface,
+            source=args.source,
+            loopback=not args.no_loopback,
+            key=key_of(args),
+            on_reply=_print_reply if live() and not args.json else None,
+        )
+        emit(report, args)
+        return 0 if report.received else 1

@@ -1,0 +1,233 @@
+"""``multicast pong``: a reflector that answers each ping probe on a group, by unicast.
+
+A reply is never larger than the probe it answers, carries the TTL (or hop limit) the probe
+arrived with so the prober can count hops, and goes only to the probe's source address.
+With a key, only authentic probes not seen before are answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv6Address, ip_address
+
+from multicast.cliargs import add_iface, add_port, add_source, check_sources, group_type
+from multicast.core import Datagram, Group, InterfaceSpec, IPAddress, send_datagram
+from multicast.tools.common import Joined, check_limits
+from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
+from multicast.tools.options import (
+    add_duration,
+    add_json,
+    add_key,
+    add_limit,
+    emit,
+    key_of,
+    live,
+)
+
+__all__ = ["Pong", "PongReport", "PongTool", "run_pong"]
+
+_REJECTIONS = tuple(reason.value for reason in Reason)
+
+
+@dataclass(frozen=True, slots=True)
+class PongReport:
+    """What a pong run answered and refused."""
+
+    groups: tuple[str, ...]
+    port: int
+    responder: int
+    probes: int  # acceptable probe frames received
+    replies: int  # replies sent
+    oversized: int  # probes smaller than their reply would be, left unanswered
+    ignored: int  # acceptable frames that are not probes (stream frames, replies)
+    send_errors: int
+    rejected: dict[str, int]
+    drops: int
+    seconds: float
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "groups": list(self.groups),
+            "port": self.port,
+            "responder": f"{self.responder:016x}",
+            "probes": self.probes,
+            "replies": self.replies,
+            "oversized": self.oversized,
+            "ignored": self.ignored,
+            "send_errors": self.send_errors,
+            **self.rejected,
+            "drops": self.drops,
+            "seconds": round(self.seconds, 6),
+            "interrupted": self.interrupted,
+        }
+
+    def __str__(self) -> str:
+        rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
+        return (
+            f"answered {self.replies} of {self.probes} probes on {', '.join(self.groups)} "
+            f"port {self.port} in {self.seconds:.3f} s (responder {self.responder:016x}); "
+            f"too small to answer {self.oversized}, not probes {self.ignored}, "
+            f"send errors {self.send_errors}, rejected: {rejected or 'none'}, "
+            f"kernel drops {self.drops}" + (" (interrupted)" if self.interrupted else "")
+        )
+
+
+def _reply_address(datagram: Datagram) -> str:
+    """Where to answer: the source address, with the arrival interface for IPv6 link-local."""
+    host = datagram.source[0]
+    address = ip_address(host.split("%", 1)[0])
+    if isinstance(address, IPv6Address) and address.is_link_local and datagram.interface:
+        return f"{address}%{datagram.interface}"
+    return host
+
+
+class Pong(Joined):
+    """A joined reflector; open it before probes are sent."""
+
+    def __init__(
+        self,
+        groups: Sequence[str | IPAddress | Group],
+        port: int,
+        *,
+        interfaces: Sequence[InterfaceSpec] | None = None,
+        sources: Sequence[str | IPAddress] = (),
+        key: bytes | None = None,
+        responder: int | None = None,
+    ) -> None:
+        super().__init__(groups, port, interfaces=interfaces, sources=sources)
+        self.key = key
+        self.reader = FrameReader(key)
+        self.responder = secrets.randbits(64) if responder is None else responder
+        self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
+        self.rejected = dict.fromkeys(_REJECTIONS, 0)
+
+    def answer(self, datagram: Datagram) -> bool:
+        """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent."""
+        result = self.reader.read(datagram.payload) if not datagram.truncated else None
+        if result is None or isinstance(result, Rejection):
+            self.rejected[result.reason.value if result else Reason.MALFORMED.value] += 1
+            return False
+        if Flag.PROBE not in result.flags:
+            self.ignored += 1
+            return False
+        self.probes += 1
+        reply = encode_reply(result, self.responder, datagram.ttl, key=self.key)
+        if len(reply) > datagram.size:
+            self.oversized += 1
+            return False
+        try:
+            send_datagram(self.receiver.sock, reply, _reply_address(datagram), datagram.source[1])
+        except OSError as error:
+            # The prober is gone or unreachable, or the kernel is out of buffers: not ours to fix.
+            if error.errno not in (
+                errno.ENOBUFS,
+                errno.EAGAIN,
+                errno.ECONNREFUSED,
+                errno.ENETUNREACH,
+                errno.EHOSTUNREACH,
+                errno.EINVAL,
+            ):
+                raise
+            self.send_errors += 1
+            return False
+        self.replies += 1
+        return True
+
+    def report(self, seconds: float, *, interrupted: bool = False) -> PongReport:
+        return PongReport(
+            groups=self.groups,
+            port=self.port,
+            responder=self.responder,
+            probes=self.probes,
+            replies=self.replies,
+            oversized=self.oversized,
+            ignored=self.ignored,
+            send_errors=self.send_errors,
+            rejected=dict(self.rejected),
+            drops=self.receiver.drops,
+            seconds=seconds,
+            interrupted=interrupted,
+        )
+
+    def serve(
+        self,
+        *,
+        duration: float | None = None,
+        count: int | None = None,
+        on_probe: Callable[[Datagram], None] | None = None,
+    ) -> PongReport:
+        """Answer probes until ``duration`` seconds pass, ``count`` are answered, or Ctrl-C."""
+        start = time.monotonic()
+        deadline = start + check_limits(duration, count)
+        interrupted = False
+        try:
+            while count is None or self.replies < count:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                for datagram in self.ready(min(deadline - now, 1.0)):
+                    if self.answer(datagram) and on_probe is not None:
+                        on_probe(datagram)
+                    if count is not None and self.replies >= count:
+                        break
+        except KeyboardInterrupt:
+            interrupted = True
+        return self.report(time.monotonic() - start, interrupted=interrupted)
+
+
+def run_pong(
+    groups: Sequence[str | IPAddress | Group],
+    port: int,
+    *,
+    interfaces: Sequence[InterfaceSpec] | None = None,
+    sources: Sequence[str | IPAddress] = (),
+    key: bytes | None = None,
+    duration: float | None = None,
+    count: int | None = None,
+    on_probe: Callable[[Datagram], None] | None = None,
+) -> PongReport:
+    """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C."""
+    with Pong(groups, port, interfaces=interfaces, sources=sources, key=key) as pong:
+        return pong.serve(duration=duration, count=count, on_probe=on_probe)
+
+
+class PongTool:
+    """``multicast pong GROUP [GROUP ...]``."""
+
+    help = "answer ping probes on groups, by unicast to each prober"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
+        )
+        add_port(parser)
+        add_iface(parser, help_text="join on this interface (name, index or address)")
+        add_source(parser)
+        add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
+        add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
+        add_key(parser)
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        check_sources(args.groups, args.sources)
+        key = key_of(args)
+        with Pong(
+            args.groups,
+            args.port,
+            interfaces=[args.iface] if args.iface is not None else None,
+            sources=args.sources,
+            key=key,
+        ) as pong:
+            if live() and not args.json:
+                print(
+                    f"answering probes on {', '.join(pong.groups)} port {pong.port} (Ctrl-C ends)"
+                )
+            report = pong.serve(duration=args.duration, count=args.count or None)
+        emit(report, args)
+        return 0

@@ -1,0 +1,210 @@
+"""Receive statistics: sequence accounting, RFC 3550 jitter and percentiles. Pure code.
+
+>>> track = SequenceTracker()
+>>> [track.observe(n).name for n in (1, 2, 4, 3, 3, 6)]
+['FIRST', 'IN_ORDER', 'GAP', 'LATE', 'DUPLICATE', 'GAP']
+>>> track.received, track.lost, track.duplicates, track.reordered, track.gaps
+(6, 1, 1, 1, 2)
+>>> summarize([1.0, 2.0, 3.0, 4.0]).p50
+2.5
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Arrival",
+    "JitterEstimator",
+    "SequenceTracker",
+    "Summary",
+    "percentile",
+    "summarize",
+]
+
+
+class Arrival(enum.Enum):
+    """What one sequence number meant when it arrived."""
+
+    FIRST = "first"  # the first number of the stream
+    IN_ORDER = "in-order"  # one past the highest so far
+    GAP = "gap"  # beyond the highest so far, skipping some numbers
+    LATE = "late"  # a number skipped earlier, arriving after higher ones (reordered)
+    DUPLICATE = "duplicate"  # already received
+
+
+class SequenceTracker:
+    """Loss, duplicates, reordering and gaps of one sender's sequence numbers.
+
+    The numbers still missing are kept as at most ``memory`` disjoint ranges, so a forward
+    jump of any size costs one range. When more ranges are missing than that, the oldest are
+    forgotten, and a number from a forgotten range that still arrives counts as a duplicate.
+    Loss is what the lowest-to-highest span expected less the distinct numbers received, so
+    a late arrival takes back the loss its gap counted.
+    """
+
+    def __init__(self, memory: int = 4096) -> None:
+        if memory < 1:
+            raise ValueError("memory must hold at least one range")
+        self.memory = memory
+        self.received = 0  # every arrival, duplicates included
+        self.unique = 0  # distinct sequence numbers
+        self.duplicates = 0
+        self.reordered = 0  # late arrivals that filled a gap
+        self.gaps = 0  # forward jumps that skipped at least one number
+        self.lowest: int | None = None
+        self.highest: int | None = None
+        # Missing numbers: sorted disjoint half-open ranges [starts[i], ends[i]).
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    @property
+    def expected(self) -> int:
+        """Numbers from the lowest to the highest seen."""
+        if self.lowest is None or self.highest is None:
+            return 0
+        return self.highest - self.lowest + 1
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.unique
+
+    def observe(self, sequence: int) -> Arrival:
+        """Account one arrival of ``sequence``."""
+        self.received += 1
+        if self.lowest is None or self.highest is None:
+            self.lowest = self.highest = sequence
+            self.unique = 1
+            return Arrival.FIRST
+        if sequence > self.highest:
+            arrival = Arrival.IN_ORDER
+            if sequence > self.highest + 1:
+                self._add_missing(len(self._starts), self.highest + 1, sequence)
+                self.gaps += 1
+                arrival = Arrival.GAP
+            self.highest = sequence
+            self.unique += 1
+            return arrival
+        if sequence < self.lowest:
+            # Older than anything seen (the stream was joined late, or its first was delayed).
+            if sequence + 1 < self.lowest:
+                self._add_missing(0, sequence + 1, self.lowest)
+            self.lowest = sequence
+            return self._late()
+        index = bisect_right(self._starts, sequence) - 1
+        if index < 0 or sequence >= self._ends[index]:
+            self.duplicates += 1
+            return Arrival.DUPLICATE
+        self._remove_missing(index, sequence)
+        return self._late()
+
+    def _late(self) -> Arrival:
+        self.unique += 1
+        self.reordered += 1
+        return Arrival.LATE
+
+    def _add_missing(self, index: int, start: int, end: int) -> None:
+        self._starts.insert(index, start)
+        self._ends.insert(index, end)
+        if len(self._starts) > self.memory:
+            del self._starts[0], self._ends[0]
+
+    def _remove_missing(self, index: int, sequence: int) -> None:
+        start, end = self._starts[index], self._ends[index]
+        if start == sequence and end == sequence + 1:
+            del self._starts[index], self._ends[index]
+        elif start == sequence:
+            self._starts[index] = sequence + 1
+        elif end == sequence + 1:
+            self._ends[index] = sequence
+        else:
+            self._ends[index] = sequence
+            self._add_missing(index + 1, sequence + 1, end)
+
+
+class JitterEstimator:
+    """Interarrival jitter as RFC 3550 §6.4.1 defines it, in the units of the times given.
+
+    ``J += (|D| - J) / 16`` where ``D`` is the change in transit time between consecutive
+    arrivals; a constant clock offset between sender and receiver cancels out.
+
+    >>> jitter = JitterEstimator()
+    >>> for sent, arrived in ((0, 100), (10, 110), (20, 130)):
+    ...     jitter.update(sent, arrived)
+    >>> jitter.value
+    0.625
+    """
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self._transit: int | None = None
+
+    def update(self, sent: int, arrived: int) -> None:
+        transit = arrived - sent
+        if self._transit is not None:
+            self.value += (abs(transit - self._transit) - self.value) / 16
+        self._transit = transit
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0..1) of sorted values, interpolating between ranks.
+
+    >>> percentile([10.0, 20.0, 30.0], 0.9)
+    28.0
+    """
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction {fraction} is outside 0..1")
+    position = fraction * (len(ordered) - 1)
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Distribution of a set of measurements (round-trip times, for one)."""
+
+    count: int
+    min: float
+    avg: float
+    max: float
+    stddev: float  # population standard deviation
+    p50: float
+    p90: float
+    p99: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "min": self.min,
+            "avg": self.avg,
+            "max": self.max,
+            "stddev": self.stddev,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+        }
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Count, min, mean, max, standard deviation and percentiles of ``values`` (not empty)."""
+    if not values:
+        raise ValueError("no values to summarize")
+    ordered = sorted(values)
+    mean = math.fsum(ordered) / len(ordered)
+    variance = math.fsum((v - mean) ** 2 for v in ordered) / len(ordered)
+    return Summary(
+        count=len(ordered),
+        min=ordered[0],
+        avg=mean,
+        max=ordered[-1],
+        stddev=math.sqrt(variance),
+        p50=percentile(ordered, 0.50),
+        p90=percentile(ordered, 0.90),
+        p99=percentile(ordered, 0.99),
+    )

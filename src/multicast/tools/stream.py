@@ -1,0 +1,221 @@
+"""``multicast stream``: send sequenced frames to a group at a set rate and size.
+
+The receiving side is :mod:`multicast.tools.monitor`, which counts loss, duplicates,
+reordering and jitter from the frames' sequence numbers and send times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import secrets
+import time
+from dataclasses import dataclass
+
+from multicast.cliargs import add_iface, add_port, add_ttl, group_type, source_type
+from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
+from multicast.exceptions import OptionError
+from multicast.tools.common import send_counted
+from multicast.tools.framing import FrameWriter
+from multicast.tools.options import (
+    add_duration,
+    add_json,
+    add_key,
+    add_limit,
+    emit,
+    key_of,
+    positive_type,
+    rate_type,
+)
+from multicast.tools.pacing import Pacer, Rate, parse_rate
+
+__all__ = ["DEFAULT_SIZE", "StreamReport", "StreamTool", "run_stream"]
+
+DEFAULT_SIZE = 1200
+DEFAULT_DURATION = 10.0
+DEFAULT_RATE = "1Mbps"  # as iperf's UDP default: gentle on a shared network
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReport:
+    """What one stream run sent."""
+
+    group: str
+    port: int
+    sender: int
+    size: int
+    sent: int
+    errors: int
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def datagrams_per_second(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "port": self.port,
+            "sender": f"{self.sender:016x}",
+            "size": self.size,
+            "sent": self.sent,
+            "bytes": self.sent * self.size,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 6),
+            "datagrams_per_second": round(self.datagrams_per_second, 3),
+            "bits_per_second": round(self.datagrams_per_second * self.size * 8, 3),
+            "interrupted": self.interrupted,
+        }
+
+    def __str__(self) -> str:
+        rate = self.datagrams_per_second
+        return (
+            f"sent {self.sent} datagrams of {self.size} bytes to {self.group} port {self.port} "
+            f"in {self.seconds:.3f} s ({rate:.1f} datagrams/s, {rate * self.size * 8 / 1e6:.3f} "
+            f"Mbit/s), {self.errors} send errors, sender {self.sender:016x}"
+            + (" (interrupted)" if self.interrupted else "")
+        )
+
+
+def run_stream(
+    group: str | IPAddress | Group,
+    port: int,
+    *,
+    rate: Rate | str = DEFAULT_RATE,
+    size: int = DEFAULT_SIZE,
+    count: int | None = None,
+    duration: float | None = None,
+    burst: int = 1,
+    ttl: int = 1,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+    loopback: bool = True,
+    key: bytes | None = None,
+    sender: int | None = None,
+) -> StreamReport:
+    """Send ``count`` frames, or for ``duration`` seconds (10 s when neither is given).
+
+    ``size`` is the whole UDP payload, frame header (and tag, with ``key``) included. Frames
+    go out in batches of ``burst`` spaced to keep ``rate`` on average. Ctrl-C ends the run
+    early with a report.
+    """
+    parsed = parse_group(group)
+    pace = parse_rate(rate) if isinstance(rate, str) else rate
+    if count is not None and count < 1:
+        raise OptionError(f"count {count} must be at least 1")
+    if duration is not None and not (duration > 0 and math.isfinite(duration)):
+        raise OptionError(f"duration {duration} must be a number of seconds above zero")
+    if burst < 1:
+        raise OptionError(f"burst {burst} must be at least 1")
+    if count is None and duration is None:
+        duration = DEFAULT_DURATION
+    check_payload_size(parsed.family, size)
+    identity = secrets.randbits(64) if sender is None else sender
+    writer = FrameWriter(identity, size, key=key)
+
+    sequence = errors = 0
+    interrupted = False
+    with Sender(
+        parsed.family,
+        ttl=ttl,
+        interface=interface if interface is not None else parsed.interface,
+        loopback=loopback,
+        source=source,
+    ) as out:
+        start = time.monotonic()
+        deadline = start + duration if duration is not None else math.inf
+        pacer = Pacer(pace.datagrams_per_second(size), start=start)
+        try:
+            while count is None or sequence < count:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                wait = pacer.delay(now)
+                if wait > 0:
+                    time.sleep(min(wait, deadline - now))
+                    continue
+                batch = burst if count is None else min(burst, count - sequence)
+                for _ in range(batch):
+                    errors += not send_counted(out, writer.write(sequence), parsed, port)
+                    sequence += 1
+                pacer.sent(batch, now=now)
+        except KeyboardInterrupt:
+            interrupted = True
+        seconds = time.monotonic() - start
+    return StreamReport(
+        group=str(parsed),
+        port=port,
+        sender=identity,
+        size=size,
+        sent=sequence - errors,
+        errors=errors,
+        seconds=seconds,
+        interrupted=interrupted,
+    )
+
+
+class StreamTool:
+    """``multicast stream GROUP``."""
+
+    help = "send sequenced frames to a group at a set rate, for monitor to count"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
+        add_port(parser)
+        add_iface(parser, help_text="send by this interface (name, index or address)")
+        add_ttl(parser)
+        parser.add_argument(
+            "--source",
+            type=source_type,
+            default=None,
+            metavar="ADDRESS",
+            help="send from this local address (the S of the (S,G) receivers join)",
+        )
+        parser.add_argument(
+            "--rate",
+            type=rate_type,
+            default=parse_rate(DEFAULT_RATE),
+            metavar="RATE",
+            help="datagrams per second (1000, 2.5k, 1000pps), bits per second (800kbps, "
+            f"10Mbps) or max (default {DEFAULT_RATE})",
+        )
+        parser.add_argument(
+            "--size",
+            type=positive_type,
+            default=DEFAULT_SIZE,
+            metavar="BYTES",
+            help="UDP payload of each datagram, frame header included (default %(default)s)",
+        )
+        add_limit(parser, "datagrams to send, 0 for no limit (default 0)")
+        add_duration(parser, f"seconds to send (default {DEFAULT_DURATION:g} without --count)")
+        parser.add_argument(
+            "--burst",
+            type=positive_type,
+            default=1,
+            metavar="N",
+            help="send N datagrams back to back, then pause to keep the rate (default 1)",
+        )
+        parser.add_argument(
+            "--no-loopback", action="store_true", help="this host's own receivers get nothing"
+        )
+        add_key(parser)
+        add_json(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        report = run_stream(
+            args.group,
+            args.port,
+            rate=args.rate,
+            size=args.size,
+            count=args.count or None,
+            duration=args.duration,
+            burst=args.burst,
+            ttl=args.ttl,
+            interface=args.iface,
+            source=args.source,
+            loopback=not args.no_loopback,
+            key=key_of(args),
+        )
+        emit(report, args)
+        return 0 if report.sent else 1

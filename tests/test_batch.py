@@ -1,0 +1,431 @@
+"""The batched fast path (recvmmsg/sendmmsg) against the plain one, datagram for datagram.
+
+Two receivers on one port get the same datagrams; one is drained through the batched
+``receive_ready``, the other through the plain loop (``batch.AVAILABLE`` patched off), and
+the two lists must be equal field by field. Runs inside scripts/netns-run, on ``lo``.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import errno
+import socket
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from multicast.core import (
+    Datagram,
+    Receiver,
+    Sender,
+    batch,
+    receive_ready,
+    send_many,
+)
+from multicast.exceptions import MessageSizeError, UnsupportedError
+
+FAMILIES = {
+    "ipv4": (socket.AF_INET, ("239.7.0.1", "239.7.0.2", "239.7.0.3")),
+    "ipv6": (socket.AF_INET6, ("ff11::7:1", "ff11::7:2", "ff11::7:3")),
+}
+BUFFER = 1 << 20  # receive buffer asked for (the namespace caps it at 4 MiB)
+
+
+def _receivers(
+    family: socket.AddressFamily, groups: Sequence[str], size: int, *, buffer: int = BUFFER
+) -> tuple[Receiver, Receiver]:
+    """Two receivers on one port, joined to ``groups`` on lo, reading ``size`` bytes at most."""
+    first = Receiver(0, family=family, receive_buffer=buffer, max_size=size, blocking=False)
+    second = Receiver(
+        first.port, family=family, receive_buffer=buffer, max_size=size, blocking=False
+    )
+    for receiver in (first, second):
+        for group in groups:
+            receiver.join(group, "lo")
+    return first, second
+
+
+def _plain_ready(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, limit: int = 1 << 20
+) -> list[Datagram]:
+    with monkeypatch.context() as patch:
+        patch.setattr(batch, "AVAILABLE", False)
+        return receive_ready(receiver.sock, receiver.buffer, limit)
+
+
+def _batched_ready(receiver: Receiver, limit: int = 1 << 20) -> list[Datagram]:
+    assert batch.AVAILABLE
+    return receive_ready(receiver.sock, receiver.buffer, limit)
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family(request: pytest.FixtureRequest) -> tuple[socket.AddressFamily, tuple[str, ...]]:
+    return FAMILIES[request.param]
+
+
+@pytest.fixture
+def senders(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+) -> Iterator[tuple[Sender, Sender]]:
+    with Sender(family[0], interface="lo") as one, Sender(family[0], interface="lo") as two:
+        yield one, two
+
+
+# --- receiving ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    size=st.sampled_from([0, 1, 64, 512, 1500]),
+    sends=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 2), st.integers(0, 2000)),
+        min_size=1,
+        max_size=150,
+    ),
+)
+def test_batched_and_plain_receive_agree(
+    name: str,
+    size: int,
+    sends: list[tuple[int, int, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two sources, three groups, payloads shorter, equal and longer than the buffer."""
+    family, groups = FAMILIES[name]
+    batched, plain = _receivers(family, groups, size)
+    with (
+        batched,
+        plain,
+        Sender(family, interface="lo") as one,
+        Sender(family, interface="lo") as two,
+    ):
+        for index, (which, group, length) in enumerate(sends):
+            payload = bytes([index % 256]) * length
+            (one, two)[which].send(payload, groups[group], batched.port)
+        ports = [sender.sock.getsockname()[1] for sender in (one, two)]
+        got = _batched_ready(batched)
+        assert got == _plain_ready(plain, monkeypatch)
+    assert len(got) == len(sends)
+    for datagram, (which, group, length) in zip(got, sends, strict=True):
+        assert datagram.group == groups[group]
+        assert datagram.source[1] == ports[which]
+        assert datagram.size == length
+        assert datagram.truncated == (length > size)
+        assert len(datagram.payload) == min(length, size)
+        assert isinstance(datagram.payload, bytes)
+        assert datagram.interface == socket.if_nametoindex("lo")
+        assert datagram.ttl == 1
+
+
+def test_kernel_drops_are_reported_alike(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+    senders: tuple[Sender, Sender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both sockets overflow the same way; every datagram carries the same drop count.
+
+    The kernel stamps its drop count on datagrams queued after the drops: overflow, drain,
+    send again.
+    """
+    batched, plain = _receivers(family[0], family[1][:1], 2048, buffer=4096)
+    got: list[Datagram] = []
+    expected: list[Datagram] = []
+    with batched, plain:
+        for burst in (400, 5):
+            for index in range(burst):
+                senders[0].send(bytes([index % 256]) * 300, family[1][0], batched.port)
+            got += batched.receive_ready(1000)
+            expected += _plain_ready(plain, monkeypatch)
+    assert got == expected
+    assert got[-1].drops > 0
+    assert [d.drops for d in got] == sorted(d.drops for d in got)
+    assert batched.drops == got[-1].drops
+
+
+def test_limit_is_respected_and_the_rest_stays_queued(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    receiver, other = _receivers(family[0], family[1][:1], 64)
+    with receiver, other:
+        for index in range(150):
+            senders[0].send(index.to_bytes(2, "big"), family[1][0], receiver.port)
+        assert receive_ready(receiver.sock, receiver.buffer, 0) == []
+        first = receive_ready(receiver.sock, receiver.buffer, 70)
+        rest = receive_ready(receiver.sock, receiver.buffer, 1000)
+    assert [int.from_bytes(d.payload, "big") for d in first + rest] == list(range(150))
+    assert len(first) == 70
+
+
+def test_empty_queue_returns_at_once_even_on_a_blocking_socket(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+) -> None:
+    with Receiver(0, family=family[0], blocking=True) as receiver:
+        assert receive_ready(receiver.sock, receiver.buffer) == []
+
+
+def test_payloads_do_not_share_the_reused_buffers(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    receiver, other = _receivers(family[0], family[1][:1], 64)
+    with receiver, other:
+        senders[0].send(b"first", family[1][0], receiver.port)
+        (first,) = receiver.receive_ready()
+        senders[0].send(b"second", family[1][0], receiver.port)
+        (second,) = receiver.receive_ready()
+    assert (first.payload, second.payload) == (b"first", b"second")
+
+
+def test_closed_socket_raises_like_the_plain_path(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver(0, family=family[0])
+    receiver.close()
+    with pytest.raises(OSError) as batched:
+        _batched_ready(receiver)
+    with pytest.raises(OSError) as plain:
+        _plain_ready(receiver, monkeypatch)
+    assert batched.value.errno == plain.value.errno == errno.EBADF
+
+
+def test_many_sources_beyond_the_decoded_memory(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forgetting decoded sources when the memory is full changes nothing received."""
+    monkeypatch.setattr(batch, "_MEMORY_LIMIT", 2)
+    batched, plain = _receivers(family[0], family[1][:1], 64)
+    with batched, plain:
+        for index in range(6):
+            with Sender(family[0], interface="lo") as sender:
+                sender.send(bytes([index]), family[1][0], batched.port)
+        got = batch.BatchReceiver(64).receive(batched.sock, 100)
+        assert got == _plain_ready(plain, monkeypatch)
+    assert len({d.source for d in got}) == 6
+
+
+def test_each_thread_has_its_own_buffers(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    receivers = _receivers(family[0], family[1][:1], 128)
+    results: dict[int, list[bytes]] = {}
+    barrier = threading.Barrier(2, timeout=5)
+
+    def drain(index: int) -> None:
+        barrier.wait()
+        results[index] = [d.payload for d in receivers[index].receive_ready(1000)]
+
+    with receivers[0], receivers[1]:
+        for index in range(200):
+            senders[0].send(str(index).encode(), family[1][0], receivers[0].port)
+        threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    expected = [str(i).encode() for i in range(200)]
+    assert results == {0: expected, 1: expected}
+    assert batch.receiver(128) is batch.receiver(128)
+
+
+def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="size"):
+        batch.BatchReceiver(-1)
+    with pytest.raises(ValueError, match="slots"):
+        batch.BatchSender(slots=0)
+    monkeypatch.setattr(batch, "_recvmmsg", None)
+    with pytest.raises(UnsupportedError, match="recvmmsg"):
+        batch.BatchReceiver(64)
+
+
+# --- the control messages ----------------------------------------------------------------------
+
+
+def _cmsg(level: int, kind: int, data: bytes) -> bytes:
+    """One control message as the kernel lays it out, padded to the next record."""
+    header = struct.pack("@Nii", socket.CMSG_LEN(len(data)), level, kind)
+    return (header + data).ljust(socket.CMSG_SPACE(len(data)), b"\0")
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 100), st.binary(max_size=40))))
+def test_control_records_split_as_recvmsg_does(records: list[tuple[int, int, bytes]]) -> None:
+    control = b"".join(_cmsg(*record) for record in records)
+    assert batch._control_records(control) == records
+
+
+@given(st.binary(max_size=200))
+def test_control_records_take_any_bytes(control: bytes) -> None:
+    for level, kind, data in batch._control_records(control):
+        assert isinstance(level, int) and isinstance(kind, int)
+        assert len(data) <= len(control)
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+
+def _payload_kinds() -> list[bytes | bytearray | memoryview]:
+    return [
+        b"bytes",
+        bytearray(b"bytearray"),
+        memoryview(b"a memoryview"),
+        memoryview(array.array("H", [1, 2, 3])),  # six bytes, whatever the format
+        b"",
+        bytes(1400),
+    ]
+
+
+def test_batched_and_plain_send_agree(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+    senders: tuple[Sender, Sender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    payloads = _payload_kinds() * 30
+    receiver, other = _receivers(family[0], family[1][:1], 2048)
+    with receiver, other:
+        assert send_many(senders[0].sock, payloads, family[1][0], receiver.port) == len(payloads)
+        with monkeypatch.context() as patch:
+            patch.setattr(batch, "AVAILABLE", False)
+            sent = send_many(senders[0].sock, payloads, family[1][0], receiver.port)
+        assert sent == len(payloads)
+        got = [d.payload for d in receiver.receive_ready(1000)]
+    expected = [bytes(p) for p in payloads]
+    assert got == expected + expected
+
+
+def test_send_beyond_one_batch_region(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    """Large payloads fill the region before the slots: the rest go in the next call."""
+    payloads = [bytes([i]) * 60_000 for i in range(12)]
+    receiver, other = _receivers(family[0], family[1][:1], 65_535, buffer=4 << 20)
+    with receiver, other:
+        assert send_many(senders[0].sock, iter(payloads), family[1][0], receiver.port) == 12
+        assert [d.payload for d in receiver.receive_ready(100)] == payloads
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_errors_come_after_the_payloads_before_them(
+    batched: bool,
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+    senders: tuple[Sender, Sender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batch, "AVAILABLE", batched)
+
+    def failing() -> Iterator[bytes]:
+        yield b"one"
+        yield b"two"
+        raise RuntimeError("source failed")
+
+    receiver, other = _receivers(family[0], family[1][:1], 70_000, buffer=4 << 20)
+    with receiver, other:
+        with pytest.raises(MessageSizeError, match="70000 bytes"):
+            send_many(senders[0].sock, [b"a", bytes(70_000), b"b"], family[1][0], receiver.port)
+        with pytest.raises(RuntimeError, match="source failed"):
+            send_many(senders[0].sock, failing(), family[1][0], receiver.port)
+        assert [d.payload for d in receiver.receive_ready()] == [b"a", b"one", b"two"]
+
+
+def _fake_sendmmsg(results: list[int | tuple[int, int]]) -> object:
+    """A sendmmsg that returns ``results`` in turn: counts, or (-1, errno) failures."""
+
+    pending = list(results)
+
+    def call(fd: int, address: int, count: int, flags: int) -> int:
+        result = pending.pop(0)
+        if isinstance(result, tuple):
+            ctypes.set_errno(result[1])
+            return result[0]
+        return min(result, count)
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ([(-1, errno.EAGAIN)], 0),
+        ([3, (-1, errno.EAGAIN)], 3),
+        ([(-1, errno.EINTR), 2, 3, 5], 10),
+    ],
+)
+def test_send_stops_when_it_would_block(
+    results: list[int | tuple[int, int]],
+    expected: int,
+    senders: tuple[Sender, Sender],
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+) -> None:
+    sender = batch.BatchSender()
+    sender._sendmmsg = _fake_sendmmsg(results)  # type: ignore[assignment]
+    name = batch.encode_address(family[0], (family[1][0], 9))
+    assert name is not None
+    assert sender.send(senders[0].sock, [b"x"] * 10, name) == expected
+
+
+def test_send_error_is_raised(
+    senders: tuple[Sender, Sender], family: tuple[socket.AddressFamily, tuple[str, ...]]
+) -> None:
+    sender = batch.BatchSender()
+    sender._sendmmsg = _fake_sendmmsg([1, (-1, errno.ENETUNREACH)])  # type: ignore[assignment]
+    name = batch.encode_address(family[0], (family[1][0], 9))
+    assert name is not None
+    with pytest.raises(OSError, match="unreachable") as raised:
+        sender.send(senders[0].sock, [b"x"] * 5, name)
+    assert raised.value.errno == errno.ENETUNREACH
+    assert not sender.busy
+
+
+def test_a_payload_source_that_sends_too(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    """A generator calling send_many itself gets its own batch buffers."""
+    receiver, other = _receivers(family[0], family[1][:2], 64)
+
+    def payloads() -> Iterator[bytes]:
+        for index in range(3):
+            send_many(senders[1].sock, [b"inner"], family[1][1], receiver.port)
+            yield b"outer%d" % index
+
+    with receiver, other:
+        assert send_many(senders[0].sock, payloads(), family[1][0], receiver.port) == 3
+        got = sorted(d.payload for d in receiver.receive_ready())
+    assert got == [b"inner"] * 3 + [b"outer0", b"outer1", b"outer2"]
+
+
+def test_names_and_timeouts_take_the_plain_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Host names must be resolved and timeouts waited for: sendto does both."""
+
+    def refuse() -> batch.BatchSender:
+        raise AssertionError("the batch path was taken")
+
+    monkeypatch.setattr(batch, "sender", refuse)
+    with Receiver(0, bind_address="127.0.0.1") as receiver, Sender() as sender:
+        assert send_many(sender.sock, [b"by name"], "localhost", receiver.port) == 1
+        sender.sock.settimeout(1.0)
+        assert send_many(sender.sock, [b"with timeout"], "127.0.0.1", receiver.port) == 1
+        assert [receiver.receive(timeout=2).payload for _ in range(2)] == [
+            b"by name",
+            b"with timeout",
+        ]
+
+
+def test_encode_address() -> None:
+    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 0x1234)) == (
+        struct.pack("=H", socket.AF_INET) + b"\x12\x34" + bytes([239, 1, 2, 3]) + bytes(8)
+    )
+    v6 = batch.encode_address(socket.AF_INET6, ("ff11::1", 80, 0, 7))
+    assert v6 is not None and len(v6) == 28
+    assert v6[8:24] == socket.inet_pton(socket.AF_INET6, "ff11::1")
+    assert struct.unpack("=I", v6[24:]) == (7,)
+    assert batch.encode_address(socket.AF_INET, ("localhost", 80)) is None
+    assert batch.encode_address(socket.AF_INET6, ("239.1.2.3", 80, 0, 0)) is None
+    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 70_000)) is None
