@@ -19,7 +19,6 @@ import signal
 import socket
 import statistics
 import struct
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -33,7 +32,6 @@ from multicast.core import (
     request_receive_buffer,
     send_many,
     set_reuse,
-    set_send_interface,
 )
 
 BUFFER = 4 << 20  # receive buffer of every receiver (the namespace allows 4 MiB)
@@ -46,14 +44,18 @@ def _say(record: dict[str, object]) -> None:
 
 
 class _Serving:
-    """A serving worker's count, reported on SIGUSR1 (SIGINT stops it: KeyboardInterrupt)."""
+    """A serving worker's count, reported on SIGUSR1 (SIGINT stops it: KeyboardInterrupt).
 
-    def __init__(self) -> None:
+    The count is ``received``, or what ``count`` returns where the worker keeps its own.
+    """
+
+    def __init__(self, count: Callable[[], int] | None = None) -> None:
         self.received = 0
+        self._count = count
         signal.signal(signal.SIGUSR1, self._report)
 
     def _report(self, signum: int, frame: FrameType | None) -> None:
-        _say({"received": self.received})
+        _say({"received": self._count() if self._count else self.received})
 
     def ready(self) -> None:
         print("ready", flush=True)
@@ -115,7 +117,7 @@ def receive_plain(options: argparse.Namespace) -> None:
 
 def receive_aio(options: argparse.Namespace) -> None:
     """This package's asyncio receiver, ``async for``."""
-    from multicast import aio
+    from multicast import aio  # noqa: PLC0415 - a part of the package run.py may skip
 
     async def main() -> None:
         serving = _Serving()
@@ -147,9 +149,7 @@ def receive_protocol(options: argparse.Namespace) -> None:
         serving = _Serving()
         loop = asyncio.get_running_loop()
         sock = _plain_socket(options)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Counting(serving), sock=sock
-        )
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Counting(serving), sock=sock)
         stopped = asyncio.Event()
         loop.add_signal_handler(signal.SIGINT, stopped.set)
         serving.ready()
@@ -172,6 +172,16 @@ def echo_plain(options: argparse.Namespace) -> None:
             serving.received += 1
     except KeyboardInterrupt:
         serving.finish()
+
+
+def pong_ours(options: argparse.Namespace) -> None:
+    """This package's ``multicast pong`` reflector (:class:`multicast.tools.Pong`)."""
+    from multicast.tools import Pong  # noqa: PLC0415 - a part of the package run.py may skip
+
+    with Pong([options.group], options.port, interfaces=["lo"]) as pong:
+        _Serving(count=lambda: pong.replies).ready()
+        report = pong.serve()  # until SIGINT
+    _say({"received": report.replies})
 
 
 # --- senders ----------------------------------------------------------------------------------
@@ -299,6 +309,24 @@ def ping_plain(options: argparse.Namespace) -> None:
         _say({"sent": options.count, "received": len(rtts), "rtt_us": _percentiles(rtts)})
 
 
+def ping_ours(options: argparse.Namespace) -> None:
+    """This package's ``multicast ping`` (:func:`multicast.tools.run_ping`)."""
+    from multicast.tools import run_ping  # noqa: PLC0415 - a part run.py may skip
+
+    report = run_ping(
+        options.group,
+        options.port,
+        count=options.count,
+        interval=1 / options.rate,
+        wait=REPLY_WAIT,
+        size=options.size,
+        interface="lo",
+    )
+    rtt = report.responders[0].rtt if report.responders else None
+    percentiles = {"p50": rtt.p50 * 1e3, "p99": rtt.p99 * 1e3} if rtt else {}
+    _say({"sent": report.sent, "received": report.received, "rtt_us": percentiles})
+
+
 def _percentiles(seconds: list[float]) -> dict[str, float]:
     if len(seconds) < 2:
         return {}
@@ -312,11 +340,13 @@ ROLES: dict[str, Callable[[argparse.Namespace], None]] = {
     "receive-aio": receive_aio,
     "receive-protocol": receive_protocol,
     "echo-plain": echo_plain,
+    "pong-ours": pong_ours,
     "send-ours": send_ours,
     "send-single": send_single,
     "send-plain": send_plain,
     "echo-client": echo_client,
     "ping-plain": ping_plain,
+    "ping-ours": ping_ours,
 }
 
 
@@ -334,4 +364,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

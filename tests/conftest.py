@@ -7,24 +7,10 @@ runs in the private network namespace that ``scripts/netns-run`` makes (``make t
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 from collections.abc import Iterator
 
 import pytest
-from testbed import Testbed
-
-NETNS_RUN = "scripts/netns-run"
-
-
-def private_namespace_problem() -> str | None:
-    """Why this process is not in a fresh namespace from ``scripts/netns-run``, or None."""
-    if os.environ.get("MULTICAST_NETNS") != "private":
-        return "MULTICAST_NETNS is not 'private'"
-    others = sorted(name for _, name in socket.if_nameindex() if name != "lo")
-    if others:
-        return f"the network namespace has interfaces besides lo ({', '.join(others)})"
-    return None
+from testbed import Testbed, private_namespace_problem
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,7 +18,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if problem is not None:
         pytest.exit(
             f"tests send multicast and must run in a private network namespace: {problem}; "
-            f"run them as `{NETNS_RUN} .venv/bin/python -m pytest` (or `make test`)",
+            "run them as `scripts/netns-run .venv/bin/python -m pytest` (or `make test`)",
             returncode=3,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -10,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from multicast import aio
 from multicast.aio import AsyncReceiver, Overflow, open_receiver, open_sender
-from multicast.core import Sender
+from multicast.core import Datagram, Sender
 from multicast.core import open_receiver as open_core_receiver
 from multicast.exceptions import ClosedError, GroupError
 
@@ -51,7 +51,7 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached")
 
 
-async def first(awaitable: Awaitable[aio.Datagram]) -> aio.Datagram:
+async def first(awaitable: Awaitable[Datagram]) -> Datagram:
     return await asyncio.wait_for(awaitable, TIMEOUT)
 
 
@@ -86,8 +86,9 @@ def test_async_iteration_ends_after_close() -> None:
         await until(lambda: receiver.queued == 2)
         receiver.close()
         assert [d.payload async for d in receiver] == [b"1", b"2"]  # what was queued
-        with pytest.raises(ClosedError, match="closed"):
+        with pytest.raises(ClosedError, match=f"port {receiver.port} is closed") as closed:
             await receiver.receive()
+        assert closed.value.errno == errno.EBADF
 
     run(test)
 
@@ -172,6 +173,24 @@ def test_one_wake_up_drains_every_ready_datagram() -> None:
             send_all(GROUP, receiver.port, [b"x"] * 50)
             await until(lambda: receiver.queued > 0)
             assert receiver.queued == 50
+
+    run(test)
+
+
+def test_a_busy_stream_is_read_in_batches_after_a_rest() -> None:
+    async def test() -> None:
+        async with open_receiver(GROUP, 0, coalesce=0.5) as receiver:
+            send_all(GROUP, receiver.port, [b"quiet"])  # after a long wait: read at once
+            assert (await first(receiver.receive())).payload == b"quiet"
+            send_all(GROUP, receiver.port, [b"busy"])  # soon after: read, then rest 0.5 s
+            assert (await first(receiver.receive())).payload == b"busy"
+            send_all(GROUP, receiver.port, [b"1", b"2", b"3"])
+            await asyncio.sleep(0.05)
+            assert receiver.queued == 0  # gathering in the kernel's buffer meanwhile
+            await until(lambda: receiver.queued > 0)
+            assert receiver.queued == 3  # taken in one read when the rest is over
+        with pytest.raises(ValueError, match="coalesce 2"):
+            open_receiver(GROUP, 0, coalesce=2)
 
     run(test)
 

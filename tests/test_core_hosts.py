@@ -81,17 +81,7 @@ def test_ssm_receiver_accepts_the_chosen_source_and_refuses_another(
     assert specific.receive_ready() == []
 
 
-IPV6_JOIN_IGNORES_INTERFACE = pytest.mark.xfail(
-    strict=True,
-    reason="Linux matches an IPv6 socket's memberships by group only, not by the interface "
-    "joined (inet6_mc_check), so a group joined on eth1 is also delivered from eth0 as soon "
-    "as any socket of the host joined it there; the core does not yet drop such datagrams",
-)
-
-
-@pytest.mark.parametrize(
-    "case", [CASES[0], pytest.param(CASES[1], marks=IPV6_JOIN_IGNORES_INTERFACE)], ids=str
-)
+@by_family
 def test_receiver_joined_on_one_interface_hears_only_that_link(
     testbed: Testbed, exit_stack: ExitStack, case: Case
 ) -> None:

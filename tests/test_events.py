@@ -347,6 +347,26 @@ def test_multicaster_sends_its_packets_then_closes(poller: Poller) -> None:
         Numbers(1, GROUP, 4343, rate=0)
 
 
+def test_multicaster_keeps_a_refused_packet_for_the_next_turn(
+    poller: Poller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_send = Sender.send
+    refusals = [BlockingIOError()]
+
+    def full_once(self: Sender, *args: object) -> int:
+        if refusals:
+            raise refusals.pop()
+        return real_send(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Sender, "send", full_once)
+    with Recorder(None, GROUP, 0, poller=poller) as listener:
+        numbers = Numbers(3, GROUP, listener.port, poller=poller)
+        poller.poll(0)
+        assert (numbers.sent, refusals) == (0, [])
+        _poll_until(poller, lambda: len(listener.packets) == 3)
+    assert listener.payloads == [b"0", b"1", b"2"]
+
+
 def test_rate_paces_without_spinning() -> None:
     class Counting(Poller):
         polls = 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 from contextlib import ExitStack
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
+from pathlib import Path
 
 import pytest
-from testbed import Host, Link, Testbed, TestbedError
+from testbed import Host, Link, Testbed, TestbedError, private_namespace_problem
 
 from multicast.core import (
     Datagram,
@@ -72,6 +74,8 @@ def test_each_host_has_its_addresses_on_each_link(testbed: Testbed) -> None:
     assert ip_address("2001:db8:2::1") in seen["eth1"].ipv6
     assert any(a.is_link_local for a in seen["eth1"].ipv6)
     assert h1.run(["ip", "-6", "addr", "show", "tentative"]).stdout == ""
+    settings = h1.run(["cat", "/proc/sys/net/ipv6/conf/eth1/keep_addr_on_down"]).stdout
+    assert settings.strip() == "1"
 
 
 def test_first_link_carries_the_multicast_and_default_routes(testbed: Testbed) -> None:
@@ -284,3 +288,28 @@ def test_bad_requests_are_refused_with_the_culprit_named(testbed: Testbed) -> No
     testbed.connect(a, b)
     with pytest.raises(KeyError, match="eth9"):
         a.interface("eth9")
+
+
+def test_guard_accepts_only_the_private_namespace(testbed: Testbed) -> None:
+    assert private_namespace_problem() is None
+    a, b = testbed.add_hosts(2)
+    testbed.connect(a, b)
+    assert "(eth0)" in (a.call(private_namespace_problem) or "")
+
+
+def test_session_stops_with_one_line_outside_the_private_namespace() -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "MULTICAST_NETNS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", __file__],
+        cwd=Path(__file__).parents[1],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    said = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 3
+    assert len(said) == 1
+    assert "MULTICAST_NETNS" in said[0]
+    assert "scripts/netns-run" in said[0]

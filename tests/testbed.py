@@ -47,7 +47,17 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from types import TracebackType
 from typing import IO, Any, ParamSpec, Self, TypeVar
 
-__all__ = ["WAIT", "Bridge", "Host", "Link", "Namespace", "Nic", "Testbed", "TestbedError"]
+__all__ = [
+    "WAIT",
+    "Bridge",
+    "Host",
+    "Link",
+    "Namespace",
+    "Nic",
+    "Testbed",
+    "TestbedError",
+    "private_namespace_problem",
+]
 
 WAIT = 10.0  # seconds: the bound on every command, callable and wait of the test bed
 _SETTLE = 5.0  # seconds for a new link to carry traffic
@@ -57,6 +67,7 @@ _CLONE_NEWNET = 0x40000000
 _IFNAMSIZ = 15  # longest interface name Linux accepts
 _libc = ctypes.CDLL(None, use_errno=True)
 _beds = itertools.count(1)
+_indexes = itertools.count(100)  # interface indexes for veth ends, never used twice
 
 # Written in every host namespace before its first link: IPv6 addresses (link-local ones too)
 # usable at once instead of after duplicate address detection, and kept while a link is down
@@ -76,6 +87,19 @@ class TestbedError(RuntimeError):
     """A command that built, changed or removed the test bed failed; the message says which."""
 
     __test__ = False  # not a test class, whatever its name says to pytest
+
+
+def private_namespace_problem() -> str | None:
+    """Why this thread is not in a fresh namespace from ``scripts/netns-run``, or None.
+
+    That script sets ``MULTICAST_NETNS=private`` in a namespace holding only ``lo``.
+    """
+    if os.environ.get("MULTICAST_NETNS") != "private":
+        return "MULTICAST_NETNS is not 'private'"
+    others = sorted(name for _, name in socket.if_nameindex() if name != "lo")
+    if others:
+        return f"the network namespace has interfaces besides lo ({', '.join(others)})"
+    return None
 
 
 def _run(
@@ -138,6 +162,14 @@ class Namespace:
             ["ip", "-n", self.netns, "-batch", "-"], input="\n".join(commands) + "\n"
         ).stdout
 
+    def describe(self, interface: str) -> dict[str, Any]:
+        """``ip -json -details addr show dev INTERFACE`` here: flags, state, addresses..."""
+        shown = _run(
+            ["ip", "-n", self.netns, "-json", "-details", "addr", "show", "dev", interface]
+        )
+        states: list[dict[str, Any]] = json.loads(shown.stdout)
+        return states[0]
+
     def run(
         self,
         args: Sequence[str],
@@ -146,8 +178,7 @@ class Namespace:
         timeout: float = WAIT,
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command here to its end, feeding it ``input``; raise :class:`TestbedError`
-        if it fails and ``check``."""
+        """Run a command here to its end, fed ``input``; if it fails and ``check``, raise."""
         command = ["ip", "netns", "exec", self.netns, *args]
         return _run(command, input=input, timeout=timeout, check=check)
 
@@ -178,7 +209,8 @@ class Namespace:
         future: Future[T] = Future()
 
         def body() -> None:
-            future.set_running_or_notify_cancel()
+            if not future.set_running_or_notify_cancel():
+                return  # cancelled before it began
             try:
                 _enter(self.netns)
                 result = fn(*args, **kwargs)
@@ -197,6 +229,10 @@ class Namespace:
         """Run ``fn(*args, **kwargs)`` inside this namespace and return (or raise) what it does."""
         return self.start(fn, *args, **kwargs).result(timeout=WAIT)
 
+    def sysctl(self, values: dict[str, str]) -> None:
+        """Set kernel settings of this namespace, e.g. ``{"net/ipv4/ip_forward": "1"}``."""
+        self.call(_write_sysctls, values)
+
 
 class Host(Namespace):
     """A host: a namespace with ``lo`` up and one interface per link, named ``eth0``, ``eth1``..."""
@@ -205,7 +241,7 @@ class Host(Namespace):
         super().__init__(bed, name)
         self.number = number
         self.nics: list[Nic] = []
-        self.call(_write_sysctls, _HOST_SYSCTLS)
+        self.sysctl(_HOST_SYSCTLS)
         self.ip("link set lo up")
 
     def interface(self, name: str) -> Nic:
@@ -268,7 +304,7 @@ class _End(abc.ABC):
 
     @abc.abstractmethod
     def ready(self, state: dict[str, Any]) -> bool:
-        """Whether this end, described by ``ip -json -details addr show``, carries traffic."""
+        """Whether this end, as :meth:`Namespace.describe` shows it, carries traffic."""
 
     def settle(self) -> None:
         """Wait (bounded) until this end carries traffic, if it has carrier at all.
@@ -278,20 +314,7 @@ class _End(abc.ABC):
         """
         deadline = time.monotonic() + _SETTLE
         while True:
-            shown = _run(
-                [
-                    "ip",
-                    "-n",
-                    self.namespace.netns,
-                    "-json",
-                    "-details",
-                    "addr",
-                    "show",
-                    "dev",
-                    self.name,
-                ]
-            )
-            (state,) = json.loads(shown.stdout)
+            state = self.namespace.describe(self.name)
             if "LOWER_UP" not in state["flags"]:
                 return  # its peer is down: nothing to wait for
             if state["operstate"] == "UP" and self.ready(state):
@@ -372,7 +395,6 @@ class _Veth:
     """A veth pair between two hosts, or between a host and a bridge port."""
 
     ends: tuple[_End, _End]
-    bed: Testbed
 
     def __post_init__(self) -> None:
         for end in self.ends:
@@ -386,17 +408,11 @@ class _Veth:
         veth whose index equals its peer's as not urgent and delays marking it up by up to
         a second, during which a bridge drops its frames.
         """
-        command = ["ip", "link", "add"]
-        for i, end in enumerate(self.ends):
-            command += [
-                end.name,
-                "netns",
-                end.namespace.netns,
-                "index",
-                str(next(self.bed._indexes)),
-            ]
-            command += ["type", "veth", "peer", "name"] if i == 0 else []
-        _run(command)
+        near, far = (
+            [end.name, "netns", end.namespace.netns, "index", str(next(_indexes))]
+            for end in self.ends
+        )
+        _run(["ip", "link", "add", *near, "type", "veth", "peer", "name", *far])
         for end in self.ends:
             end.configure()
         self.settle()
@@ -462,7 +478,6 @@ class Testbed:
         self._namespaces: list[Namespace] = []
         self._processes: list[subprocess.Popen[str]] = []
         self._threads: list[threading.Thread] = []
-        self._indexes = itertools.count(100)  # interface indexes for veth ends, never reused
 
     def __enter__(self) -> Self:
         return self
@@ -495,19 +510,19 @@ class Testbed:
         """``count`` new hosts."""
         return [self.add_host() for _ in range(count)]
 
-    def _new_link(self, hosts: Sequence[Host], bridge: Bridge | None = None) -> Link:
+    def _new_link(self, hosts: Sequence[Host]) -> Link:
         if len(set(map(id, hosts))) != len(hosts):
             raise ValueError(f"a host appears twice on one link: {[h.name for h in hosts]}")
         if len(self.links) >= 255:
             raise ValueError("a test bed holds at most 255 links")
-        link = Link(len(self.links) + 1, bridge=bridge)
+        link = Link(len(self.links) + 1)
         self.links.append(link)
         return link
 
     def connect(self, a: Host, b: Host) -> Link:
         """Join hosts ``a`` and ``b`` with a veth pair: a link of its own."""
         link = self._new_link([a, b])
-        _Veth((link._attach(a), link._attach(b)), self).create()
+        _Veth((link._attach(a), link._attach(b))).create()
         return link
 
     def bridge(self, *hosts: Host) -> Link:
@@ -517,7 +532,7 @@ class Testbed:
         link = self._new_link(hosts)
         link.bridge = Bridge(self, f"br{link.number}")
         for host in hosts:
-            _Veth((link._attach(host), _Port(link.bridge, host.name)), self).create()
+            _Veth((link._attach(host), _Port(link.bridge, host.name))).create()
         return link
 
     def close(self) -> None:

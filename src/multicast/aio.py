@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import errno
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
@@ -46,6 +48,7 @@ from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import ClosedError
 
 __all__ = [
+    "DEFAULT_COALESCE",
     "AsyncReceiver",
     "AsyncSender",
     "Overflow",
@@ -72,19 +75,38 @@ class Overflow(enum.Enum):
     meanwhile, and what does not fit there is the kernel's drop (:attr:`kernel_drops`)."""
 
 
-class AsyncReceiver:
+class _Closing(ABC):
+    """``async with`` support: leaving the block calls :meth:`close`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncReceiver(_Closing):
     """Datagrams of a core :class:`~multicast.core.Receiver`, read on the running event loop.
 
     Iterate with ``async for`` or call :meth:`receive`. Reading starts at once, so datagrams
     are queued from creation on. Closing stops reading; what is queued can still be read,
     then iteration ends and :meth:`receive` raises :class:`~multicast.exceptions.ClosedError`.
 
-    Each wake-up reads every queued datagram, up to ``batch``. When wake-ups come less than
-    ``coalesce`` seconds apart (a busy stream), the reader rests ``coalesce`` seconds after
-    each read that emptied the socket, so that datagrams gather in the kernel's buffer and are taken in batches: a
-    busy stream gets up to that much extra latency and far less CPU per datagram, a quiet
-    one is read the moment each datagram arrives. ``coalesce=0`` reads on every wake-up.
-    Keep the receive buffer large enough for ``coalesce`` seconds of the stream.
+    Each wake-up reads every queued datagram, up to ``batch``. When a datagram comes less
+    than ``coalesce`` seconds after the reader emptied the socket (a busy stream), the
+    reader then rests ``coalesce`` seconds, so that datagrams gather in the kernel's buffer
+    and are taken in batches: a busy stream gets up to that much extra latency and far less
+    CPU per datagram, a quiet one is read the moment each datagram arrives. ``coalesce=0``
+    reads on every wake-up. Keep the receive buffer large enough for ``coalesce`` seconds
+    of the stream.
     """
 
     def __init__(
@@ -104,6 +126,7 @@ class AsyncReceiver:
             raise ValueError(f"coalesce {coalesce} must be between 0 and 1 second")
         self._loop = asyncio.get_running_loop()
         self.receiver = receiver
+        self.port = receiver.port
         self.queue_size = queue_size
         self.overflow = Overflow(overflow)
         self.batch = batch
@@ -114,7 +137,7 @@ class AsyncReceiver:
         self._reading = False
         self._full = False  # Overflow.PAUSE: the queue filled up
         self._resting: asyncio.TimerHandle | None = None  # coalescing: the next read waits
-        self._last_read = -math.inf
+        self._waiting_since = -math.inf  # when the reader last became ready for more
         receiver.sock.setblocking(False)
         self._follow_state()
 
@@ -136,10 +159,6 @@ class AsyncReceiver:
     @property
     def closed(self) -> bool:
         return self.receiver.closed
-
-    @property
-    def port(self) -> int:
-        return self.receiver.port
 
     @property
     def memberships(self) -> list[Membership]:
@@ -174,6 +193,7 @@ class AsyncReceiver:
 
     def _rest_over(self) -> None:
         self._resting = None
+        self._waiting_since = self._loop.time()
         self._follow_state()
 
     def _read_ready(self) -> None:
@@ -191,10 +211,11 @@ class AsyncReceiver:
                 discard()
         self._full = excess == 0 and self.overflow is Overflow.PAUSE
         now = self._loop.time()
-        if len(ready) < limit and now - self._last_read < self.coalesce:
-            # Drained, but busy: let the next datagrams gather before reading again.
+        if len(ready) < limit and now - self._waiting_since < self.coalesce:
+            # Drained, and data came within `coalesce`: let the next datagrams gather.
             self._resting = self._loop.call_later(self.coalesce, self._rest_over)
-        self._last_read = now
+        else:
+            self._waiting_since = now
         self._follow_state()
         if queue and self._arrived is not None and not self._arrived.done():
             self._arrived.set_result(None)
@@ -204,7 +225,7 @@ class AsyncReceiver:
         queue = self._queue
         while not queue:
             if self.closed:
-                raise ClosedError(f"receiver on port {self._port_text()} is closed")
+                raise ClosedError(errno.EBADF, f"receiver on port {self.port} is closed")
             if self._arrived is None or self._arrived.done():
                 self._arrived = self._loop.create_future()
             await self._arrived
@@ -223,9 +244,6 @@ class AsyncReceiver:
         except ClosedError:
             raise StopAsyncIteration from None
 
-    def _port_text(self) -> str:
-        return "?" if self.closed else str(self.port)
-
     def close(self) -> None:
         """Stop reading and close the socket (leaving its groups); wake whoever waits."""
         if self.closed:
@@ -238,17 +256,6 @@ class AsyncReceiver:
         self.receiver.close()
         if self._arrived is not None and not self._arrived.done():
             self._arrived.set_result(None)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_receiver(
@@ -295,7 +302,7 @@ def open_receiver(
         raise
 
 
-class AsyncSender:
+class AsyncSender(_Closing):
     """Sends datagrams to one group and port from a non-blocking core :class:`Sender`."""
 
     def __init__(self, sender: Sender, group: GroupSpec, port: int | str) -> None:
@@ -313,7 +320,7 @@ class AsyncSender:
         """Send ``payload`` as one datagram, waiting while the socket's buffer is full."""
         while True:
             if self.closed:
-                raise ClosedError(f"sender to {self.group} port {self.port} is closed")
+                raise ClosedError(errno.EBADF, f"sender to {self.group} port {self.port} is closed")
             try:
                 return self.sender.send(payload, self.group, self.port)
             except BlockingIOError:
@@ -330,17 +337,6 @@ class AsyncSender:
 
     def close(self) -> None:
         self.sender.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_sender(

@@ -36,6 +36,7 @@ from multicast.exceptions import (
     UsageError,
     exit_on_exception,
     get_exit_code_from_exception,
+    system_exit_code,
 )
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
@@ -225,8 +226,8 @@ def main(argv: Sequence[str] | None = None) -> tuple[int, Any]:
     _report_environment()
     try:
         return McastDispatch()(sys.argv[1:] if argv is None else argv)
-    except SystemExit as done:  # --help and --version
-        code = done.code if isinstance(done.code, int) else 0
+    except SystemExit as done:  # --help, --version, or a tool that called sys.exit()
+        code = system_exit_code(done)
         return code, (code == 0, None)
     except BaseException as error:
         line = _error_line(error)

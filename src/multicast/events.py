@@ -48,7 +48,9 @@ __all__ = [
     "WRITE_BUDGET",
     "MulticastListener",
     "Multicaster",
+    "PacketCallback",
     "Packets",
+    "Pollable",
     "Poller",
     "listen",
     "loop",
@@ -98,7 +100,25 @@ class _Registration:
         return self.events & ~_WRITE if self.write_paused_until is not None else self.events
 
 
-class Poller:
+class _Closing(ABC):
+    """``with`` support: leaving the block calls :meth:`close`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Poller(_Closing):
     """Calls ``handle_read()`` / ``handle_write()`` of registered objects when their fd is ready.
 
     ``polling`` is True while :meth:`loop` should go on. Setting it to False from any thread
@@ -150,17 +170,6 @@ class Poller:
                 if resource is not None:
                     resource.close()
             self._selector = self._wake_receiver = self._wake_sender = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def register(self, fd: Pollable, flags: int = 0) -> None:
         """Watch ``fd`` for the events it has handlers for.
@@ -343,7 +352,7 @@ poll = _defaultPoller.poll
 loop = _defaultPoller.loop
 
 
-class _Dispatcher:
+class _Dispatcher(_Closing):
     """A socket from the core layer, registered with a poller until closed."""
 
     _endpoint: Receiver | Sender
@@ -371,17 +380,6 @@ class _Dispatcher:
             self.poller.unregister(self)
         self._endpoint.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _packet_filter(
     value: PacketCallback | str | bytes | re.Pattern[bytes] | None,
@@ -402,16 +400,16 @@ def _packet_filter(
     )
 
 
-class MulticastListener(_Dispatcher, ABC):
+class MulticastListener(_Dispatcher):
     """Joins ``ip`` on ``port`` and calls :meth:`handle_packet` for every packet it accepts.
 
     ``filter`` is a callable ``filter(packet, addr)`` returning whether to accept the packet,
     or a regular expression (str, bytes or compiled bytes pattern) that accepted packets
-    match from their first byte; None accepts every packet. ``port`` 0 takes a free port
-    (see :attr:`port`). Packets are read up to ``mtu``
+    match from their first byte; None accepts every packet. Packets are read up to ``mtu``
     bytes; longer ones arrive cut and are counted in :attr:`truncated`. Only datagrams sent
-    to the group are handled (not unicast to the port). ``interface`` picks where to join,
-    ``source`` makes the join source-specific (SSM), ``poller`` replaces the default poller.
+    to the group are handled (not unicast to the port). ``port`` 0 takes a free port (see
+    :attr:`port`), ``interface`` picks where to join, ``source`` makes the join
+    source-specific (SSM), ``poller`` replaces the default poller.
     """
 
     def __init__(
@@ -466,7 +464,7 @@ class MulticastListener(_Dispatcher, ABC):
         """Handle one accepted packet from ``addr`` (host, port); a true result stops listening."""
 
 
-class Multicaster(_Dispatcher, ABC):
+class Multicaster(_Dispatcher):
     """Sends the packets that iterating over it yields to ``ip`` and ``port``, then closes.
 
     Subclasses define ``__iter__``. Packets go out when the poller finds the socket
@@ -495,7 +493,7 @@ class Multicaster(_Dispatcher, ABC):
         self.sent = 0
         self._pending: Packet | None = None  # the next packet, taken but not sent yet
         self._due = time.monotonic()
-        self.packets: Iterator[Packet] = iter(self)
+        self._packets: Iterator[Packet] | None = None  # iter(self), taken at the first send
         self._endpoint = self.sender = Sender(
             self.group.family, ttl=ttl, interface=interface, loopback=loopback
         )
@@ -508,8 +506,10 @@ class Multicaster(_Dispatcher, ABC):
 
     def handle_write(self) -> None:
         """Send the packets that are due, at most :data:`WRITE_BUDGET`; close when done."""
+        if self._packets is None:
+            self._packets = iter(self)
         for _ in range(WRITE_BUDGET):
-            packet = self._pending if self._pending is not None else next(self.packets, None)
+            packet = self._pending if self._pending is not None else next(self._packets, None)
             if packet is None:
                 self.close()
                 return
@@ -587,7 +587,7 @@ def _run_default_poller(listener: _Relay, done: Callable[[], bool], timeout: flo
         )
 
 
-class Packets:
+class Packets(_Closing):
     """The packets of ``listen()`` without a handler: an iterator of payloads (``bytes``).
 
     The group is joined from the start. ``next()`` returns the oldest packet received; when
@@ -636,17 +636,6 @@ class Packets:
     def close(self) -> None:
         """Leave the group; packets already received can still be read."""
         self.listener.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @overload

@@ -46,6 +46,7 @@ __all__ = [
     "UsageError",
     "exit_on_exception",
     "get_exit_code_from_exception",
+    "system_exit_code",
     "validate_exit_code",
 ]
 
@@ -235,7 +236,7 @@ def get_exit_code_from_exception(exc: object) -> int:
     return 70
 
 
-def _system_exit_code(error: SystemExit) -> int:
+def system_exit_code(error: SystemExit) -> int:
     """Python's meaning of ``SystemExit(code)``: None is 0, a non-int is 1, 255 if out of range."""
     if error.code is None:
         return 0
@@ -256,7 +257,7 @@ def exit_on_exception(func: Callable[_P, _R]) -> Callable[_P, _R]:
         try:
             return func(*args, **kwargs)
         except SystemExit as error:
-            code = _system_exit_code(error)
+            code = system_exit_code(error)
             _logger.debug("%s exited with %d (%s)", func.__name__, code, _describe(code))
             raise SystemExit(code) from error
         except BaseException as error:

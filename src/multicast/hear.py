@@ -11,8 +11,9 @@ as a warning.
 The answer to a datagram is ``HEAR [ <ITS TEXT IN UPPER CASE> SAID (host, port) ] from
 <group>``, sent from the server's socket to the datagram's source address and port, and cut
 to the size of the datagram it answers (at a character boundary): an answer is never larger
-than its question, so the server cannot amplify traffic sent with a forged source. A client
-that wants the whole answer pads its datagram.
+than its question, so the server cannot amplify traffic sent with a forged source. Trailing
+white space of the text is left out of the answer, so a client that wants the whole answer
+pads its datagram with spaces (about 60 bytes more than its text is enough on IPv4).
 
 A datagram whose text contains ``STOP`` makes :class:`HearUDPHandler` raise
 :class:`~multicast.exceptions.ShutdownCommandReceived` after answering. The server then stops
@@ -62,6 +63,8 @@ from multicast.core import (
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import ShutdownCommandReceived
 from multicast.recv import GroupSpec, bind_host, decode_payload, requested_groups
+
+__module__ = "multicast"  # the value the reference documents for this module
 
 __all__ = ["HearUDPHandler", "McastHEAR", "McastServer", "add_stop_option", "fit"]
 
@@ -229,7 +232,8 @@ class HearUDPHandler(socketserver.BaseRequestHandler):
         text = decode_payload(payload)
         host, port = self.client_address[0], self.client_address[1]
         here = getattr(self.server, "current_group", None) or sock.getsockname()[0]
-        answer = fit(f"HEAR [ {text.upper()} SAID {(host, port)} ] from {here}", len(payload))
+        words = text.rstrip().upper()
+        answer = fit(f"HEAR [ {words} SAID {(host, port)} ] from {here}", len(payload))
         sock.sendto(answer, self.client_address)
         module_logger.debug("answered %d bytes from %s port %s", len(payload), host, port)
         if "STOP" in text:

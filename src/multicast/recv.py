@@ -49,6 +49,8 @@ from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import GroupError
 from multicast.skt import DEFAULT_TIMEOUT, genSocket
 
+__module__ = "multicast"  # the value the reference documents for this module
+
 __all__ = [
     "McastRECV",
     "bind_host",
@@ -230,7 +232,6 @@ class McastRECV(mtool):
         timeout = kwargs.get("timeout")
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         show = bool(kwargs.get("is_std")) or sys.stdout.isatty()
-        module_logger.debug("RECV")
         texts: list[str] = []
         sock = joinstep(
             requested_groups(kwargs.get("groups"), kwargs.get("group")),
@@ -248,7 +249,10 @@ class McastRECV(mtool):
                 texts.append(text)
                 if show:
                     print(text, flush=True)
-        if not texts:
-            module_logger.debug("Nothing Received.")
-            return False, None
-        return count in (0, len(texts)), "\n".join(texts)
+        complete = len(texts) == count or (count == 0 and bool(texts))
+        if not complete:
+            wanted = "any" if count == 0 else str(count)
+            module_logger.info(
+                "RECV: %d of %s datagrams arrived within %g s each", len(texts), wanted, timeout
+            )
+        return complete, "\n".join(texts) if texts else None

@@ -32,6 +32,8 @@ from multicast.cliargs import add_group, add_groups, add_iface, add_port, add_tt
 from multicast.core import Group, Sender, check_payload_size, parse_port
 from multicast.recv import requested_groups
 
+__module__ = "multicast"  # the value the reference documents for this module
+
 __all__ = ["McastSAY", "chunks"]
 
 

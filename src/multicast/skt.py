@@ -23,6 +23,8 @@ from typing import Final
 import multicast
 from multicast.core import new_socket, set_reuse, set_ttl
 
+__module__ = "multicast.skt"  # the value the reference documents for this module
+
 __all__ = ["DEFAULT_TIMEOUT", "endSocket", "genSocket"]
 
 DEFAULT_TIMEOUT: Final = 1.0

@@ -59,9 +59,11 @@ from multicast.core import (
     InterfaceSpec,
     IPAddress,
     Membership,
+    arrived_as_joined,
     bind_socket,
     enable_receive_metadata,
     family_of,
+    interfaces_by_group,
     join_group,
     new_socket,
     parse_address,
@@ -181,6 +183,7 @@ class Peer:
         self.ls: socket.socket | None = None
         self.opened = False
         self.memberships: list[Membership] = []
+        self._joined_on: dict[str, frozenset[int]] = {}
         self.truncated = 0  # datagrams received cut to bs
         # Datagrams the kernel dropped on this socket for want of buffer room, as it last
         # reported (SO_RXQ_OVFL): it tells with the next datagram it does queue.
@@ -287,6 +290,7 @@ class Peer:
             raise
         self.ls = sock
         self.memberships = memberships
+        self._joined_on = interfaces_by_group(memberships)
         self.ha = (host, sock.getsockname()[1])
         self.drops = 0
         self.opened = True
@@ -322,7 +326,11 @@ class Peer:
         if not self._pending:
             sock = self._socket()
             try:
-                self._pending.extend(receive_ready(sock, self._buffer))
+                self._pending.extend(
+                    datagram
+                    for datagram in receive_ready(sock, self._buffer)
+                    if arrived_as_joined(datagram, self._joined_on)
+                )
             except OSError as error:
                 logger.error("peer %r cannot receive: %s", self.name, error)
                 raise

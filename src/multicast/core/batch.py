@@ -42,6 +42,8 @@ _SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest 
 _MEMORY_LIMIT = 1024  # decoded sources / ancillary records remembered before starting afresh
 _TRUNCATED = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic is slow per datagram
 _RECEIVE_FLAGS = int(socket.MSG_DONTWAIT) | _TRUNCATED
+# Block for the first datagram only (on a blocking socket), then take what is queued.
+_WAIT_FLAGS = getattr(socket, "MSG_WAITFORONE", 0x10000) | _TRUNCATED
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
@@ -112,6 +114,11 @@ _SETTERS = {
 
 
 def _libc_function(name: str) -> _SyscallFunction | None:
+    """``name`` from the C library; None off Linux.
+
+    Without ``argtypes``: converting through them costs microseconds per call, so callers
+    pass Python ints for C ints and :class:`ctypes.c_void_p` for pointers.
+    """
     if not constants.LINUX:
         return None
     try:
@@ -119,16 +126,6 @@ def _libc_function(name: str) -> _SyscallFunction | None:
     except (OSError, AttributeError):
         return None
     function.restype = ctypes.c_int
-    if name == "recvmmsg":
-        function.argtypes = (
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_void_p,
-        )
-    else:
-        function.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int)
     result: _SyscallFunction = function
     return result
 
@@ -151,8 +148,12 @@ def _address_of(buffer: bytearray | mmap.mmap) -> tuple[ctypes.Array[ctypes.c_ch
     return view, ctypes.addressof(view)
 
 
-def _call(function: _SyscallFunction, *arguments: int | None) -> int:
-    """Call a batch system call: its count, 0 when it would block; other errors raise."""
+def _call(function: _SyscallFunction, *arguments: int | ctypes.c_void_p | None) -> int:
+    """Call a batch system call: its count, 0 when it would block; other errors raise.
+
+    After a signal (EINTR) the loop goes round again, which lets Python run the handler
+    first: a KeyboardInterrupt ends a blocking wait.
+    """
     while True:
         count = function(*arguments)
         if count >= 0:
@@ -217,24 +218,34 @@ class BatchReceiver:
             message.hdr.control = origins + index * _ORIGIN_SPACE + _NAME_SPACE
             message.hdr.controllen = _CONTROL_SPACE
         self._messages = messages
-        self._address = ctypes.addressof(messages)
+        self._pointer = ctypes.c_void_p(ctypes.addressof(messages))
         self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
+        self._written = 0  # headers the kernel wrote into since they were last reset
         self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
-    def receive(self, sock: socket.socket, limit: int) -> list[sockets.Datagram]:
-        """Every datagram already queued on ``sock`` (at most ``limit``), without blocking."""
+    def receive(
+        self, sock: socket.socket, limit: int, *, wait: bool = False
+    ) -> list[sockets.Datagram]:
+        """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
+
+        With ``wait``, a blocking socket first waits for one datagram, in the same call.
+        """
         fd = sock.fileno()
+        flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
         ready: list[sockets.Datagram] = []
         while len(ready) < limit:
             wanted = min(self.slots, limit - len(ready))
-            used = wanted * _MMSGHDR_SIZE
-            self._headers[:used] = self._fresh[:used]
-            count = _call(self._recvmmsg, fd, self._address, wanted, _RECEIVE_FLAGS, None)
+            if self._written:
+                used = self._written * _MMSGHDR_SIZE
+                self._headers[:used] = self._fresh[:used]
+            self._written = wanted  # until the call says how many it filled
+            count = self._written = _call(self._recvmmsg, fd, self._pointer, wanted, flags, None)
             self._collect(count, ready)
             if count < wanted:  # the queue ran dry
                 break
+            flags = _RECEIVE_FLAGS
         return ready
 
     def _collect(self, count: int, ready: list[sockets.Datagram]) -> None:
@@ -328,6 +339,7 @@ class BatchSender:
             message.hdr.iov = iovecs + index * _IOVEC.size
             message.hdr.iovlen = 1
         self._address = ctypes.addressof(self._messages)
+        self._pointer = ctypes.c_void_p(self._address)
         self._namelen = 0
         self.busy = False  # inside send(): a payload iterator that sends needs other buffers
 
@@ -401,9 +413,10 @@ class BatchSender:
     def _transmit(self, fd: int, count: int) -> int:
         done = 0
         while done < count:
-            result = _call(
-                self._sendmmsg, fd, self._address + done * _MMSGHDR_SIZE, count - done, 0
+            at = (
+                self._pointer if not done else ctypes.c_void_p(self._address + done * _MMSGHDR_SIZE)
             )
+            result = _call(self._sendmmsg, fd, at, count - done, 0)
             if result == 0:  # would block
                 break
             done += result

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import select
 import socket
 import struct
 from collections.abc import Iterable, Sequence
@@ -37,15 +38,18 @@ __all__ = [
     "Membership",
     "Receiver",
     "Sender",
+    "arrived_as_joined",
     "bind_socket",
     "check_payload_size",
     "enable_receive_metadata",
     "interface_index",
+    "interfaces_by_group",
     "join_group",
     "leave_group",
     "new_socket",
     "open_receiver",
     "parse_ancillary",
+    "receive_batch",
     "receive_datagram",
     "receive_ready",
     "request_receive_buffer",
@@ -338,6 +342,33 @@ class Membership:
         return f"({self.source}, {self.group}){where}" if self.source else f"{self.group}{where}"
 
 
+def interfaces_by_group(memberships: Iterable[Membership]) -> dict[str, frozenset[int]]:
+    """For each IPv6 group joined on specific interfaces only, the indexes of those interfaces.
+
+    Linux matches an IPv6 socket's memberships by group alone: a group joined on ``eth1``
+    is also delivered from ``eth0`` once any socket of the host joined it there. IPv4
+    checks the interface itself, and a group joined anywhere (index 0) takes every arrival,
+    so neither appears here.
+    """
+    anywhere: set[str] = set()
+    joined: dict[str, set[int]] = {}
+    for membership in memberships:
+        if membership.group.family != socket.AF_INET6:
+            continue
+        key = membership.group.address.compressed
+        if membership.interface:
+            joined.setdefault(key, set()).add(membership.interface)
+        else:
+            anywhere.add(key)
+    return {group: frozenset(indexes) for group, indexes in joined.items() if group not in anywhere}
+
+
+def arrived_as_joined(datagram: Datagram, joined_on: dict[str, frozenset[int]]) -> bool:
+    """False for a datagram to a group that arrived on an interface the group was not joined on."""
+    allowed = joined_on.get(datagram.group) if datagram.group else None
+    return allowed is None or datagram.interface in allowed
+
+
 def _membership(
     sock: socket.socket,
     group: str | IPAddress | Group,
@@ -499,6 +530,24 @@ def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> 
     return ready
 
 
+def receive_batch(
+    sock: socket.socket, buffer: bytearray, limit: int = 1024, timeout: float | None = None
+) -> list[Datagram]:
+    """Wait for a datagram, then return it with every other already queued (at most ``limit``).
+
+    ``timeout`` is the longest wait in seconds (None: as long as it takes); after it the
+    list is empty. On Linux a blocking socket with no timeout waits and reads in one
+    ``recvmmsg`` call (``MSG_WAITFORONE``): one system call per wake-up, whatever the load.
+    """
+    if batch.AVAILABLE and timeout is None and sock.gettimeout() is None:
+        return batch.receiver(len(buffer)).receive(sock, limit, wait=True)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
+        return []
+    return receive_ready(sock, buffer, limit)
+
+
 # ---------------------------------------------------------------------------------------------
 # The usual configurations.
 
@@ -572,6 +621,8 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.memberships: list[Membership] = []
         self.drops = 0
+        self.wrong_interface = 0  # IPv6 datagrams dropped for arriving where not joined
+        self._joined_on: dict[str, frozenset[int]] = {}
 
     @property
     def port(self) -> int:
@@ -586,6 +637,7 @@ class Receiver(_Endpoint):
     ) -> Membership:
         membership = join_group(self.sock, group, interface, source)
         self.memberships.append(membership)
+        self._joined_on = interfaces_by_group(self.memberships)
         return membership
 
     def leave(
@@ -596,23 +648,43 @@ class Receiver(_Endpoint):
     ) -> Membership:
         membership = leave_group(self.sock, group, interface, source)
         self.memberships.remove(membership)
+        self._joined_on = interfaces_by_group(self.memberships)
         return membership
 
-    def _seen(self, datagram: Datagram) -> Datagram:
+    def _accepted(self, datagram: Datagram) -> bool:
         self.drops = max(self.drops, datagram.drops)
-        return datagram
+        if arrived_as_joined(datagram, self._joined_on):
+            return True
+        self.wrong_interface += 1
+        return False
 
     def receive(self, timeout: float | None = None) -> Datagram:
         """The next datagram; raises :class:`TimeoutError` after ``timeout`` seconds."""
         if timeout is not None:
             self.sock.settimeout(timeout)
-        return self._seen(receive_datagram(self.sock, self.buffer))
+        while True:
+            datagram = receive_datagram(self.sock, self.buffer)
+            if self._accepted(datagram):
+                return datagram
 
     def receive_ready(self, limit: int = 1024) -> list[Datagram]:
         """Every datagram already queued (at most ``limit``), without blocking."""
-        ready = receive_ready(self.sock, self.buffer, limit)
+        return self._taken(receive_ready(self.sock, self.buffer, limit))
+
+    def receive_batch(self, limit: int = 1024, timeout: float | None = None) -> list[Datagram]:
+        """Wait for a datagram (``timeout`` seconds at most), then take every one queued.
+
+        See :func:`receive_batch`; an empty list means the timeout passed.
+        """
+        return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
+
+    def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         if ready:
-            self._seen(ready[-1])
+            self.drops = max(self.drops, ready[-1].drops)
+            if self._joined_on:
+                kept = [d for d in ready if arrived_as_joined(d, self._joined_on)]
+                self.wrong_interface += len(ready) - len(kept)
+                ready = kept
         return ready
 
 

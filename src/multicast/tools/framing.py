@@ -87,7 +87,8 @@ class Flag(enum.IntFlag):
     REPLY = 4  # pong's answer to a probe
 
 
-_KNOWN_FLAGS = Flag.TAGGED | Flag.PROBE | Flag.REPLY
+# A plain int: `~` on an IntFlag complements only the defined bits.
+_KNOWN_FLAGS = int(Flag.TAGGED | Flag.PROBE | Flag.REPLY)
 
 
 class Reason(enum.Enum):

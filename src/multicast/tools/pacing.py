@@ -82,6 +82,8 @@ class Pacer:
 
     def delay(self, now: float) -> float:
         """Seconds to wait before the next batch may go (0.0: now)."""
+        if self.rate is None:
+            return 0.0
         return max(0.0, round(self.due - now, 9))
 
     def sent(self, count: int, *, now: float) -> None:

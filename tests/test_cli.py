@@ -1,0 +1,365 @@
+"""The ``multicast`` command line: every error is one line on standard error and a documented
+exit code (docs/cli.md), never a traceback; options work before and after the command."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_cli_helpers import WAIT, Lines, free_port, run_multicast, start_multicast, stderr_lines
+
+import multicast
+from multicast import cli as cli_module
+from multicast.__main__ import cli, main
+from multicast.core import Sender, open_receiver
+from multicast.exceptions import GroupError
+from multicast.hear import McastHEAR
+from multicast.recv import McastRECV
+
+GROUP = "239.1.2.9"
+
+# --- a table of bad command lines, run through cli() in-process --------------------------------
+
+BAD_INPUT = [
+    (["SAY", "--group", "10.0.0.1"], 64, "'10.0.0.1' is not a multicast address"),
+    (["SAY", "--group", "localhost"], 64, "names are never looked up in DNS"),
+    (["RECV", "--group", "ff02::1%"], 64, "empty %zone"),
+    (["SAY", "--port", "70000"], 64, "port 70000 is out of range"),
+    (["SAY", "--port", "abc"], 64, "port 'abc' is not a whole number"),
+    (["RECV", "--port", "0"], 64, "port 0 is out of range"),
+    (["RECV", "--iface", "nosuch0"], 64, "unknown interface 'nosuch0'"),
+    (["SAY", "--iface", "99"], 64, "unknown interface '99'"),
+    (["SAY", "--ttl", "256"], 64, "TTL 256 is out of range"),
+    (["RECV", "--count", "-1"], 64, "count -1 is negative"),
+    (["RECV", "--timeout", "nan"], 64, "timeout 'nan' must be 0 or more seconds"),
+    (["RECV", "--source", "224.0.0.9"], 64, "is a multicast address"),
+    (["RECV", "--source", "2001:db8::1"], 64, "--source 2001:db8::1 is IPv6 but the groups"),
+    (["SAY", "--group", GROUP, "--groups", "ff01::1"], 64, "mix IPv4 and IPv6"),
+    (["SAY", "-m", "hello", "--pipe"], 64, "not allowed with argument -m/--message"),
+    (["SAY", "--message"], 64, "expected at least one argument"),
+    (["RECV", "--allow-stop"], 64, "--allow-stop needs --daemon"),
+    (["--daemon", "HEAR", "--count", "3"], 64, "--count and --timeout are for receiving"),
+    (["HEAR", "--daemon", "--timeout", "1"], 64, "--count and --timeout are for receiving"),
+    (["NOOP", "extra"], 64, "unrecognized arguments: extra"),
+    (["BOGUS"], 64, "invalid choice: 'BOGUS'"),
+    ([], 64, "no command given; choose one of HEAR, NOOP, RECV, SAY"),
+    (["--use-std"], 64, "no command given"),
+    (["SAY", "-m", "x" * 65508], 65, "message of 65508 bytes is over the 65507-byte limit"),
+    (["SAY", "--group", "ff01::1", "-m", "x" * 65528], 65, "over the 65527-byte limit"),
+    (["RECV", "--timeout", "0.05"], 70, "RECV: 0 of 1 datagrams arrived within 0.05 s each"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "code", "text"), BAD_INPUT)
+def test_bad_input_is_one_line_and_its_exit_code(
+    arguments: list[str], code: int, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(arguments) == code
+    error = stderr_lines(capsys.readouterr().err)
+    assert len(error) == 1, error
+    assert text in error[0]
+    assert error[0].startswith("multicast")
+
+
+def test_an_address_in_use_is_an_os_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("0.0.0.0", 0))  # no SO_REUSEADDR: nobody else may bind the port
+        port = holder.getsockname()[1]
+        assert cli(["--daemon", "HEAR", "--port", str(port)]) == 2
+    assert stderr_lines(capsys.readouterr().err) == [
+        f"multicast: [Errno 98] cannot bind to 224.0.0.1 port {port}: Address already in use"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (KeyboardInterrupt(), 130, "multicast: interrupted by SIGINT"),
+        (BrokenPipeError(32, "Broken pipe"), 141, "multicast: [Errno 32] Broken pipe"),
+        (GroupError("group 'x' is bad"), 65, "multicast: group 'x' is bad"),
+        (ZeroDivisionError("oops"), 70, "multicast: internal error: ZeroDivisionError: oops"),
+    ],
+)
+def test_errors_inside_a_command_are_one_line(
+    error: BaseException, code: int, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock.patch.object(McastRECV, "doStep", side_effect=error):
+        assert cli(["RECV"]) == code
+    assert stderr_lines(capsys.readouterr().err) == [line]
+
+
+def test_help_and_version_succeed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == (0, (True, None))
+    assert capsys.readouterr().out == f"multicast {multicast.__version__}\n"
+    assert main(["SAY", "--help"]) == (0, (True, None))
+    out = capsys.readouterr().out
+    assert "--message WORD [WORD ...]" in out and "--pipe" in out
+
+
+def test_no_command_prints_help_and_a_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli([]) == 64
+    printed = capsys.readouterr()
+    assert printed.out.startswith("usage: multicast [-h | -v] [--use-std] [--daemon] CMD ...")
+    assert "SAY" in printed.out and "RECV" in printed.out
+    assert len(stderr_lines(printed.err)) == 1
+
+
+def test_invalid_environment_is_warned_about_once_per_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MULTICAST_PORT", "1024")
+    monkeypatch.setenv("MULTICAST_BUFFER_SIZE", "0")
+    assert cli(["NOOP"]) == 0
+    assert stderr_lines(capsys.readouterr().err) == [
+        "multicast: warning: MULTICAST_PORT: '1024' is not a dynamic port (49152-65535); "
+        "using the default 59259",
+        "multicast: warning: MULTICAST_BUFFER_SIZE: '0' is not a datagram size from 1 to 65507; "
+        "using the default 1316",
+    ]
+
+
+# --- options before and after the command; the extended options --------------------------------
+
+
+@contextlib.contextmanager
+def recording(tool: type[Any]) -> Iterator[list[dict[str, Any]]]:
+    """Record the keywords ``tool.doStep`` is called with, instead of running it."""
+    calls: list[dict[str, Any]] = []
+
+    def record(self: object, *args: object, **kwargs: Any) -> tuple[bool, None]:
+        calls.append(kwargs)
+        return True, None
+
+    with mock.patch.object(tool, "doStep", record):
+        yield calls
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--daemon", "--use-std", "HEAR"],
+        ["HEAR", "--daemon", "--use-std"],
+        ["--use-std", "HEAR", "--daemon"],
+        ["--daemon", "RECV", "--use-std"],
+    ],
+)
+def test_global_flags_work_before_and_after_the_command(arguments: list[str]) -> None:
+    with recording(McastHEAR) as calls:
+        assert main(arguments) == (0, (True, None))
+    assert calls[0]["is_daemon"] is True and calls[0]["is_std"] is True
+
+
+def test_options_reach_the_receiver_resolved() -> None:
+    arguments = ["RECV", "--group", "232.1.1.1", "--groups", "232.1.1.2", "232.1.1.1"]
+    arguments += ["--source", "192.0.2.7", "--iface", "lo", "--count", "0", "--timeout", "2.5"]
+    with recording(McastRECV) as calls:
+        assert main(arguments) == (0, (True, None))
+    options = calls[0]
+    assert [str(g) for g in options["groups"]] == ["232.1.1.1", "232.1.1.2"]
+    assert [str(s) for s in options["sources"]] == ["192.0.2.7"]
+    assert options["iface"].name == "lo"
+    assert (options["count"], options["timeout"], options["is_daemon"]) == (0, 2.5, False)
+
+
+def test_hear_and_recv_join_the_default_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(multicast, "_MCAST_DEFAULT_GROUPS", ["224.0.0.1", "239.9.9.9"])
+    with recording(McastRECV) as calls:
+        main(["HEAR"])
+    assert [str(g) for g in calls[0]["groups"]] == ["224.0.0.1", "239.9.9.9"]
+
+
+def test_say_and_recv_round_trip_ipv6_with_ttl_and_interface(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port, group = free_port(socket.AF_INET6), "ff11::42"
+    stop = threading.Event()
+
+    def keep_saying() -> None:
+        while not stop.wait(0.05):
+            main(["SAY", "--group", group, "--port", str(port), "--iface", "lo", "--ttl", "0"])
+
+    saying = threading.Thread(target=keep_saying)
+    saying.start()
+    try:
+        code, (ok, text) = main(
+            ["--use-std", "RECV", "--group", group, "--port", str(port), "--timeout", "5"]
+        )
+    finally:
+        stop.set()
+        saying.join(WAIT)
+    assert (code, ok) == (0, True)
+    assert text == f"PING from {socket.gethostname()}: group: {group}, port: {port}"
+    assert capsys.readouterr().out == text + "\n"
+
+
+def test_say_sends_to_every_group() -> None:
+    port, groups = free_port(), ["239.1.3.1", "239.1.3.2"]
+    with open_receiver(groups, port) as receiver:
+        assert main(["SAY", "--port", str(port), "--groups", *groups, "-m", "to", "both"]) == (
+            0,
+            (True, None),
+        )
+        received = {receiver.receive(timeout=WAIT).group for _ in groups}
+    assert received == set(groups)
+
+
+# --- contributed tools -------------------------------------------------------------------------
+
+
+class EchoTool:
+    """A tool as ``multicast.tools.TOOLS`` provides them."""
+
+    help = "answer with the exit code asked for"
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--code", type=int, default=0)
+
+    def run(self, args: Any) -> int:
+        if args.code < 0:
+            raise GroupError("a tool's own bad input")
+        return int(args.code)
+
+
+@pytest.fixture
+def echo_tool() -> Iterator[None]:
+    with mock.patch.object(cli_module, "contributed_tools", return_value={"echo": EchoTool()}):
+        yield
+
+
+@pytest.mark.usefixtures("echo_tool")
+def test_a_contributed_tool_is_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["echo"]) == (0, (True, None))
+    assert main(["echo", "--code", "3"]) == (3, (False, None))
+    assert cli(["echo", "--code", "-1"]) == 65
+    assert cli(["echo", "--bogus"]) == 64
+    assert stderr_lines(capsys.readouterr().err) == [
+        "multicast: a tool's own bad input",
+        "multicast: unrecognized arguments: --bogus",
+    ]
+    assert main(["--help"])[0] == 0
+    assert "answer with the exit code asked for" in capsys.readouterr().out
+
+
+def test_tools_are_optional_only_when_the_package_is_missing() -> None:
+    missing = ModuleNotFoundError("No module named 'multicast.tools'", name="multicast.tools")
+    with mock.patch("importlib.import_module", side_effect=missing):
+        assert cli_module.contributed_tools() == {}
+    broken = ModuleNotFoundError("No module named 'numpy'", name="numpy")
+    with (
+        mock.patch("importlib.import_module", side_effect=broken),
+        pytest.raises(ModuleNotFoundError),
+    ):
+        cli_module.contributed_tools()
+
+
+# --- never a traceback: generated command lines ------------------------------------------------
+
+WORDS = [
+    "SAY", "RECV", "HEAR", "NOOP", "BOGUS", "--port", "--group", "--groups", "--iface", "--ttl",
+    "--source", "--count", "--timeout", "-m", "--message", "--pipe", "--use-std", "--daemon",
+    "--allow-stop", "-h", "-v", "0", "1", "59259", "65536", "-1", "abc", "224.0.0.1",
+    "239.1.2.10", "ff01::1", "ff02::1%lo", "10.0.0.1", "localhost", "127.0.0.1", "lo",
+    "eth9", "1.5", "nan", "inf", "", "--", "=", "%", "::",
+]  # fmt: skip
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(WORDS), st.text(max_size=8)).filter(lambda w: "\x00" not in w),
+        max_size=8,
+    )
+)
+def test_generated_command_lines_never_show_a_traceback(arguments: list[str]) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        recording(McastRECV),
+        recording(McastHEAR),
+        mock.patch.object(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"piped"))),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code, result = main(arguments)
+    assert 0 <= code <= 255
+    assert isinstance(result, tuple) and len(result) == 2
+    assert "Traceback" not in err.getvalue()
+    if code != 0:
+        assert len(stderr_lines(err.getvalue())) == 1, err.getvalue()
+
+
+# --- through a real process --------------------------------------------------------------------
+
+
+def test_python_dash_m_runs_without_a_runpy_warning() -> None:
+    done = run_multicast(["NOOP"])
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    strict = run_multicast(["-v"], PYTHONWARNINGS="error")
+    assert (strict.returncode, strict.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "text"),
+    [
+        ([], 64, "no command given"),
+        (["SAY", "--group", "bogus"], 64, "group 'bogus' is not an IP address"),
+        (["RECV", "--iface", "eth9"], 64, "unknown interface 'eth9'"),
+    ],
+)
+def test_a_process_shows_one_line_and_exits_with_the_code(
+    arguments: list[str], code: int, text: str
+) -> None:
+    done = run_multicast(arguments)
+    assert done.returncode == code
+    assert [text in line for line in stderr_lines(done.stderr)] == [True]
+
+
+def test_a_process_says_and_another_receives() -> None:
+    port = free_port()
+    receiving = start_multicast(
+        ["--use-std", "RECV", "--port", str(port), "--group", GROUP, "--timeout", "5"],
+        stdout=-1,
+    )
+    try:
+        with Sender() as sender:  # until RECV has joined: its first datagram ends it
+            while receiving.poll() is None:
+                sender.send(b"\xffhello from SAY", GROUP, port)
+                try:
+                    receiving.wait(0.05)
+                except subprocess.TimeoutExpired:
+                    continue
+    finally:
+        out, _ = receiving.communicate(timeout=WAIT)
+    assert (receiving.returncode, out) == (0, "\\xffhello from SAY\n")
+
+
+def test_a_closed_standard_output_is_141_and_one_line() -> None:
+    port = free_port()
+    receiving = start_multicast(
+        ["--use-std", "RECV", "--port", str(port), "--group", GROUP, "--count", "0"], stdout=-1
+    )
+    assert receiving.stdout is not None and receiving.stderr is not None
+    receiving.stdout.close()
+    lines = Lines(receiving.stderr)
+    with Sender() as sender:
+        while receiving.poll() is None:
+            sender.send(b"into a closed pipe", GROUP, port)
+            try:
+                receiving.wait(0.05)
+            except subprocess.TimeoutExpired:
+                continue
+    assert receiving.returncode == 141
+    assert lines.rest() == ["multicast: [Errno 32] Broken pipe\n"]

@@ -1,0 +1,292 @@
+"""stream, monitor, ping and pong over real sockets: on lo, and across veth hosts.
+
+Every run is bounded by a count and a duration. Counts are compared with what was sent or
+with what the link was set up to do; nothing is asserted about timing.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+import pytest
+from testbed import Host, Testbed
+
+from multicast.core import Datagram, Sender
+from multicast.tools import Monitor, Pong, run_ping, run_stream
+from multicast.tools.framing import (
+    Flag,
+    encode_frame,
+)
+from multicast.tools.monitor import IntervalReport, MonitorReport
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+KEY = b"a shared key of 32 bytes........"
+WRONG_KEY = b"another key, also long enough..."
+GROUPS = {
+    socket.AF_INET: ("239.6.1.1", "239.6.1.2", "232.6.1.1"),
+    socket.AF_INET6: ("ff11::6:1", "ff11::6:2", "ff31::6:1"),
+}
+LIMIT = 10.0  # seconds: the bound on every run here
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Future[object]]]:
+    """Run a callable in a thread; the test waits for its future (bounded)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+
+        def start(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+            return pool.submit(fn, *args, **kwargs)
+
+        yield start  # type: ignore[misc]
+
+
+@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+def family(request: pytest.FixtureRequest) -> socket.AddressFamily:
+    value: socket.AddressFamily = request.param
+    return value
+
+
+def monitored(
+    background: Callable[..., Future[object]],
+    monitor: Monitor,
+    send: Callable[[], object],
+    *,
+    count: int,
+) -> MonitorReport:
+    """Run ``monitor`` until ``count`` datagrams (or the time limit) while ``send`` runs."""
+    future = background(monitor.run, duration=LIMIT, count=count)
+    send()
+    report = future.result(timeout=LIMIT + 5)
+    assert isinstance(report, MonitorReport)
+    return report
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "authenticated"])
+def test_monitor_counts_a_clean_stream(
+    background: Callable[..., Future[object]], family: socket.AddressFamily, key: bytes | None
+) -> None:
+    group = GROUPS[family][0]
+    with Monitor([group], 6100, key=key) as monitor:
+        sent = []
+        report = monitored(
+            background,
+            monitor,
+            lambda: sent.append(
+                run_stream(group, 6100, rate="20k", burst=20, size=300, count=1000, key=key)
+            ),
+            count=1000,
+        )
+    assert sent[0].sent == 1000 and sent[0].errors == 0
+    (sender,) = report.senders
+    assert sender.sender == sent[0].sender
+    assert (sender.group, sender.received, sender.lost, sender.duplicates) == (group, 1000, 0, 0)
+    assert (sender.first_sequence, sender.last_sequence, sender.bytes) == (0, 999, 300_000)
+    assert sender.ttl_min == sender.ttl_max == 1
+    assert report.drops == 0
+    assert sum(report.rejected.values()) == 0
+
+
+def test_monitor_counts_every_kind_of_rejection(
+    background: Callable[..., Future[object]], family: socket.AddressFamily
+) -> None:
+    group = GROUPS[family][0]
+    valid = [encode_frame(7, n, b"data", key=KEY) for n in range(3)]
+    bad = {
+        "foreign": [b"", b"hello", bytes(100)],
+        "unsupported": [b"MCTF\x09" + valid[0][5:]],
+        "malformed": [valid[0] + b"!", valid[0][:40]],
+        "unauthenticated": [encode_frame(7, 10, b"data")],
+        "forged": [encode_frame(7, 11, b"data", key=WRONG_KEY), valid[1][:-1] + b"\x00"],
+        "replayed": [valid[0], valid[2]],
+    }
+    datagrams = [*valid, *(d for batch in bad.values() for d in batch)]
+    with Monitor([group], 6101, key=KEY) as monitor, Sender(family) as out:
+        report = monitored(
+            background,
+            monitor,
+            lambda: [out.send(d, group, 6101) for d in datagrams],
+            count=len(datagrams),
+        )
+    assert report.rejected == {name: len(batch) for name, batch in bad.items()}
+    assert report.foreign == 3
+    (sender,) = report.senders
+    assert (sender.received, sender.lost, sender.duplicates) == (3, 0, 0)
+
+
+def test_monitor_counts_truncated_frames(background: Callable[..., Future[object]]) -> None:
+    with Monitor(["239.6.1.3"], 6102, max_size=64) as monitor:
+        report = monitored(
+            background,
+            monitor,
+            lambda: run_stream("239.6.1.3", 6102, rate="max", size=200, count=50),
+            count=50,
+        )
+    (sender,) = report.senders
+    assert (report.truncated, sender.truncated, sender.received, sender.lost) == (50, 50, 50, 0)
+    assert sender.bytes == 50 * 200  # the real length, not what fit the buffer
+
+
+def test_monitor_separates_senders_and_groups(
+    background: Callable[..., Future[object]], family: socket.AddressFamily
+) -> None:
+    first, second, _ = GROUPS[family]
+    with Monitor([first, second], 6103) as monitor:
+
+        def send() -> None:
+            for group, count in ((first, 30), (second, 20), (first, 10)):
+                run_stream(group, 6103, rate="max", size=64, count=count)
+
+        report = monitored(background, monitor, send, count=60)
+    counts = sorted((s.group, s.received, s.lost) for s in report.senders)
+    assert counts == sorted([(first, 30, 0), (second, 20, 0), (first, 10, 0)])
+    assert report.received == 60
+    assert report.as_dict()["summary"]["received"] == 60  # type: ignore[index]
+
+
+def test_monitor_source_specific(background: Callable[..., Future[object]]) -> None:
+    """Joined to (127.0.0.1, G), the monitor never sees G from 127.0.0.2."""
+    group = GROUPS[socket.AF_INET][2]
+    with Monitor([group], 6104, sources=["127.0.0.1"]) as monitor:
+
+        def send() -> None:
+            run_stream(group, 6104, rate="max", size=64, count=20, source="127.0.0.2")
+            run_stream(group, 6104, rate="max", size=64, count=25, source="127.0.0.1")
+
+        report = monitored(background, monitor, send, count=25)
+    (sender,) = report.senders
+    assert (sender.source, sender.received) == ("127.0.0.1", 25)
+    assert report.datagrams == 25
+
+
+def test_monitor_interval_reports(background: Callable[..., Future[object]]) -> None:
+    intervals: list[IntervalReport] = []
+    with Monitor(["239.6.1.4"], 6105) as monitor:
+        future = background(monitor.run, duration=1.0, interval=0.1, on_interval=intervals.append)
+        stream = run_stream("239.6.1.4", 6105, rate="400", size=100, duration=0.5)
+        report = future.result(timeout=LIMIT)
+    assert intervals, "a one-second run with 0.1-second intervals reports some"
+    assert all(i.end > i.start and i.lost == 0 for i in intervals)
+    assert sum(i.received for i in intervals) <= report.received == stream.sent
+    assert str(intervals[0]).startswith("[")
+
+
+def test_ping_two_pongs(
+    background: Callable[..., Future[object]], family: socket.AddressFamily
+) -> None:
+    group = GROUPS[family][1]
+    with Pong([group], 6106, key=KEY) as one, Pong([group], 6106, key=KEY) as two:
+        serving = [background(p.serve, duration=LIMIT, count=5) for p in (one, two)]
+        replies: list[object] = []
+        report = run_ping(
+            group, 6106, count=5, interval=0.01, wait=2.0, ttl=4, key=KEY, on_reply=replies.append
+        )
+        pongs = [f.result(timeout=LIMIT) for f in serving]
+    assert (report.sent, report.received, len(replies)) == (5, 10, 10)
+    assert {r.responder for r in report.responders} == {one.responder, two.responder}
+    for responder in report.responders:
+        assert (responder.replies, responder.lost, responder.duplicates) == (5, 0, 0)
+        assert responder.hops == 0  # TTL 4 sent, 4 seen: no router in between
+        assert responder.rtt is not None
+        assert responder.rtt.min <= responder.rtt.p50 <= responder.rtt.p99 <= responder.rtt.max
+    assert all(p.probes == p.replies == 5 for p in pongs)  # type: ignore[attr-defined]
+    rtt = report.as_dict()["responders"][0]["rtt_ms"]  # type: ignore[index]
+    assert {"min", "p50", "p90", "p99", "max"} <= set(rtt)
+
+
+def test_ping_without_pong_counts_loss() -> None:
+    report = run_ping("239.6.1.5", 6107, count=3, interval=0.01, wait=0.2)
+    assert (report.sent, report.received, report.responders) == (3, 0, ())
+
+
+def test_pong_refuses_what_it_must_not_answer() -> None:
+    """Non-probes are ignored, replays and forgeries rejected, tiny probes left unanswered."""
+    group = "239.6.1.6"
+    with Pong([group], 6108, key=KEY) as pong, Sender() as out:
+        probe = encode_frame(1, 0, bytes(16), flags=Flag.PROBE, key=KEY)
+        for datagram in (
+            probe,
+            probe,  # replayed
+            encode_frame(1, 1, bytes(16), flags=Flag.PROBE, key=WRONG_KEY),
+            encode_frame(1, 2, bytes(16), key=KEY),  # a stream frame, not a probe
+            encode_frame(1, 3, b"", flags=Flag.PROBE, key=KEY),  # smaller than its reply
+        ):
+            out.send(datagram, group, 6108)
+        report = pong.serve(duration=0.5)
+    assert (report.probes, report.replies, report.oversized, report.ignored) == (2, 1, 1, 1)
+    assert (report.rejected["replayed"], report.rejected["forged"]) == (1, 1)
+
+
+def test_pong_answers_a_truncated_or_foreign_datagram_with_nothing() -> None:
+    with Pong(["239.6.1.7"], 6109) as pong:
+        cut = Datagram(payload=b"MCTF", source=("127.0.0.1", 9), truncated=True, size=900)
+        assert not pong.answer(cut)
+        assert not pong.answer(Datagram(payload=b"x" * 50, source=("127.0.0.1", 9), size=50))
+        assert (pong.rejected["malformed"], pong.rejected["foreign"]) == (1, 1)
+
+
+# --- across hosts, through a link that loses, doubles and delays a known share --------------
+#
+# The kernel here has no netem (CONFIG_NET_SCH_NETEM is off), so the link is built from what it
+# has: htb classes and u32 filters on h1's eth0 that match the low four bits of each frame's
+# sequence number (frame byte 23). Of every 16 frames: number 3 goes to a class whose queue holds
+# nothing (dropped), number 7 is mirrored to eth1 as well (duplicated, arriving on h2's eth1),
+# and numbers 9 and 10 go to a class of 40 kbit/s with no burst: 9 leaves at once and empties it,
+# so 10 waits about 28 ms while 11-15 of its burst pass (reordered).
+
+_SEQUENCE_LOW_BYTE = {socket.AF_INET: 20 + 8 + 23, socket.AF_INET6: 40 + 8 + 23}
+
+
+def impair(host: Host, port: int, family: socket.AddressFamily) -> None:
+    ip, protocol = ("ip", "ip") if family == socket.AF_INET else ("ip6", "ipv6")
+    offset = _SEQUENCE_LOW_BYTE[family]
+    udp = f"match {ip} protocol 17 0xff match {ip} dport {port} 0xffff"
+    commands = [
+        "qdisc add dev eth0 root handle 1: htb default 10",
+        "class add dev eth0 parent 1: classid 1:10 htb rate 1gbit",
+        "class add dev eth0 parent 1: classid 1:20 htb rate 40kbit ceil 40kbit burst 1 cburst 1",
+        "class add dev eth0 parent 1: classid 1:30 htb rate 1gbit",
+        "qdisc add dev eth0 parent 1:30 handle 30: pfifo limit 0",
+        f"filter add dev eth0 parent 1: protocol {protocol} prio 1 u32 {udp} "
+        f"match u8 3 0x0f at {offset} flowid 1:30",
+        f"filter add dev eth0 parent 1: protocol {protocol} prio 2 u32 {udp} "
+        f"match u8 9 0x0f at {offset} flowid 1:20",
+        f"filter add dev eth0 parent 1: protocol {protocol} prio 3 u32 {udp} "
+        f"match u8 10 0x0f at {offset} flowid 1:20",
+        f"filter add dev eth0 parent 1: protocol {protocol} prio 4 u32 {udp} "
+        f"match u8 7 0x0f at {offset} flowid 1:10 action mirred egress mirror dev eth1",
+    ]
+    for command in commands:
+        host.run(["tc", *command.split()])
+
+
+def test_monitor_counts_match_an_impaired_link(
+    testbed: Testbed, family: socket.AddressFamily
+) -> None:
+    group = "239.6.2.1" if family == socket.AF_INET else "ff15::6:2:1"
+    port = 6110
+    h1, h2 = testbed.add_hosts(2)
+    testbed.connect(h1, h2)
+    testbed.connect(h1, h2)  # the duplicates' path
+    impair(h1, port, family)
+    monitor = h2.call(Monitor, [group], port, interfaces=["eth0", "eth1"])
+    try:
+        running = h2.start(monitor.run, duration=LIMIT, count=160)
+        # Ten bursts of 16, 100 ms apart: the delayed frame of one burst is out before the next.
+        sent = h1.call(
+            run_stream, group, port, rate="160", burst=16, size=100, count=160, interface="eth0"
+        )
+        report = running.result(timeout=LIMIT + 5)
+    finally:
+        monitor.close()
+    assert (sent.sent, sent.errors) == (160, 0)
+    (sender,) = report.senders
+    assert sender.source == h1.address(family)
+    counts = (sender.received, sender.unique, sender.lost, sender.duplicates, sender.reordered)
+    assert counts == (160, 150, 10, 10, 10)
+    assert sender.gaps == 20  # each burst: at the dropped frame, and at the delayed one
+    assert report.drops == 0
