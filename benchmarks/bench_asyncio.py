@@ -7,13 +7,15 @@ Run it inside the private network namespace (it refuses to run anywhere else)::
 For each stream (a rate in datagrams per second, or ``max``) a ``sockperf throughput``
 client sends ``--seconds`` of ``--size``-byte datagrams to one group on ``lo``, once per
 receiver, in this order: a ``sockperf server`` (C, one ``recvfrom`` per datagram: what the
-kernel needs), this package's :mod:`multicast.aio` receiver (``async for``), and the
-standard asyncio path (``loop.create_datagram_endpoint`` with a ``DatagramProtocol``).
-Every receiver runs in its own process with the same receive buffer. Its CPU time (user
-and system, every thread, from ``/proc/PID/task/*/schedstat``) is taken from the moment it
-has joined until its socket is drained after the stream; its kernel drops come from the
-``drops`` column of ``/proc/net/udp``. "lost" is what was sent but neither received nor
-dropped by the kernel, i.e. lost by the receiver itself.
+kernel needs), this package's :mod:`multicast.aio` receiver (``async for``) with its
+default coalescing and with ``coalesce=0``, and the standard asyncio path
+(``loop.create_datagram_endpoint`` with a ``DatagramProtocol``). Every receiver runs in its
+own process with the same receive buffer. Its CPU time (user and system, every thread,
+from ``/proc/PID/task/*/schedstat``) is taken from the moment it has joined until its
+socket is drained after the stream; its kernel drops come from the ``drops`` column of
+``/proc/net/udp``. "lost" is what was sent but neither received nor dropped by the kernel,
+i.e. lost by the receiver itself. ``--repeat N`` runs the series N times and shows summed
+counts and the median CPU per datagram.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +124,9 @@ def _joined(group: str) -> bool:
     return hexed in Path("/proc/net/igmp").read_text()
 
 
-def _wait(condition: object, timeout: float, what: str) -> None:
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.01)
@@ -197,19 +201,25 @@ def measure(name: str, rate: str, seconds: float, size: int, buffer: int) -> Res
     return Result(stream, name, sent, _received(name, output), drops, cpu)
 
 
-def report(results: list[Result]) -> None:
+def report(runs: list[Result]) -> None:
+    """One line per stream and receiver: counts summed over the runs, the median CPU."""
     print(
         f"{'stream':<16}{'receiver':<18}{'sent':>9}{'received':>10}{'kernel drops':>14}"
         f"{'lost':>7}{'CPU µs/dgram':>14}{'vs sockperf':>12}"
     )
-    baseline: dict[str, float] = {
-        r.stream: r.cpu_us_per_datagram for r in results if r.receiver == "sockperf"
+    lines: dict[tuple[str, str], list[Result]] = {}
+    for run in runs:
+        lines.setdefault((run.stream, run.receiver), []).append(run)
+    cpu = {
+        key: statistics.median(r.cpu_us_per_datagram for r in same) for key, same in lines.items()
     }
-    for r in results:
-        ratio = r.cpu_us_per_datagram / baseline[r.stream] if r.stream in baseline else 0.0
+    for (stream, receiver), same in lines.items():
+        sent, received = sum(r.sent for r in same), sum(r.received for r in same)
+        drops, lost = sum(r.kernel_drops for r in same), sum(r.lost for r in same)
+        ratio = cpu[stream, receiver] / cpu[stream, "sockperf"]
         print(
-            f"{r.stream:<16}{r.receiver:<18}{r.sent:>9}{r.received:>10}{r.kernel_drops:>14}"
-            f"{r.lost:>7}{r.cpu_us_per_datagram:>14.2f}{ratio:>12.2f}"
+            f"{stream:<16}{receiver:<18}{sent:>9}{received:>10}{drops:>14}{lost:>7}"
+            f"{cpu[stream, receiver]:>14.2f}{ratio:>12.2f}"
         )
 
 
@@ -219,6 +229,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each stream")
     parser.add_argument("--size", type=int, default=64, help="payload bytes (at least 14)")
     parser.add_argument("--buffer", type=int, default=1 << 20, help="receive buffer bytes")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each (median CPU)")
     parser.add_argument("--receiver", choices=RECEIVERS[1:], help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.receiver == AIO_DEFAULT:
@@ -236,13 +247,16 @@ def main() -> None:
         )
     if not 0 < options.seconds <= 10 or not 14 <= options.size <= 65507:
         sys.exit("--seconds must be in (0, 10] and --size in [14, 65507]")
+    if not 1 <= options.repeat <= 10:
+        sys.exit("--repeat must be in [1, 10]")
     if not 0 < options.buffer <= 4 << 20:
         sys.exit("--buffer must be at most 4 MiB (net.core.rmem_max cannot be raised here)")
-    results = []
-    for rate in options.rates.split(","):
-        for name in RECEIVERS:
-            results.append(measure(name, rate, options.seconds, options.size, options.buffer))
-    report(results)
+    runs = []
+    for _ in range(options.repeat):
+        for rate in options.rates.split(","):
+            for name in RECEIVERS:
+                runs.append(measure(name, rate, options.seconds, options.size, options.buffer))
+    report(runs)
 
 
 if __name__ == "__main__":

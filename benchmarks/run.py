@@ -786,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each figure (default 3)")
     parser.add_argument("--rate", type=int, default=100_000, help="receive stream, datagrams/s")
-    parser.add_argument("--window", type=float, default=1.0, help="receive window, seconds")
+    parser.add_argument("--window", type=float, default=0.5, help="receive window, seconds")
     parser.add_argument("--probes", type=int, default=1000, help="ping probes per run")
     parser.add_argument("--payloads", type=_list(int), default=list(PAYLOADS))
     parser.add_argument(

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from types import FrameType
 
 from multicast.core import (
-    Receiver,
     Sender,
     join_group,
     new_socket,
@@ -36,7 +35,8 @@ from multicast.core import (
 
 BUFFER = 4 << 20  # receive buffer of every receiver (the namespace allows 4 MiB)
 MAX_SIZE = 65_535  # largest datagram a receiver reads whole
-REPLY_WAIT = 1.0  # seconds a client waits for the last replies
+REPLY_WAIT = 1.0  # seconds the echo client waits for the last answers
+PING_WAIT = 0.2  # seconds a ping waits for the last reply (at 1,000/s, 200 round trips)
 
 
 def _say(record: dict[str, object]) -> None:
@@ -74,30 +74,19 @@ def _plain_socket(options: argparse.Namespace) -> socket.socket:
     return sock
 
 
-def _ours(options: argparse.Namespace, *, blocking: bool = False) -> Receiver:
-    return open_receiver(
-        [options.group],
-        options.port,
-        interfaces="lo",
-        receive_buffer=BUFFER,
-        max_size=MAX_SIZE,
-        blocking=blocking,
-    )
-
-
 # --- receivers --------------------------------------------------------------------------------
 
 
 def receive_ours(options: argparse.Namespace) -> None:
-    """The core receiver: wait for the socket, then drain it in batches, with metadata."""
+    """The core receiver: wait for a datagram and take all queued, with their metadata."""
     serving = _Serving()
-    with _ours(options) as receiver, selectors.DefaultSelector() as selector:
-        selector.register(receiver, selectors.EVENT_READ)
+    with open_receiver(
+        [options.group], options.port, interfaces="lo", receive_buffer=BUFFER, max_size=MAX_SIZE
+    ) as receiver:
         serving.ready()
         try:
             while True:
-                selector.select()
-                serving.received += len(receiver.receive_ready())
+                serving.received += len(receiver.receive_batch())
         except KeyboardInterrupt:
             serving.finish(kernel_drops=receiver.drops)
 
@@ -318,7 +307,7 @@ def ping_ours(options: argparse.Namespace) -> None:
         options.port,
         count=options.count,
         interval=1 / options.rate,
-        wait=REPLY_WAIT,
+        wait=PING_WAIT,
         size=options.size,
         interface="lo",
     )

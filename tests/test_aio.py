@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from testbed import Testbed
 
-from multicast.aio import AsyncReceiver, Overflow, open_receiver, open_sender
+from multicast.aio import AsyncReceiver, AsyncSender, Overflow, open_receiver, open_sender
 from multicast.core import Datagram, Sender
 from multicast.core import open_receiver as open_core_receiver
 from multicast.exceptions import ClosedError, GroupError
@@ -118,6 +119,30 @@ def test_source_specific(family: tuple[socket.AddressFamily, str, str, str]) -> 
             assert (got.payload, got.source[0]) == (b"friend", local)
             await asyncio.sleep(0.05)
             assert receiver.queued == 0
+
+    run(test)
+
+
+def test_sender_loopback_decides_whether_this_host_hears_it(testbed: Testbed) -> None:
+    h1, h2 = testbed.add_hosts(2)
+    testbed.connect(h1, h2)  # loopback makes a difference on a real link only, not on lo
+
+    async def test() -> None:
+        receivers = [
+            AsyncReceiver(host.call(open_core_receiver, [GROUP], 4444, interfaces="eth0"))
+            for host in (h1, h2)
+        ]
+        for loopback in (False, True):
+            sender = h1.call(Sender, interface="eth0", loopback=loopback)
+            async with AsyncSender(sender, GROUP, 4444) as async_sender:
+                await async_sender.send(str(loopback).encode())
+        here, there = receivers
+        assert (await first(there.receive())).payload == b"False"
+        assert (await first(there.receive())).payload == b"True"
+        assert (await first(here.receive())).payload == b"True"
+        assert here.queued == 0
+        for receiver in receivers:
+            receiver.close()
 
     run(test)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import array
 import ctypes
+import dataclasses
 import errno
+import signal
 import socket
 import struct
 import threading
@@ -24,6 +26,7 @@ from multicast.core import (
     Receiver,
     Sender,
     batch,
+    receive_batch,
     receive_ready,
     send_many,
 )
@@ -235,6 +238,10 @@ def test_each_thread_has_its_own_buffers(
     assert batch.receiver(128) is batch.receiver(128)
 
 
+def test_the_hot_loop_sets_every_datagram_field() -> None:
+    assert sorted(batch._FIELDS) == sorted(field.name for field in dataclasses.fields(Datagram))
+
+
 def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="size"):
         batch.BatchReceiver(-1)
@@ -243,6 +250,60 @@ def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(batch, "_recvmmsg", None)
     with pytest.raises(UnsupportedError, match="recvmmsg"):
         batch.BatchReceiver(64)
+
+
+# --- waiting, then taking every datagram queued -------------------------------------------------
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_receive_batch_waits_then_takes_all_queued(
+    batched: bool,
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+    senders: tuple[Sender, Sender],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(batch, "AVAILABLE", batched)
+    with Receiver(0, family=family[0], max_size=64) as receiver:
+        receiver.join(family[1][0], "lo")
+        for index in range(5):
+            senders[0].send(bytes([index]), family[1][0], receiver.port)
+        first = receiver.receive_batch(limit=3)
+        rest = receiver.receive_batch()
+        later = threading.Timer(0.2, senders[0].send, (b"late", family[1][0], receiver.port))
+        later.start()
+        waited = receiver.receive_batch()
+        later.join()
+    assert [d.payload for d in first + rest] == [bytes([i]) for i in range(5)]
+    assert [d.payload for d in waited] == [b"late"]
+
+
+@pytest.mark.parametrize("blocking", [True, False])
+def test_receive_batch_timeout_gives_nothing(
+    blocking: bool, family: tuple[socket.AddressFamily, tuple[str, ...]]
+) -> None:
+    with Receiver(0, family=family[0], blocking=blocking) as receiver:
+        assert receiver.receive_batch(timeout=0.05) == []
+        assert receive_batch(receiver.sock, receiver.buffer, timeout=0) == []
+
+
+def test_a_signal_ends_a_blocking_wait() -> None:
+    """The handler runs while recvmmsg waits, and what it raises ends the wait."""
+
+    class WokenError(Exception):
+        pass
+
+    def wake(signum: int, frame: object) -> None:
+        raise WokenError
+
+    previous = signal.signal(signal.SIGALRM, wake)
+    try:
+        with Receiver(0) as receiver:
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(WokenError):
+                receiver.receive_batch()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --- the control messages ----------------------------------------------------------------------

@@ -71,8 +71,9 @@ class Lines:
         self._thread.start()
 
     def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line)
+        with stream:
+            for line in stream:
+                self._queue.put(line)
         self._queue.put(None)
 
     def wait_for(self, text: str, timeout: float = WAIT) -> str:

@@ -13,10 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testbed import Testbed
 
 import multicast
 from multicast import events
@@ -119,10 +120,10 @@ class WriteOnly(Pipe):
         self.calls.append("write")
 
 
-def _poll_until(poller: Poller, done: object, rounds: int = 200) -> None:
+def _poll_until(poller: Poller, done: Callable[[], object], rounds: int = 200) -> None:
     """Poll (at most ``rounds`` times, 10 ms each) until ``done()`` is true."""
     for _ in range(rounds):
-        if done():  # type: ignore[operator]
+        if done():
             return
         poller.poll(0.01)
     raise AssertionError("condition not reached")
@@ -184,6 +185,14 @@ def test_next_polls_by_itself_and_times_out() -> None:
         assert [next(packets), next(packets)] == [b"a", b"b"]
         with pytest.raises(TimeoutError, match=GROUP):
             next(packets)
+
+
+def test_unread_packets_are_bounded_dropping_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "LISTEN_BACKLOG", 2)
+    with listen(ip=GROUP, port=0, timeout=TIMEOUT) as packets:
+        sendto([b"1", b"2", b"3"], GROUP, packets.listener.port)
+        multicast.poll(TIMEOUT)
+        assert (next(packets), next(packets), packets.dropped) == (b"2", b"3", 1)
 
 
 def test_sendto_sends_one_bytes_argument_as_one_packet() -> None:
@@ -345,6 +354,22 @@ def test_multicaster_sends_its_packets_then_closes(poller: Poller) -> None:
         Multicaster()  # type: ignore[abstract]
     with pytest.raises(ValueError, match="rate 0"):
         Numbers(1, GROUP, 4343, rate=0)
+
+
+def test_multicaster_loopback_and_interface_on_a_real_link(
+    poller: Poller, testbed: Testbed
+) -> None:
+    h1, h2 = testbed.add_hosts(2)
+    testbed.connect(h1, h2)  # loopback makes a difference on a real link only, not on lo
+    here = h1.call(Recorder, None, GROUP, 4444, interface="eth0", poller=poller)
+    there = h2.call(Recorder, None, GROUP, 4444, interface="eth0", poller=poller)
+    with here, there:
+        for loopback in (False, True):
+            h1.call(Numbers, 1, GROUP, 4444, interface="eth0", loopback=loopback, poller=poller)
+        _poll_until(poller, lambda: len(there.packets) == 2 and len(here.packets) == 1)
+        poller.poll(0.05)
+    assert (there.payloads, here.payloads) == ([b"0", b"0"], [b"0"])
+    assert there.packets[0][1][0] == h1.address()
 
 
 def test_multicaster_keeps_a_refused_packet_for_the_next_turn(

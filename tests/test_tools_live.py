@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 import pytest
 from testbed import Host, Testbed
 
-from multicast.core import Datagram, Sender
+from multicast.core import Datagram, Receiver, Sender, socket_drops
 from multicast.tools import Monitor, Pong, run_ping, run_stream
 from multicast.tools.framing import (
     Flag,
@@ -131,6 +131,22 @@ def test_monitor_counts_truncated_frames(background: Callable[..., Future[object
     assert sender.bytes == 50 * 200  # the real length, not what fit the buffer
 
 
+def test_monitor_counts_kernel_drops() -> None:
+    """With a tiny receive buffer left undrained, every frame is either received or dropped."""
+    with Monitor(["239.6.1.8"], 6111, receive_buffer=4096) as monitor:
+        sent = run_stream("239.6.1.8", 6111, rate="max", size=1200, count=200)
+        report = monitor.run(duration=1.0)
+    assert report.drops > 0
+    assert report.received + report.drops == sent.sent == 200
+
+
+def test_socket_drops_reads_the_kernel_counter() -> None:
+    with Receiver(0, family=socket.AF_INET6) as receiver:
+        assert socket_drops(receiver.sock) == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        assert socket_drops(tcp) is None  # not in the UDP table
+
+
 def test_monitor_separates_senders_and_groups(
     background: Callable[..., Future[object]], family: socket.AddressFamily
 ) -> None:
@@ -183,7 +199,7 @@ def test_ping_two_pongs(
         serving = [background(p.serve, duration=LIMIT, count=5) for p in (one, two)]
         replies: list[object] = []
         report = run_ping(
-            group, 6106, count=5, interval=0.01, wait=2.0, ttl=4, key=KEY, on_reply=replies.append
+            group, 6106, count=5, interval=0.01, wait=1.0, ttl=4, key=KEY, on_reply=replies.append
         )
         pongs = [f.result(timeout=LIMIT) for f in serving]
     assert (report.sent, report.received, len(replies)) == (5, 10, 10)

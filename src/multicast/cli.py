@@ -194,14 +194,13 @@ def _choices() -> str:
 
 def _error_line(error: BaseException) -> str:
     """One line of text for the error that ended a command."""
-    if isinstance(error, UsageError):
-        text = str(error)
-    elif isinstance(error, Terminated):
+    if isinstance(error, Terminated):
         text = "multicast: terminated by SIGTERM"
     elif isinstance(error, KeyboardInterrupt):
         text = "multicast: interrupted by SIGINT"
     elif isinstance(error, MulticastError | OSError | ValueError):
-        text = f"multicast: {error}"
+        text = str(error)  # a parser's error starts with its name, "multicast ..."
+        text = text if text.startswith("multicast") else f"multicast: {text}"
     else:
         text = f"multicast: internal error: {type(error).__name__}: {error}"
     return " ".join(text.split())

@@ -49,6 +49,7 @@ from multicast.core.sockets import (
     set_reuse,
     set_send_interface,
     set_ttl,
+    socket_drops,
 )
 
 __all__ = [
@@ -92,4 +93,5 @@ __all__ = [
     "set_reuse",
     "set_send_interface",
     "set_ttl",
+    "socket_drops",
 ]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import os
 import select
 import socket
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -62,6 +64,7 @@ __all__ = [
     "set_reuse",
     "set_send_interface",
     "set_ttl",
+    "socket_drops",
 ]
 
 _ANCILLARY_SPACE = (
@@ -73,6 +76,9 @@ _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
 _INT = struct.Struct("=i")
 _UINT = struct.Struct("=I")
+# Plain ints: IntFlag arithmetic costs microseconds per datagram.
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 Payload = bytes | bytearray | memoryview
 
@@ -496,7 +502,7 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
     giving its real length: never a silent cut.
     """
     nbytes, ancdata, msg_flags, address = sock.recvmsg_into(
-        [buffer], _ANCILLARY_SPACE, flags | socket.MSG_TRUNC
+        [buffer], _ANCILLARY_SPACE, flags | _MSG_TRUNC
     )
     meta = parse_ancillary(ancdata)
     kept = min(nbytes, len(buffer))
@@ -506,7 +512,7 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
         group=meta.group,
         interface=meta.interface,
         ttl=meta.ttl,
-        truncated=bool(msg_flags & socket.MSG_TRUNC),
+        truncated=bool(msg_flags & _MSG_TRUNC),
         size=nbytes,
         drops=meta.drops,
     )
@@ -524,10 +530,32 @@ def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> 
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
-            ready.append(receive_datagram(sock, buffer, socket.MSG_DONTWAIT))
+            ready.append(receive_datagram(sock, buffer, _MSG_DONTWAIT))
         except BlockingIOError:
             break
     return ready
+
+
+def socket_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel has dropped on ``sock`` so far (Linux), None where unknown.
+
+    The ``SO_RXQ_OVFL`` count a :class:`Datagram` carries is the drops *before* it was
+    queued; this reads the socket's own counter (the ``drops`` column of ``/proc/net/udp``
+    or ``udp6``, found by the socket's inode), so drops after the last datagram read count too.
+    """
+    table = "udp" if sock.family == socket.AF_INET else "udp6"
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+        # thread-self: the table of this thread's network namespace, which may not be the
+        # process's (a thread that entered another namespace with setns).
+        lines = Path(f"/proc/thread-self/net/{table}").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 13 and fields[9] == inode:
+            return int(fields[12])
+    return None
 
 
 def receive_batch(
@@ -679,6 +707,7 @@ class Receiver(_Endpoint):
         return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
+        """Note the kernel's drop count; keep what arrived where its group was joined."""
         if ready:
             self.drops = max(self.drops, ready[-1].drops)
             if self._joined_on:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import math
-import selectors
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
@@ -17,12 +16,16 @@ from multicast.core import (
     Sender,
     open_receiver,
     parse_group,
+    socket_drops,
 )
+from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError, SocketOptionError
+from multicast.tools.framing import Reason
 
-__all__ = ["Joined", "check_limits", "send_counted"]
+__all__ = ["DRAIN_LIMIT", "Joined", "check_limits", "rejection_counts", "send_counted"]
 
-_DRAIN_LIMIT = 256
+# Datagrams read from a socket in one go before the loop looks at the clock again.
+DRAIN_LIMIT = 256
 # The kernel had no room for the datagram right now: a loss to count, not a reason to stop.
 _TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN})
 
@@ -42,6 +45,11 @@ def send_counted(sender: Sender, payload: bytes | bytearray, group: Group, port:
             f"cannot send to {group} port {port}: {error.strerror or error}",
         ) from error
     return True
+
+
+def rejection_counts() -> dict[str, int]:
+    """A zero count for each reason a datagram is rejected (see :class:`Reason`)."""
+    return dict.fromkeys((reason.value for reason in Reason), 0)
 
 
 def check_limits(duration: float | None, count: int | None) -> float:
@@ -64,7 +72,7 @@ class Joined:
         interfaces: Sequence[InterfaceSpec] | None = None,
         sources: Sequence[str | IPAddress] = (),
         receive_buffer: int | None = None,
-        max_size: int = 65535,
+        max_size: int = MAX_DATAGRAM,
     ) -> None:
         parsed = [parse_group(group) for group in groups]
         self.groups = tuple(str(group) for group in parsed)
@@ -78,19 +86,19 @@ class Joined:
             max_size=max_size,
             blocking=False,
         )
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self.receiver.fileno(), selectors.EVENT_READ)
 
     def ready(self, timeout: float, limit: int | None = None) -> list[Datagram]:
         """Datagrams that arrive within ``timeout`` seconds (at most ``limit``, maybe none)."""
-        if not self._selector.select(max(0.0, timeout)):
-            return []
-        return self.receiver.receive_ready(
-            _DRAIN_LIMIT if limit is None else min(limit, _DRAIN_LIMIT)
+        return self.receiver.receive_batch(
+            DRAIN_LIMIT if limit is None else min(limit, DRAIN_LIMIT), max(0.0, timeout)
         )
 
+    @property
+    def drops(self) -> int:
+        """Datagrams the kernel dropped on the socket so far (receive buffer full)."""
+        return max(self.receiver.drops, socket_drops(self.receiver.sock) or 0)
+
     def close(self) -> None:
-        self._selector.close()
         self.receiver.close()
 
     def __enter__(self) -> Self:

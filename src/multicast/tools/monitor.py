@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multicast.cliargs import add_iface, add_port, add_source, check_sources, group_type
+from multicast.cliargs import check_sources
 from multicast.core import Datagram, Group, InterfaceSpec, IPAddress
+from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
-from multicast.tools.common import Joined, check_limits
+from multicast.tools.common import Joined, check_limits, rejection_counts
 from multicast.tools.framing import (
     HEADER_SIZE,
     FrameReader,
@@ -30,6 +31,7 @@ from multicast.tools.options import (
     add_json,
     add_key,
     add_limit,
+    add_receiving,
     emit,
     key_of,
     live,
@@ -133,7 +135,6 @@ class SenderReport:
 
 # Counters of the whole run, in report order; `received` and the rest sum the senders.
 _SENDER_TOTALS = ("received", "unique", "lost", "duplicates", "reordered", "gaps")
-_REJECTIONS = tuple(reason.value for reason in Reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,7 @@ class MonitorReport:
     truncated: int  # datagrams longer than the receive buffer, framed or not
     rejected: dict[str, int]  # by framing.Reason value
     untracked: int  # frames of senders beyond MAX_SENDERS
+    wrong_interface: int  # IPv6 datagrams that arrived where their group was not joined
     senders: tuple[SenderReport, ...]
     receive_buffer: int
     interrupted: bool = False
@@ -183,6 +185,7 @@ class MonitorReport:
             datagrams=self.datagrams,
             truncated=self.truncated,
             untracked=self.untracked,
+            wrong_interface=self.wrong_interface,
             drops=self.drops,
             seconds=round(self.seconds, 6),
             receive_buffer=self.receive_buffer,
@@ -215,7 +218,8 @@ class MonitorReport:
             )
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
         lines.append(
-            f"  not counted: {rejected or 'none'}; untracked senders' frames {self.untracked}"
+            f"  not counted: {rejected or 'none'}; untracked senders' frames {self.untracked}; "
+            f"arrived where not joined {self.wrong_interface}"
         )
         return "\n".join(lines)
 
@@ -245,11 +249,8 @@ class IntervalReport:
 
 
 class Monitor(Joined):
-    """A joined receiver that counts frames; open it before the senders start.
-
-    >>> with Monitor(["239.1.2.3"], 5000) as monitor:  # doctest: +SKIP
-    ...     report = monitor.run(duration=5)
-    """
+    """A joined receiver that counts frames: open it (joining), start the senders, then
+    :meth:`run` it; :func:`run_monitor` does both for one run."""
 
     def __init__(
         self,
@@ -260,10 +261,13 @@ class Monitor(Joined):
         sources: Sequence[str | IPAddress] = (),
         key: bytes | None = None,
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
-        max_size: int = 65535,
+        max_size: int = MAX_DATAGRAM,
     ) -> None:
-        if max_size < HEADER_SIZE:
-            raise OptionError(f"max size {max_size} is below the {HEADER_SIZE}-byte frame header")
+        if not HEADER_SIZE <= max_size <= MAX_DATAGRAM:
+            raise OptionError(
+                f"max size {max_size} is outside {HEADER_SIZE}-{MAX_DATAGRAM} bytes "
+                "(a frame header to a whole datagram)"
+            )
         super().__init__(
             groups,
             port,
@@ -274,7 +278,7 @@ class Monitor(Joined):
         )
         self.reader = FrameReader(key)
         self.flows: dict[tuple[int, str], _Flow] = {}
-        self.rejected = dict.fromkeys(_REJECTIONS, 0)
+        self.rejected = rejection_counts()
         self.datagrams = 0
         self.truncated = 0
         self.untracked = 0
@@ -319,10 +323,11 @@ class Monitor(Joined):
             port=self.port,
             seconds=seconds,
             datagrams=self.datagrams,
-            drops=self.receiver.drops,
+            drops=self.drops,
             truncated=self.truncated,
             rejected=dict(self.rejected),
             untracked=self.untracked,
+            wrong_interface=self.receiver.wrong_interface,
             senders=tuple(SenderReport.of(flow) for flow in self.flows.values()),
             receive_buffer=self.receiver.receive_buffer,
             interrupted=interrupted,
@@ -411,7 +416,7 @@ def run_monitor(
     interval: float = 1.0,
     on_interval: Callable[[IntervalReport], None] | None = None,
     receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
-    max_size: int = 65535,
+    max_size: int = MAX_DATAGRAM,
 ) -> MonitorReport:
     """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C."""
     with Monitor(
@@ -434,12 +439,7 @@ class MonitorTool:
     help = "count what arrives on groups: loss, duplicates, reordering, jitter, per sender"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
-        )
-        add_port(parser)
-        add_iface(parser, help_text="join on this interface (name, index or address)")
-        add_source(parser)
+        add_receiving(parser)
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after N datagrams, 0 for no limit (default 0)")
         parser.add_argument(
@@ -452,9 +452,9 @@ class MonitorTool:
         parser.add_argument(
             "--max-size",
             type=positive_type,
-            default=65535,
+            default=MAX_DATAGRAM,
             metavar="BYTES",
-            help="receive buffer per datagram; longer ones count as truncated (default %(default)s)",
+            help="room for one datagram; longer ones count as truncated (default %(default)s)",
         )
         add_key(parser)
         add_json(parser)

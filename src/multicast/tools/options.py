@@ -13,7 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
-from multicast.cliargs import count_type
+from multicast.cliargs import (
+    add_iface,
+    add_port,
+    add_source,
+    add_ttl,
+    count_type,
+    group_type,
+    source_type,
+)
 from multicast.exceptions import OptionError
 from multicast.tools.framing import load_key
 from multicast.tools.pacing import parse_rate
@@ -24,6 +32,8 @@ __all__ = [
     "add_json",
     "add_key",
     "add_limit",
+    "add_receiving",
+    "add_sending",
     "emit",
     "key_of",
     "live",
@@ -73,6 +83,32 @@ def _positive(text: str) -> int:
 seconds_type = _checked(_seconds)
 positive_type = _checked(_positive)
 rate_type = _checked(parse_rate)
+
+
+def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
+    """``GROUP``, ``--port``, ``--iface``, ``--ttl`` and ``--source`` (the address to send from,
+    the S of the (S,G) that ``receivers`` join)."""
+    parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
+    add_port(parser)
+    add_iface(parser, help_text="send by this interface (name, index or address)")
+    add_ttl(parser)
+    parser.add_argument(
+        "--source",
+        type=source_type,
+        default=None,
+        metavar="ADDRESS",
+        help=f"send from this local address (the S of the (S,G) {receivers} join)",
+    )
+
+
+def add_receiving(parser: argparse.ArgumentParser) -> None:
+    """``GROUP [GROUP ...]``, ``--port``, ``--iface`` and ``--source`` (repeatable, for SSM)."""
+    parser.add_argument(
+        "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
+    )
+    add_port(parser)
+    add_iface(parser, help_text="join on this interface (name, index or address)")
+    add_source(parser)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import argparse
 import math
 import secrets
-import selectors
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from multicast.cliargs import add_iface, add_port, add_ttl, group_type, source_type
 from multicast.core import (
     Group,
     InterfaceSpec,
@@ -22,15 +20,15 @@ from multicast.core import (
     Sender,
     check_payload_size,
     parse_group,
-    receive_ready,
+    receive_batch,
 )
+from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
-from multicast.tools.common import check_limits, send_counted
+from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_counted
 from multicast.tools.framing import (
     REPLY_PAYLOAD_SIZE,
     Flag,
     FrameReader,
-    Reason,
     Rejection,
     encode_frame,
     frame_size,
@@ -39,6 +37,7 @@ from multicast.tools.framing import (
 from multicast.tools.options import (
     add_json,
     add_key,
+    add_sending,
     emit,
     key_of,
     live,
@@ -49,9 +48,6 @@ from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
 
 __all__ = ["PingReport", "PingTool", "Reply", "ResponderReport", "minimum_probe_size", "run_ping"]
-
-_REJECTIONS = tuple(reason.value for reason in Reason)
-_DRAIN_LIMIT = 256
 
 
 def minimum_probe_size(*, tagged: bool) -> int:
@@ -184,7 +180,7 @@ class _Prober:
         self.sent_at: dict[int, float] = {}  # sequence -> monotonic send time
         self.send_errors = 0
         self.responders: dict[tuple[str, int], _Responder] = {}
-        self.rejected = dict.fromkeys(_REJECTIONS, 0)
+        self.rejected = rejection_counts()
         self.unmatched = 0
 
     def take(self, payload: bytes, address: str, arrived: float) -> None:
@@ -276,18 +272,14 @@ def run_ping(
     state = _Prober(ttl, key, on_reply)
     filler = bytes(size - frame_size(0, tagged=key is not None))
     interrupted = False
-    with (
-        Sender(
-            parsed.family,
-            ttl=ttl,
-            interface=interface if interface is not None else parsed.interface,
-            loopback=loopback,
-            source=source,
-        ) as out,
-        selectors.DefaultSelector() as selector,
-    ):
-        selector.register(out.fileno(), selectors.EVENT_READ)
-        buffer = bytearray(65535)
+    with Sender(
+        parsed.family,
+        ttl=ttl,
+        interface=interface if interface is not None else parsed.interface,
+        loopback=loopback,
+        source=source,
+    ) as out:
+        buffer = bytearray(MAX_DATAGRAM)
         start = time.monotonic()
         pacer = Pacer(1 / interval if interval > 0 else None, start=start)
         deadline = math.inf
@@ -303,10 +295,10 @@ def run_ping(
                         deadline = time.monotonic() + wait
                     continue
                 due = pacer.delay(now) if sequence < count else deadline - now
-                if selector.select(min(due, 1.0)):
-                    arrived = time.monotonic()
-                    for datagram in receive_ready(out.sock, buffer, _DRAIN_LIMIT):
-                        state.take(datagram.payload, datagram.source[0], arrived)
+                replies = receive_batch(out.sock, buffer, DRAIN_LIMIT, min(due, 1.0))
+                arrived = time.monotonic()
+                for datagram in replies:
+                    state.take(datagram.payload, datagram.source[0], arrived)
         except KeyboardInterrupt:
             interrupted = True
         seconds = time.monotonic() - start
@@ -327,17 +319,7 @@ class PingTool:
     help = "probe a group and time the replies of every pong on it"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
-        add_port(parser)
-        add_iface(parser, help_text="send by this interface (name, index or address)")
-        add_ttl(parser)
-        parser.add_argument(
-            "--source",
-            type=source_type,
-            default=None,
-            metavar="ADDRESS",
-            help="send from this local address (the S of the (S,G) pongs join)",
-        )
+        add_sending(parser, receivers="pongs")
         parser.add_argument(
             "--count",
             type=positive_type,

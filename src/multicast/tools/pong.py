@@ -15,23 +15,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address
 
-from multicast.cliargs import add_iface, add_port, add_source, check_sources, group_type
+from multicast.cliargs import check_sources
 from multicast.core import Datagram, Group, InterfaceSpec, IPAddress, send_datagram
-from multicast.tools.common import Joined, check_limits
+from multicast.tools.common import Joined, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
     add_duration,
     add_json,
     add_key,
     add_limit,
+    add_receiving,
     emit,
     key_of,
     live,
 )
 
 __all__ = ["Pong", "PongReport", "PongTool", "run_pong"]
-
-_REJECTIONS = tuple(reason.value for reason in Reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,23 +100,25 @@ class Pong(Joined):
         responder: int | None = None,
     ) -> None:
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
-        self.key = key
         self.reader = FrameReader(key)
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
-        self.rejected = dict.fromkeys(_REJECTIONS, 0)
+        self.rejected = rejection_counts()
 
     def answer(self, datagram: Datagram) -> bool:
         """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent."""
-        result = self.reader.read(datagram.payload) if not datagram.truncated else None
-        if result is None or isinstance(result, Rejection):
-            self.rejected[result.reason.value if result else Reason.MALFORMED.value] += 1
+        if datagram.truncated:  # a cut probe cannot be checked
+            self.rejected[Reason.MALFORMED.value] += 1
+            return False
+        result = self.reader.read(datagram.payload)
+        if isinstance(result, Rejection):
+            self.rejected[result.reason.value] += 1
             return False
         if Flag.PROBE not in result.flags:
             self.ignored += 1
             return False
         self.probes += 1
-        reply = encode_reply(result, self.responder, datagram.ttl, key=self.key)
+        reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
         if len(reply) > datagram.size:
             self.oversized += 1
             return False
@@ -150,7 +151,7 @@ class Pong(Joined):
             ignored=self.ignored,
             send_errors=self.send_errors,
             rejected=dict(self.rejected),
-            drops=self.receiver.drops,
+            drops=self.drops,
             seconds=seconds,
             interrupted=interrupted,
         )
@@ -203,12 +204,7 @@ class PongTool:
     help = "answer ping probes on groups, by unicast to each prober"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
-        )
-        add_port(parser)
-        add_iface(parser, help_text="join on this interface (name, index or address)")
-        add_source(parser)
+        add_receiving(parser)
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
         add_key(parser)

@@ -12,7 +12,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from multicast.cliargs import add_iface, add_port, add_ttl, group_type, source_type
 from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
 from multicast.exceptions import OptionError
 from multicast.tools.common import send_counted
@@ -22,6 +21,7 @@ from multicast.tools.options import (
     add_json,
     add_key,
     add_limit,
+    add_sending,
     emit,
     key_of,
     positive_type,
@@ -161,17 +161,7 @@ class StreamTool:
     help = "send sequenced frames to a group at a set rate, for monitor to count"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
-        add_port(parser)
-        add_iface(parser, help_text="send by this interface (name, index or address)")
-        add_ttl(parser)
-        parser.add_argument(
-            "--source",
-            type=source_type,
-            default=None,
-            metavar="ADDRESS",
-            help="send from this local address (the S of the (S,G) receivers join)",
-        )
+        add_sending(parser, receivers="receivers")
         parser.add_argument(
             "--rate",
             type=rate_type,

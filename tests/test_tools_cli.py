@@ -1,0 +1,295 @@
+"""The tools on the ``multicast`` command line: JSON output, error lines, live lines on a tty."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from multicast.cli import McastDispatch, main
+from multicast.cliargs import Tool
+from multicast.exceptions import MulticastError
+from multicast.tools import TOOLS, run_stream
+from multicast.tools.doctor import parse_igmp
+
+LIMIT = 15.0  # seconds: the bound on every command run here
+
+
+def command(line: str, *more: str) -> list[str]:
+    """``python -m multicast`` with the words of ``line`` and then ``more``."""
+    return [sys.executable, "-m", "multicast", *line.split(), *more]
+
+
+def wait_joined(group: str, process: subprocess.Popen[str]) -> None:
+    """Wait (bounded) until this namespace lists ``group`` in /proc/net/igmp."""
+    deadline = time.monotonic() + LIMIT
+    while group not in {m.group for m in parse_igmp(Path("/proc/net/igmp").read_text())[0]}:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{group} never joined"
+        time.sleep(0.02)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return process.returncode, out, err
+
+
+def test_the_tools_are_registered() -> None:
+    assert set(TOOLS) == {"stream", "monitor", "ping", "pong", "doctor"}
+    tools: dict[str, Tool] = TOOLS  # the contract, checked by mypy
+    for tool in tools.values():
+        assert callable(tool.add_arguments) and callable(tool.run)
+        assert tool.help and tool.help[0].islower()
+
+
+def test_stream_to_monitor_with_json() -> None:
+    monitor = subprocess.Popen(
+        command("monitor 239.6.3.1 --port 6200 --count 200 --duration 10 --json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_joined("239.6.3.1", monitor)
+    sent = subprocess.run(
+        command("stream 239.6.3.1 --port 6200 --count 200 --rate 20k --size 100 --json"),
+        capture_output=True,
+        text=True,
+        timeout=LIMIT,
+        check=True,
+    )
+    code, out, err = finish(monitor)
+    assert (code, err) == (0, "")
+    stream_report = json.loads(sent.stdout)
+    assert (stream_report["sent"], stream_report["bytes"], stream_report["errors"]) == (
+        200,
+        20000,
+        0,
+    )
+    report = json.loads(out)
+    summary = report["summary"]
+    assert {k: summary[k] for k in ("received", "lost", "duplicates", "reordered", "foreign")} == {
+        "received": 200,
+        "lost": 0,
+        "duplicates": 0,
+        "reordered": 0,
+        "foreign": 0,
+    }
+    (sender,) = report["senders"]
+    assert sender["sender"] == stream_report["sender"]
+
+
+def unread(port: int) -> int:
+    """Bytes queued on this namespace's UDP sockets bound to ``port`` (from /proc/net/udp)."""
+    queued = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            queued += int(fields[4].split(":")[1], 16)
+    return queued
+
+
+def test_interrupted_monitor_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C ends the monitor with its report, as --duration would."""
+    monitor = subprocess.Popen(
+        command("monitor 239.6.3.5 --port 6204 --json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_joined("239.6.3.5", monitor)
+    run_stream("239.6.3.5", 6204, rate="max", size=100, count=30)
+    deadline = time.monotonic() + LIMIT
+    while unread(6204):  # the monitor has read them: it is in its loop
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    monitor.send_signal(signal.SIGINT)
+    code, out, err = finish(monitor)
+    assert (code, err) == (0, "")
+    summary = json.loads(out)["summary"]
+    assert (summary["received"], summary["interrupted"]) == (30, True)
+
+
+def test_ping_and_pong_with_json(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("a key that is long enough\n")
+    pong = subprocess.Popen(
+        command("pong 239.6.3.2 --port 6201 --count 3 --duration 10 --json --key-file", str(key)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_joined("239.6.3.2", pong)
+    ping = subprocess.run(
+        command(
+            "ping 239.6.3.2 --port 6201 --count 3 --interval 0.05 --wait 1 --json --key-file",
+            str(key),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=LIMIT,
+        check=False,
+    )
+    code, out, _ = finish(pong)
+    assert (code, json.loads(out)["replies"]) == (0, 3)
+    assert ping.returncode == 0, ping.stderr
+    report = json.loads(ping.stdout)
+    assert (report["sent"], report["received"]) == (3, 3)
+    (responder,) = report["responders"]
+    assert set(responder["rtt_ms"]) >= {"min", "p50", "p90", "p99", "max"}
+
+
+def test_ping_without_answer_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = main(
+        [
+            "ping",
+            "239.6.3.3",
+            "--port",
+            "6202",
+            "--count",
+            "2",
+            "--interval",
+            "0.01",
+            "--wait",
+            "0.1",
+            "--json",
+        ]
+    )
+    assert code == 1
+    assert json.loads(capsys.readouterr().out)["received"] == 0
+
+
+def test_doctor_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = main(["doctor", "--json", "--timeout", "2"])
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["problems"]) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["stream", "10.1.2.3"], "not a multicast address"),
+        (["stream", "239.1.1.1", "--rate", "fast"], "rate 'fast'"),
+        (["stream", "239.1.1.1", "--size", "10"], "below the 32-byte minimum"),
+        (["stream", "239.1.1.1", "--size", "70000"], "over the 65507-byte limit"),
+        (["stream", "239.1.1.1", "--burst", "0"], "--burst"),
+        (["stream", "239.1.1.1", "--key-file", "/nonexistent/key"], "cannot read key file"),
+        (["stream", "239.1.1.1", "--iface", "nosuch0"], "unknown interface 'nosuch0'"),
+        (["monitor", "239.1.1.1", "ff11::1"], "mix IPv4 and IPv6"),
+        (["monitor", "239.1.1.1", "--source", "::1"], "--source ::1 is IPv6"),
+        (["monitor", "239.1.1.1", "--duration", "0"], "above zero"),
+        (["ping", "239.1.1.1", "--count", "0"], "--count"),
+        (["ping", "239.1.1.1", "--size", "20"], "below the 41-byte minimum"),
+        (["ping", "239.1.1.1", "--key-env", "MULTICAST_NO_SUCH_KEY"], "is not set"),
+        (["pong"], "GROUP"),
+        (["doctor", "--timeout", "soon"], "'soon'"),
+    ],
+)
+def test_bad_input_is_one_line(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, (success, line) = main(argv)
+    err = capsys.readouterr().err
+    assert code not in (0, 1) and not success
+    assert fragment in line
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def run_on(stdout_is_terminal: bool) -> str:
+    """Run a monitor for a second with a stream going, its output on a tty or a pipe."""
+    argv = command("monitor 239.6.3.4 --port 6203 --duration 1.2 --interval 0.2")
+    if not stdout_is_terminal:
+        monitor = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_joined("239.6.3.4", monitor)
+        run_stream("239.6.3.4", 6203, rate="200", size=64, duration=0.6)
+        return finish(monitor)[1]
+    main_end, terminal = pty.openpty()
+    try:
+        monitor = subprocess.Popen(argv, stdout=terminal, stderr=subprocess.PIPE, text=True)
+        os.close(terminal)
+        wait_joined("239.6.3.4", monitor)
+        run_stream("239.6.3.4", 6203, rate="200", size=64, duration=0.6)
+        output = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(main_end, selectors.EVENT_READ)
+            deadline = time.monotonic() + LIMIT
+            while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
+                try:
+                    chunk = os.read(main_end, 4096)
+                except OSError:  # the terminal's other end closed: the monitor is done
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finish(monitor)
+        return output.decode()
+    finally:
+        os.close(main_end)
+
+
+def test_live_lines_only_on_a_terminal() -> None:
+    on_terminal = run_on(stdout_is_terminal=True)
+    piped = run_on(stdout_is_terminal=False)
+    assert "received" in on_terminal and "received" in piped
+    assert any(line.startswith("[") for line in on_terminal.splitlines()), on_terminal
+    assert not any(line.startswith("[") for line in piped.splitlines()), piped
+
+
+_TOKENS = st.sampled_from(
+    [
+        *TOOLS,
+        "239.1.1.1",
+        "ff11::1",
+        "10.0.0.1",
+        "--port",
+        "--rate",
+        "--size",
+        "--count",
+        "--duration",
+        "--interval",
+        "--iface",
+        "--source",
+        "--ttl",
+        "--burst",
+        "--json",
+        "--key-env",
+        "--wait",
+        "lo",
+        "0",
+        "1",
+        "-1",
+        "65536",
+        "max",
+        "1Mbps",
+        "x",
+        "",
+    ]
+)
+
+
+_PARSER = McastDispatch.buildArgs(None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(TOOLS)), st.lists(_TOKENS, max_size=8))
+def test_any_tool_command_line_parses_or_fails_with_our_error(tool: str, rest: list[str]) -> None:
+    """Parsing a tool's command line gives arguments or one of the package's errors."""
+    try:
+        arguments = _PARSER.parse_args([tool, *rest])
+    except MulticastError as error:
+        assert str(error) and "\n" not in str(error)
+    else:
+        assert arguments.cmd_tool == tool
