@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,12 +16,21 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli_helpers import WAIT, Lines, free_port, run_multicast, start_multicast, stderr_lines
+from test_cli_helpers import (
+    WAIT,
+    Lines,
+    echo_server,
+    free_port,
+    run_multicast,
+    send_until_exit,
+    start_multicast,
+    stderr_lines,
+)
 
 import multicast
 from multicast import cli as cli_module
 from multicast.__main__ import cli, main
-from multicast.core import Sender, open_receiver
+from multicast.core import open_receiver
 from multicast.exceptions import GroupError
 from multicast.hear import McastHEAR
 from multicast.recv import McastRECV
@@ -334,13 +343,7 @@ def test_a_process_says_and_another_receives() -> None:
         stdout=-1,
     )
     try:
-        with Sender() as sender:  # until RECV has joined: its first datagram ends it
-            while receiving.poll() is None:
-                sender.send(b"\xffhello from SAY", GROUP, port)
-                try:
-                    receiving.wait(0.05)
-                except subprocess.TimeoutExpired:
-                    continue
+        send_until_exit(receiving, b"\xffhello from SAY", GROUP, port)
     finally:
         out, _ = receiving.communicate(timeout=WAIT)
     assert (receiving.returncode, out) == (0, "\\xffhello from SAY\n")
@@ -354,12 +357,13 @@ def test_a_closed_standard_output_is_141_and_one_line() -> None:
     assert receiving.stdout is not None and receiving.stderr is not None
     receiving.stdout.close()
     lines = Lines(receiving.stderr)
-    with Sender() as sender:
-        while receiving.poll() is None:
-            sender.send(b"into a closed pipe", GROUP, port)
-            try:
-                receiving.wait(0.05)
-            except subprocess.TimeoutExpired:
-                continue
+    send_until_exit(receiving, b"into a closed pipe", GROUP, port)
     assert receiving.returncode == 141
     assert lines.rest() == ["multicast: [Errno 32] Broken pipe\n"]
+
+
+def test_sigint_ends_the_echo_server_with_130_and_one_line() -> None:
+    with echo_server("--port", str(free_port())) as (hear, lines):
+        hear.send_signal(signal.SIGINT)
+        assert hear.wait(WAIT) == 130
+    assert lines.rest()[-1] == "multicast: interrupted by SIGINT\n"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO
+
+from multicast.core import Sender
 
 WAIT = 10.0  # seconds: the bound on every wait of these tests
 
@@ -99,6 +103,37 @@ class Lines:
             if line is not None:
                 self.seen.append(line)
         return self.seen
+
+
+@contextlib.contextmanager
+def echo_server(*arguments: str) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    """``python -m multicast --daemon HEAR ARGUMENTS``, listening; SIGTERM at the end if it is
+    still running. Yields the process and the lines of its standard error."""
+    hear = start_multicast(["--daemon", "HEAR", *arguments])
+    assert hear.stderr is not None
+    lines = Lines(hear.stderr)
+    try:
+        lines.wait_for("listening")
+        yield hear, lines
+    finally:
+        if hear.poll() is None:
+            hear.send_signal(signal.SIGTERM)
+        hear.wait(WAIT)
+
+
+def send_until_exit(process: subprocess.Popen[str], payload: bytes, group: str, port: int) -> None:
+    """Send ``payload`` every 50 ms until ``process`` ends (it joins at a time of its own);
+    kill it and fail if it is still running after WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    with Sender() as sender:
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait(WAIT)
+                raise AssertionError(f"{process.args} did not end within {WAIT} s")
+            sender.send(payload, group, port)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(0.05)
 
 
 def stderr_lines(text: str) -> list[str]:

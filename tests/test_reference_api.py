@@ -4,6 +4,8 @@ environment, sockets, RECV/SAY/HEAR as a library, the exceptions and the option 
 from __future__ import annotations
 
 import argparse
+import doctest
+import importlib
 import socket
 import threading
 import warnings
@@ -193,6 +195,15 @@ def test_joinstep_names_what_is_wrong() -> None:
         joinstep([GROUP, "ff11::1"], free_port())
 
 
+def test_joinstep_joins_source_specifically_on_an_interface_by_name() -> None:
+    port, group = free_port(), "232.1.4.1"
+    sock = joinstep([group], port, "lo", sources=["127.0.0.1"])
+    with sock, Sender(source="127.0.0.2") as stranger, Sender(source="127.0.0.1") as chosen:
+        stranger.send(b"from 127.0.0.2", group, port)
+        chosen.send(b"from 127.0.0.1", group, port)
+        assert tryrecv("", None, sock) == "from 127.0.0.1"
+
+
 def test_recvstep_returns_the_text_and_closes_the_socket() -> None:
     port = free_port()
     sock = joinstep([GROUP], port)
@@ -329,3 +340,15 @@ def test_the_option_adders_give_defaults_and_their_own_errors() -> None:
     with pytest.raises(UsageError, match="count 'many' is not a whole number"):
         parser.parse_args(["--count", "many"])
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+# --- the examples in the docstrings ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["multicast", "cliargs", "env", "skt", "recv", "send", "hear", "exceptions", "cli", "__main__"],
+)
+def test_the_docstring_examples_hold(name: str) -> None:
+    module = importlib.import_module(name if name == "multicast" else f"multicast.{name}")
+    assert doctest.testmod(module).failed == 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import signal
 import socket
 import subprocess
 import sys
@@ -26,13 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_cli_helpers import (
-    WAIT,
-    Lines,
-    clean_environment,
-    free_port,
-    start_multicast,
-)
+from test_cli_helpers import WAIT, clean_environment, echo_server, free_port
 
 import multicast
 from multicast.__main__ import main
@@ -74,18 +67,14 @@ def client() -> Iterator[socket.socket]:
 def test_hear_answers_every_datagram_of_a_10000_per_second_burst(client: socket.socket) -> None:
     count, rate = 10_000, 10_000
     port = free_port()
-    hear = start_multicast(["--daemon", "HEAR", "--port", str(port), "--group", GROUP])
-    assert hear.stderr is not None
-    lines = Lines(hear.stderr)
-    try:
-        lines.wait_for("listening")
-        client.setblocking(False)
-        buffer = bytearray(256)
-        answered: set[bytes] = set()
+    client.setblocking(False)
+    buffer = bytearray(256)
+    answered: set[bytes] = set()
 
-        def collect() -> None:
-            answered.update(d.payload[7:12] for d in receive_ready(client, buffer, limit=count))
+    def collect() -> None:
+        answered.update(d.payload[7:12] for d in receive_ready(client, buffer, limit=count))
 
+    with echo_server("--port", str(port), "--group", GROUP) as (_, lines):
         start = time.monotonic()
         sent = 0
         while sent < count:  # paced: by now, (elapsed x rate) datagrams should be out
@@ -99,9 +88,6 @@ def test_hear_answers_every_datagram_of_a_10000_per_second_burst(client: socket.
         while len(answered) < count and time.monotonic() < deadline:
             time.sleep(0.01)
             collect()
-    finally:
-        hear.send_signal(signal.SIGTERM)
-        hear.wait(WAIT)
     assert len(answered) == count, f"{count - len(answered)} datagrams were not answered"
     assert answered == {b"%05d" % n for n in range(count)}
     assert not [line for line in lines.rest() if "dropped" in line]
@@ -329,7 +315,9 @@ def test_pipe_cuts_standard_input_into_datagrams_of_buffer_size_bytes(
 
 
 def _serve(server: McastServer) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     return thread
 
@@ -376,29 +364,26 @@ def test_a_server_that_may_stop_stops_and_logs_who_asked(
         McastServer((GROUP, 0), HearUDPHandler) as server,
     ):
         serving = _serve(server)
-        send_datagram(client, b"STOP", GROUP, server.server_address[1])
-        serving.join(WAIT)
-    assert not serving.is_alive()
+        try:
+            send_datagram(client, b"STOP", GROUP, server.server_address[1])
+            serving.join(WAIT)
+            stopped_by_itself = not serving.is_alive()
+        finally:
+            server.shutdown()  # returns at once if the server has stopped
+    assert stopped_by_itself
     host, client_port = client.getsockname()
     assert f"STOP from {host} port {client_port}: stopping" in caplog.text
 
 
 def test_the_daemon_ignores_stop_without_allow_stop(client: socket.socket) -> None:
     port = free_port()
-    hear = start_multicast(["--daemon", "HEAR", "--port", str(port), "--group", GROUP])
-    assert hear.stderr is not None
-    lines = Lines(hear.stderr)
-    try:
-        lines.wait_for("listening")
+    with echo_server("--port", str(port), "--group", GROUP) as (hear, lines):
         send_datagram(client, b"STOP" + b" " * 60, GROUP, port)
         assert client.recv(1024).startswith(b"HEAR [ STOP SAID")
         lines.wait_for("ignored STOP from 127.0.0.1")
         send_datagram(client, b"still there?" + b" " * 60, GROUP, port)
         assert client.recv(1024).startswith(b"HEAR [ STILL THERE? SAID")
-    finally:
-        hear.send_signal(signal.SIGTERM)
-        code = hear.wait(WAIT)
-    assert code == 143
+    assert hear.returncode == 143  # the SIGTERM at the end
     assert lines.rest()[-1] == "multicast: terminated by SIGTERM\n"
 
 
@@ -423,7 +408,8 @@ def test_hear_joins_every_group_on_the_interface_given(client: socket.socket) ->
     arguments = ["--daemon", "HEAR", "--port", str(port), "--groups", *groups]
     outcome: list[Any] = []
     serving = threading.Thread(
-        target=lambda: outcome.append(main([*arguments, "--iface", "lo", "--allow-stop"]))
+        target=lambda: outcome.append(main([*arguments, "--iface", "lo", "--allow-stop"])),
+        daemon=True,  # a server that failed to stop must not keep the tests from ending
     )
     serving.start()
     try:

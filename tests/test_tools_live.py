@@ -251,8 +251,9 @@ def test_pong_answers_a_truncated_or_foreign_datagram_with_nothing() -> None:
 # has: htb classes and u32 filters on h1's eth0 that match the low four bits of each frame's
 # sequence number (frame byte 23). Of every 16 frames: number 3 goes to a class whose queue holds
 # nothing (dropped), number 7 is mirrored to eth1 as well (duplicated, arriving on h2's eth1),
-# and numbers 9 and 10 go to a class of 40 kbit/s with no burst: 9 leaves at once and empties it,
-# so 10 waits about 28 ms while 11-15 of its burst pass (reordered).
+# and numbers 9 and 10 go to a class of 20 kbit/s with no burst: 9 leaves at once and empties it,
+# so 10 waits about 60 ms while 11-15 of its burst pass (reordered). Bursts are 160 ms apart, so
+# the class has recovered before the next 9 comes.
 
 _SEQUENCE_LOW_BYTE = {socket.AF_INET: 20 + 8 + 23, socket.AF_INET6: 40 + 8 + 23}
 
@@ -264,7 +265,7 @@ def impair(host: Host, port: int, family: socket.AddressFamily) -> None:
     commands = [
         "qdisc add dev eth0 root handle 1: htb default 10",
         "class add dev eth0 parent 1: classid 1:10 htb rate 1gbit",
-        "class add dev eth0 parent 1: classid 1:20 htb rate 40kbit ceil 40kbit burst 1 cburst 1",
+        "class add dev eth0 parent 1: classid 1:20 htb rate 20kbit ceil 20kbit burst 1 cburst 1",
         "class add dev eth0 parent 1: classid 1:30 htb rate 1gbit",
         "qdisc add dev eth0 parent 1:30 handle 30: pfifo limit 0",
         f"filter add dev eth0 parent 1: protocol {protocol} prio 1 u32 {udp} "
@@ -292,9 +293,8 @@ def test_monitor_counts_match_an_impaired_link(
     monitor = h2.call(Monitor, [group], port, interfaces=["eth0", "eth1"])
     try:
         running = h2.start(monitor.run, duration=LIMIT, count=160)
-        # Ten bursts of 16, 100 ms apart: the delayed frame of one burst is out before the next.
         sent = h1.call(
-            run_stream, group, port, rate="160", burst=16, size=100, count=160, interface="eth0"
+            run_stream, group, port, rate="100", burst=16, size=100, count=160, interface="eth0"
         )
         report = running.result(timeout=LIMIT + 5)
     finally:
@@ -303,6 +303,6 @@ def test_monitor_counts_match_an_impaired_link(
     (sender,) = report.senders
     assert sender.source == h1.address(family)
     counts = (sender.received, sender.unique, sender.lost, sender.duplicates, sender.reordered)
-    assert counts == (160, 150, 10, 10, 10)
-    assert sender.gaps == 20  # each burst: at the dropped frame, and at the delayed one
+    # Gaps: each burst has one at the dropped frame and one at the delayed frame.
+    assert (*counts, sender.gaps) == (160, 150, 10, 10, 10, 20), sender
     assert report.drops == 0

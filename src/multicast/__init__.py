@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from importlib import metadata
-from types import ModuleType
+from typing import Any
 
 from multicast import env, exceptions, hear, recv, send, skt
 from multicast.cliargs import mtool
@@ -40,17 +39,6 @@ from multicast.exceptions import (
     get_exit_code_from_exception,
 )
 from multicast.skt import endSocket, genSocket
-
-
-def _version() -> str:
-    try:
-        return metadata.version(__name__)
-    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        return "0+unknown"
-
-
-__version__ = _version()
-__prologue__ = f"Python Multicast library version {__version__}."
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -66,11 +54,26 @@ _MCAST_DEFAULT_GROUPS: list[str] = _config["groups"]  # what RECV and HEAR join 
 del _config
 
 
-def __getattr__(name: str) -> ModuleType:
-    """Import ``multicast.__main__`` on first use, so that ``python -m multicast`` finds it
-    unimported (runpy warns about a module imported twice)."""
+def __getattr__(name: str) -> Any:
+    """Look up on first use what costs time or must come late.
+
+    ``__main__`` is imported then, so that ``python -m multicast`` finds it unimported (runpy
+    warns about a module imported twice); ``__version__`` and ``__prologue__`` read the
+    installed metadata then (importing :mod:`importlib.metadata` is a quarter of the
+    package's import time).
+    """
     if name == "__main__":
         return importlib.import_module("multicast.__main__")
+    if name in ("__version__", "__prologue__"):
+        metadata = importlib.import_module("importlib.metadata")
+        try:
+            version = metadata.version(__name__)
+        except metadata.PackageNotFoundError:  # a source tree that is not installed
+            version = "0+unknown"
+        globals().update(
+            __version__=version, __prologue__=f"Python Multicast library version {version}."
+        )
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

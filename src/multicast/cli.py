@@ -251,7 +251,7 @@ def _process_settings() -> Iterator[None]:
     try:
         yield
     finally:
-        if in_main_thread:
+        if previous is not None:  # None: not set from Python, nothing to restore
             signal.signal(signal.SIGTERM, previous)
         _logger.removeHandler(handler)
         _logger.setLevel(level)

@@ -401,10 +401,25 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     """The options of the whole command line: ``-h``/``-v``, ``--use-std``, ``--daemon``."""
     exclusive = parser.add_mutually_exclusive_group()
     exclusive.add_argument("-h", "--help", action="help", help="show this help and exit")
-    exclusive.add_argument(
-        "-v", "--version", action="version", version=f"%(prog)s {multicast.__version__}"
-    )
+    exclusive.add_argument("-v", "--version", action=_ShowVersion, help="show the version and exit")
     add_mode_flags(parser, default=False)
+
+
+class _ShowVersion(argparse.Action):
+    """``--version``: print ``<prog> <version>`` and exit (the version is read only then)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(f"{parser.prog} {multicast.__version__}")
+        parser.exit()
 
 
 def add_mode_flags(parser: argparse.ArgumentParser, *, default: Any) -> None:

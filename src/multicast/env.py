@@ -69,7 +69,7 @@ class Config(TypedDict):
     group: str
     groups: list[str]  # MULTICAST_GROUPS, the group and a multicast bind address; sorted
     ttl: int
-    bind_addr: str | None  # None: bind to the one group joined, else to every address
+    bind_addr: str | None  # None: one IPv4 group is bound itself, else every address is
     buffer_size: int
 
 
@@ -114,11 +114,16 @@ def _checked(check: Callable[[object], bool], rule: str) -> Callable[[str], int]
     return parse
 
 
+_port = _checked(validate_port, "a dynamic port (49152-65535)")
+_ttl = _checked(validate_ttl, "a TTL from 1 to 126")
+_size = _checked(validate_buffer_size, f"a datagram size from 1 to {_MAX_BUFFER_SIZE}")
+
+
 def _group(text: str) -> str:
     return str(parse_group(text))
 
 
-def _address(text: str) -> str | None:
+def _address(text: str) -> str | None:  # (None is the default of MULTICAST_BIND_ADDR)
     return str(parse_address(text, what="bind address"))
 
 
@@ -163,11 +168,6 @@ def _read_config(environ: Mapping[str, str]) -> tuple[Config, list[str]]:
         buffer_size=buffer_size,
     )
     return config, complaints
-
-
-_port = _checked(validate_port, "a dynamic port (49152-65535)")
-_ttl = _checked(validate_ttl, "a TTL from 1 to 126")
-_size = _checked(validate_buffer_size, f"a datagram size from 1 to {_MAX_BUFFER_SIZE}")
 
 
 def load_config(*, warn: bool = True) -> Config:

@@ -253,7 +253,6 @@ def add_stop_option(parser: argparse.ArgumentParser) -> None:
 class McastHEAR(mtool):
     """The HEAR tool: the echo server of ``--daemon HEAR``."""
 
-    __module__ = "multicast.hear"
     __proc__ = "HEAR"
     __prologue__ = "Python Multicast Server for multicast input."
     __epilogue__ = (

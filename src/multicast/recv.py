@@ -18,7 +18,8 @@ Minimal Acceptance Testing:
 >>> sock = multicast.recv.joinstep(["239.0.0.9"], 59991)
 >>> sock.getsockname()
 ('239.0.0.9', 59991)
->>> multicast.recv.recvstep("nothing: ", None, sock)  # waits for the socket's timeout
+>>> sock.settimeout(0.1)
+>>> multicast.recv.recvstep("nothing: ", None, sock)  # nothing before the timeout
 'nothing: '
 """
 
@@ -46,6 +47,7 @@ from multicast.core import (
     set_reuse,
 )
 from multicast.core.constants import MAX_DATAGRAM
+from multicast.env import validate_multicast_address
 from multicast.exceptions import GroupError
 from multicast.skt import DEFAULT_TIMEOUT, genSocket
 
@@ -125,12 +127,12 @@ def joinstep(
     routing table's choice), from each of ``sources`` only if given. Returns that socket;
     on error a socket made here is closed and the error names what failed.
     """
-    fallback = bind_group if bind_group is not None and _is_group(bind_group) else None
+    fallback = bind_group if validate_multicast_address(bind_group) else None
     chosen = requested_groups(groups, fallback)
     number = parse_port(port)
     sock = isock if isock is not None else genSocket(chosen[0].family)
     try:
-        set_reuse(sock)
+        set_reuse(sock)  # (a socket given may lack it)
         set_isolation(sock)
         bind_socket(sock, bind_host(chosen, bind_group), number)
         for group in chosen:
@@ -141,14 +143,6 @@ def joinstep(
             sock.close()
         raise
     return sock
-
-
-def _is_group(value: GroupSpec) -> bool:
-    try:
-        parse_group(value)
-    except GroupError:
-        return False
-    return True
 
 
 def tryrecv(msgbuffer: str | None, chunk: int | None, sock: Receivable) -> str:
@@ -185,7 +179,6 @@ def recvstep(msgbuffer: str | None, chunk: int | None, sock: Receivable) -> str:
 class McastRECV(mtool):
     """The RECV tool: join groups and receive datagrams, printing them on request."""
 
-    __module__ = "multicast.recv"
     __proc__ = "RECV"
     __prologue__ = "Python Multicast Receiver. Primitives for a listener for multicast data."
     __epilogue__ = (

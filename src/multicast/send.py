@@ -55,7 +55,6 @@ def _payload(data: object) -> bytes:
 class McastSAY(mtool):
     """The SAY tool: send a message (or standard input) to the groups on a port."""
 
-    __module__ = "multicast.send"
     __proc__ = "SAY"
     __prologue__ = "Python Multicast Broadcaster."
     __epilogue__ = (

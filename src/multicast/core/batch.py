@@ -7,9 +7,10 @@ payload handed to the caller is copied out. Source addresses and ancillary data 
 datagram to datagram, so their decoded forms are remembered by their raw bytes and the
 core's :func:`~multicast.core.sockets.parse_ancillary` runs only on records not seen before.
 
-:func:`~multicast.core.sockets.receive_ready` and :func:`~multicast.core.sockets.send_many`
-use this module when :data:`AVAILABLE`; each thread keeps its own buffers
-(:func:`receiver`, :func:`sender`). Without a C compiler at install time: ctypes only.
+:func:`~multicast.core.sockets.receive_ready`, :func:`~multicast.core.sockets.receive_batch`
+and :func:`~multicast.core.sockets.send_many` use this module when :data:`AVAILABLE`; each
+thread keeps its own buffers (:func:`receiver`, :func:`sender`). Without a C compiler at
+install time: ctypes only.
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ __all__ = [
 
 SLOTS = 64  # datagrams per system call
 _SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
-_MEMORY_LIMIT = 1024  # decoded sources / ancillary records remembered before starting afresh
+_MEMORY_LIMIT = 1024  # decoded origins remembered before starting afresh
 _TRUNCATED = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic is slow per datagram
 _RECEIVE_FLAGS = int(socket.MSG_DONTWAIT) | _TRUNCATED
-# Block for the first datagram only (on a blocking socket), then take what is queued.
-_WAIT_FLAGS = getattr(socket, "MSG_WAITFORONE", 0x10000) | _TRUNCATED
+_WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
@@ -83,10 +83,9 @@ def _fields(size: int, fields: Sequence[tuple[int, str]]) -> struct.Struct:
     return struct.Struct("".join(parts))
 
 
-_HEADER = _fields(  # what the kernel reports per message: namelen, controllen, flags, length
+_HEADER = _fields(  # what the kernel reports per message: controllen, flags, length
     _MMSGHDR_SIZE,
     [
-        (_Msghdr.namelen.offset, "I"),
         (_Msghdr.controllen.offset, _SIZE_T),
         (_Msghdr.flags.offset, "i"),
         (_Mmsghdr.length.offset, "I"),
@@ -108,7 +107,17 @@ _Origin = tuple[tuple[str, int], str | None, int | None, int | None, int]
 # these fields (a test checks they are all of Datagram's, and compares the datagrams field by
 # field with receive_datagram's).
 _FIELDS = ("payload", "source", "group", "interface", "ttl", "truncated", "size", "drops")
-_SETTERS = tuple(getattr(sockets.Datagram, name).__set__ for name in _FIELDS)
+(
+    _set_payload,
+    _set_source,
+    _set_group,
+    _set_interface,
+    _set_ttl,
+    _set_truncated,
+    _set_size,
+    _set_drops,
+) = (getattr(sockets.Datagram, name).__set__ for name in _FIELDS)
+_new = object.__new__
 
 
 def _libc_function(name: str) -> _SyscallFunction | None:
@@ -146,22 +155,22 @@ def _address_of(buffer: bytearray | mmap.mmap) -> tuple[ctypes.Array[ctypes.c_ch
     return view, ctypes.addressof(view)
 
 
-def _call(function: _SyscallFunction, *arguments: int | ctypes.c_void_p | None) -> int:
-    """Call a batch system call: its count, 0 when it would block; other errors raise.
+def _failed(function: _SyscallFunction, arguments: tuple[int | ctypes.c_void_p | None, ...]) -> int:
+    """After a batch system call returned -1: 0 when it would block, the count of a retry
+    after a signal (EINTR); other errors raise.
 
-    After a signal (EINTR) the loop goes round again, which lets Python run the handler
-    first: a KeyboardInterrupt ends a blocking wait.
+    Retrying goes through Python code, which lets Python run the signal's handler first: a
+    KeyboardInterrupt ends a blocking wait.
     """
     while True:
+        code = ctypes.get_errno()
+        if code in _WOULD_BLOCK:
+            return 0
+        if code != errno.EINTR:
+            raise OSError(code, os.strerror(code))
         count = function(*arguments)
         if count >= 0:
             return count
-        code = ctypes.get_errno()
-        if code == errno.EINTR:
-            continue
-        if code in _WOULD_BLOCK:
-            return 0
-        raise OSError(code, os.strerror(code))
 
 
 def _control_records(control: bytes) -> list[tuple[int, int, bytes]]:
@@ -215,15 +224,11 @@ class BatchReceiver:
             message.hdr.iovlen = 1
             message.hdr.control = origins + index * _ORIGIN_SPACE + _NAME_SPACE
             message.hdr.controllen = _CONTROL_SPACE
-        self._messages = messages
+        self._messages = messages  # pins the headers
         self._pointer = ctypes.c_void_p(ctypes.addressof(messages))
         self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
         self._written = 0  # headers the kernel wrote into since they were last reset
         self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
-        self._offsets = (  # of each slot's origin and payload
-            range(0, _ORIGIN_SPACE * slots, _ORIGIN_SPACE),
-            range(0, max(size, 1) * slots, max(size, 1)),
-        )
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
@@ -234,7 +239,7 @@ class BatchReceiver:
 
         With ``wait``, a blocking socket first waits for one datagram, in the same call.
         """
-        fd = sock.fileno()
+        fd, recvmmsg, pointer = sock.fileno(), self._recvmmsg, self._pointer
         flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
         ready: list[sockets.Datagram] = []
         while len(ready) < limit:
@@ -243,37 +248,42 @@ class BatchReceiver:
                 used = self._written * _MMSGHDR_SIZE
                 self._headers[:used] = self._fresh[:used]
             self._written = wanted  # until the call says how many it filled
-            count = self._written = _call(self._recvmmsg, fd, self._pointer, wanted, flags, None)
-            self._collect(count, ready)
+            count = recvmmsg(fd, pointer, wanted, flags, None)
+            if count < 0:
+                count = _failed(recvmmsg, (fd, pointer, wanted, flags, None))
+            self._written = count
+            if count:
+                self._collect(count, ready)
             if count < wanted:  # the queue ran dry
                 break
             flags = _RECEIVE_FLAGS
         return ready
 
     def _collect(self, count: int, ready: list[sockets.Datagram]) -> None:
-        """Turn the first ``count`` slots into datagrams: the per-datagram hot loop."""
-        append, known, size, new = ready.append, self._known, self.size, object.__new__
+        """Turn the first ``count`` slots into datagrams: the per-datagram hot loop.
+
+        It runs on every wake-up, often for one datagram: nothing is set up before the loop.
+        """
+        append, known, size = ready.append, self._known, self.size
         headers, origins, payloads = self._views
-        (set_payload, set_source, set_group, set_interface) = _SETTERS[:4]
-        (set_ttl, set_truncated, set_size, set_drops) = _SETTERS[4:]
-        received = _HEADER.iter_unpack(headers[: count * _MMSGHDR_SIZE])
-        for (_, controllen, flags, length), at, start in zip(
-            received, *self._offsets, strict=False
-        ):
+        for index in range(count):
+            controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
+            at = index * _ORIGIN_SPACE
             raw = origins[at : at + _NAME_SPACE + controllen].tobytes()
             origin = known.get(raw)
             if origin is None:
                 origin = self._learn(raw)
             source, group, interface, ttl, drops = origin
-            datagram = new(sockets.Datagram)
-            set_payload(datagram, payloads[start : start + min(length, size)].tobytes())
-            set_source(datagram, source)
-            set_group(datagram, group)
-            set_interface(datagram, interface)
-            set_ttl(datagram, ttl)
-            set_truncated(datagram, (flags & _TRUNCATED) != 0)
-            set_size(datagram, length)
-            set_drops(datagram, drops)
+            at = index * size
+            datagram = _new(sockets.Datagram)
+            _set_payload(datagram, payloads[at : at + min(length, size)].tobytes())
+            _set_source(datagram, source)
+            _set_group(datagram, group)
+            _set_interface(datagram, interface)
+            _set_ttl(datagram, ttl)
+            _set_truncated(datagram, (flags & _TRUNCATED) != 0)
+            _set_size(datagram, length)
+            _set_drops(datagram, drops)
             append(datagram)
 
     def _learn(self, raw: bytes) -> _Origin:
@@ -409,7 +419,9 @@ class BatchSender:
             at = (
                 self._pointer if not done else ctypes.c_void_p(self._address + done * _MMSGHDR_SIZE)
             )
-            result = _call(self._sendmmsg, fd, at, count - done, 0)
+            result = self._sendmmsg(fd, at, count - done, 0)
+            if result < 0:
+                result = _failed(self._sendmmsg, (fd, at, count - done, 0))
             if result == 0:  # would block
                 break
             done += result
@@ -422,9 +434,10 @@ _SIZES_KEPT = 4  # receive buffer sizes a thread keeps batch receivers for
 
 def receiver(size: int) -> BatchReceiver:
     """This thread's :class:`BatchReceiver` for datagrams of up to ``size`` bytes."""
-    kept: dict[int, BatchReceiver] = _local.__dict__.setdefault("receivers", {})
-    found = kept.get(size)
-    if found is None:
+    try:
+        found: BatchReceiver = _local.receivers[size]
+    except (AttributeError, KeyError):
+        kept: dict[int, BatchReceiver] = _local.__dict__.setdefault("receivers", {})
         if len(kept) >= _SIZES_KEPT:
             kept.clear()
         found = kept[size] = BatchReceiver(size)

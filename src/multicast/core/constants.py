@@ -22,6 +22,8 @@ IPV6_RECVHOPLIMIT: int = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT: int = getattr(socket, "IPV6_HOPLIMIT", 52)
 SO_RXQ_OVFL: int = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
+# recvmmsg flag (linux/socket.h): block for the first datagram only, then take what is queued.
+MSG_WAITFORONE: int = getattr(socket, "MSG_WAITFORONE", 0x10000)
 
 # RFC 3678 protocol-independent membership options: one code path for both families.
 MCAST_JOIN_GROUP: int = getattr(socket, "MCAST_JOIN_GROUP", 42)

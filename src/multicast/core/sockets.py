@@ -478,8 +478,9 @@ def send_many(
     """Send each payload as one datagram to ``address`` and ``port``; returns how many were sent.
 
     Stops early, returning the count so far, when a non-blocking socket would block. On
-    Linux the datagrams go out in batches (``sendmmsg``, :mod:`multicast.core.batch`), so a
-    generator may be advanced up to a batch beyond the last payload sent.
+    Linux the datagrams go out in batches of up to 64 (``sendmmsg``,
+    :mod:`multicast.core.batch`): a generator is advanced up to a batch ahead of what was
+    sent, so one that paces its payloads should be sent one call per payload instead.
     """
     if batch.AVAILABLE and not sock.gettimeout():  # blocking or non-blocking, no timeout
         name = batch.encode_address(sock.family, _destination(sock, address, port))
