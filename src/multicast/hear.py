@@ -89,7 +89,8 @@ class McastServer(socketserver.UDPServer):
     ``server_address`` is ``(host, port)``: the address to bind (an IP literal; a missing
     host means the default group, a port of 0 a free port). ``groups`` are joined (default:
     the host, if it is a group), each on ``iface`` and from each of ``sources`` if given.
-    ``allow_stop`` lets a STOP datagram end :meth:`serve_forever`.
+    ``allow_stop`` lets a STOP datagram end :meth:`serve_forever`; ``show`` prints each
+    datagram heard, with its source and group, on standard output.
     """
 
     __log_handle__ = "multicast.hear.McastServer"
@@ -105,6 +106,7 @@ class McastServer(socketserver.UDPServer):
         iface: InterfaceSpec | None = None,
         sources: Sequence[str | IPAddress] = (),
         allow_stop: bool = True,
+        show: bool = False,
     ) -> None:
         host, port = server_address[0], server_address[1]
         if not host:
@@ -119,6 +121,7 @@ class McastServer(socketserver.UDPServer):
         self.iface = iface
         self.sources = list(sources)
         self.allow_stop = allow_stop
+        self.show = show
         self.drops = 0  # datagrams the kernel dropped on this server's socket so far
         self.current_group: str | None = None  # destination of the datagram being answered
         self._buffer = bytearray(self.max_packet_size)
@@ -235,6 +238,8 @@ class HearUDPHandler(socketserver.BaseRequestHandler):
         words = text.rstrip().upper()
         answer = fit(f"HEAR [ {words} SAID {(host, port)} ] from {here}", len(payload))
         sock.sendto(answer, self.client_address)
+        if getattr(self.server, "show", False):
+            print(f"HEAR {text!r} from {host} port {port} to {here}", flush=True)
         module_logger.debug("answered %d bytes from %s port %s", len(payload), host, port)
         if "STOP" in text:
             raise ShutdownCommandReceived("SHUTDOWN")
@@ -272,8 +277,9 @@ class McastHEAR(mtool):
     def doStep(self, *args: Any, **kwargs: Any) -> tuple[bool, None]:
         """Serve until stopped; returns ``(True, None)`` after a STOP, raises on errors.
 
-        Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources`` and
-        ``allow_stop`` (default False: a STOP datagram is answered and ignored).
+        Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources``,
+        ``allow_stop`` (default False: a STOP datagram is answered and ignored) and ``is_std``
+        (print each datagram heard).
         """
         groups = requested_groups(kwargs.get("groups"), kwargs.get("group"))
         port = kwargs.get("port", multicast._MCAST_DEFAULT_PORT)
@@ -284,6 +290,7 @@ class McastHEAR(mtool):
             iface=kwargs.get("iface"),
             sources=kwargs.get("sources") or (),
             allow_stop=bool(kwargs.get("allow_stop")),
+            show=bool(kwargs.get("is_std")),
         ) as server:
             server.serve_forever()
         return True, None
