@@ -36,6 +36,8 @@ MCAST_LEAVE_SOURCE_GROUP: int = getattr(socket, "MCAST_LEAVE_SOURCE_GROUP", 47)
 # ioctl requests for interface flags and MTU (linux/sockios.h) and the flags we read (linux/if.h).
 SIOCGIFFLAGS = 0x8913
 SIOCGIFMTU = 0x8921
+SIOCGIFNAME = 0x8910  # interface name of an index
+SIOCGIFINDEX = 0x8933  # interface index of a name
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
 IFF_MULTICAST = 0x1000

@@ -8,6 +8,7 @@ socket, so they answer for the calling thread's network namespace.
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
 import struct
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from multicast.exceptions import InterfaceError
 __all__ = [
     "Interface",
     "InterfaceSpec",
+    "index_by_name",
     "list_interfaces",
     "multicast_interfaces",
+    "name_by_index",
     "resolve_interface",
 ]
 
@@ -122,3 +125,33 @@ def resolve_interface(spec: InterfaceSpec) -> Interface:
         known = ", ".join(i.name for i in interfaces) or "none"
         raise InterfaceError(f"unknown interface {text!r} (interfaces here: {known})")
     return match[0]
+
+
+_IFNAMSIZ = 15  # longest interface name (IFNAMSIZ less its terminating NUL)
+_IFREQ_INDEX = struct.Struct("16si")  # struct ifreq: name, then ifr_ifindex
+
+
+def index_by_name(sock: socket.socket, name: str) -> int | None:
+    """Index of interface ``name`` in the network namespace of ``sock``; None if it has none.
+
+    Unlike :func:`resolve_interface`, it asks through ``sock``, so it answers for the socket's
+    namespace whichever thread calls it.
+    """
+    raw = os.fsencode(name)
+    if not 0 < len(raw) <= _IFNAMSIZ or b"\0" in raw:
+        return None
+    try:
+        result = fcntl.ioctl(sock.fileno(), constants.SIOCGIFINDEX, _IFREQ_INDEX.pack(raw, 0))
+    except OSError:
+        return None
+    index: int = _IFREQ_INDEX.unpack_from(result)[1]
+    return index
+
+
+def name_by_index(sock: socket.socket, index: int) -> str | None:
+    """Name of interface ``index`` in the network namespace of ``sock``; None if it has none."""
+    try:
+        result = fcntl.ioctl(sock.fileno(), constants.SIOCGIFNAME, _IFREQ_INDEX.pack(b"", index))
+    except (OSError, struct.error):
+        return None
+    return os.fsdecode(_IFREQ_INDEX.unpack_from(result)[0].split(b"\0", 1)[0])

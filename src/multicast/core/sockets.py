@@ -18,8 +18,9 @@ import os
 import select
 import socket
 import struct
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import TracebackType
@@ -30,9 +31,12 @@ from multicast.core.addresses import Group, IPAddress, family_of, parse_address,
 from multicast.core.interfaces import (
     Interface,
     InterfaceSpec,
+    index_by_name,
     multicast_interfaces,
+    name_by_index,
     resolve_interface,
 )
+from multicast.core.watch import InterfaceWatcher
 from multicast.exceptions import GroupError, MessageSizeError, SocketOptionError, UnsupportedError
 
 __all__ = [
@@ -617,6 +621,10 @@ class Receiver(_Endpoint):
 
     By default it is isolated (it never delivers a group it did not join), shares the port
     with other receivers on the host (``SO_REUSEADDR``) and reads whole datagrams.
+
+    Deleting an interface takes its memberships away; :meth:`rejoin` brings them back once
+    an interface of the same name exists again. After :meth:`watch_interfaces` the receiver
+    does that by itself, on every call that receives.
     """
 
     def __init__(
@@ -649,9 +657,13 @@ class Receiver(_Endpoint):
             raise
         self.buffer = bytearray(max_size)
         self.memberships: list[Membership] = []
+        # Memberships an interface took away when it was deleted, until rejoin() restores them.
+        self.waiting: list[Membership] = []
+        self.watcher: InterfaceWatcher | None = None
         self.drops = 0
         self.wrong_interface = 0  # IPv6 datagrams dropped for arriving where not joined
         self._joined_on: dict[str, frozenset[int]] = {}
+        self._names: dict[Membership, str] = {}  # interface names of memberships on one
 
     @property
     def port(self) -> int:
@@ -665,6 +677,9 @@ class Receiver(_Endpoint):
         source: str | IPAddress | None = None,
     ) -> Membership:
         membership = join_group(self.sock, group, interface, source)
+        name = name_by_index(self.sock, membership.interface) if membership.interface else None
+        if name is not None:
+            self._names[membership] = name
         self.memberships.append(membership)
         self._joined_on = interfaces_by_group(self.memberships)
         return membership
@@ -675,10 +690,118 @@ class Receiver(_Endpoint):
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        membership = leave_group(self.sock, group, interface, source)
-        self.memberships.remove(membership)
+        membership = _membership(self.sock, group, interface, source)
+        if membership in self.waiting:  # its interface is gone: the kernel holds nothing
+            self.waiting.remove(membership)
+        else:
+            _apply(self.sock, membership, join=False)
+            self.memberships.remove(membership)
+        self._names.pop(membership, None)
         self._joined_on = interfaces_by_group(self.memberships)
         return membership
+
+    def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
+        """Join again what deleted interfaces took away, where they are back; the new joins.
+
+        ``removed`` are the indexes of interfaces deleted since the last call (what an
+        :class:`~multicast.core.watch.InterfaceWatcher` reports). Their memberships move to
+        :attr:`waiting`, as does any membership whose interface name has vanished or now
+        belongs to another index, deleted or not. Waiting memberships are joined again on the
+        interface of the same name, or, where the routing table chose the interface, wherever
+        it now routes the group; those that cannot be yet keep waiting for the next call.
+        An interface that only went down and up needs nothing: the kernel keeps memberships.
+        """
+        gone = {index for index in removed if index > 0}
+        for membership in list(self.memberships):
+            name = self._names.get(membership)
+            moved = name is not None and index_by_name(self.sock, name) != membership.interface
+            if moved or membership.interface in gone:
+                self._quietly_leave(membership.group, membership.interface)
+                self._wait_for_interface(membership)
+        routed = [m for m in self.memberships if m.interface == 0]
+        for index in gone:
+            # The kernel joined these where the group was routed when they were made: leaving
+            # the deleted interface succeeds only for a group that was joined there.
+            for group in {m.group for m in routed if m in self.memberships}:
+                if self._quietly_leave(group, index):
+                    for membership in routed:
+                        if membership.group == group:
+                            self._wait_for_interface(membership)
+        return self._join_waiting()
+
+    def _quietly_leave(self, group: Group, index: int) -> bool:
+        """Drop every membership of ``group`` on interface ``index`` from the kernel, even if
+        the interface is gone; False if there was none."""
+        try:
+            _apply(self.sock, Membership(group, index), join=False)
+        except SocketOptionError:
+            return False
+        return True
+
+    def _wait_for_interface(self, membership: Membership) -> None:
+        self.memberships.remove(membership)
+        self.waiting.append(membership)
+
+    def _join_waiting(self) -> list[Membership]:
+        joined: list[Membership] = []
+        for membership in list(self.waiting):
+            name = self._names.get(membership)
+            index = index_by_name(self.sock, name) if name is not None else 0
+            if index is None:
+                continue  # no interface of that name yet
+            fresh = replace(membership, interface=index)
+            try:
+                _apply(self.sock, fresh, join=True)
+            except SocketOptionError as error:
+                if error.errno != errno.EADDRINUSE:  # e.g. no route to the group yet
+                    continue
+            self.waiting.remove(membership)
+            if name is not None:
+                del self._names[membership]
+                self._names[fresh] = name
+            self.memberships.append(fresh)
+            joined.append(fresh)
+        self._joined_on = interfaces_by_group(self.memberships)
+        return joined
+
+    def watch_interfaces(self) -> InterfaceWatcher:
+        """From now on, act on interface changes before every receive: rejoin by itself.
+
+        The watcher listens in the network namespace of the calling thread, which must be
+        the socket's (call it where the receiver was made). It closes with the receiver.
+        """
+        if self.watcher is None:
+            self.watcher = InterfaceWatcher()
+        return self.watcher
+
+    def follow_interfaces(self) -> list[Membership]:
+        """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
+        if self.watcher is None:
+            return []
+        changes = self.watcher.changes()
+        return self.rejoin(changes.removed) if changes else []
+
+    def _wait(self, timeout: float | None) -> bool:
+        """Wait for a datagram (``timeout`` seconds at most; True if one is queued), following
+        interface changes meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if self.watcher is not None:
+            poller.register(self.watcher, select.POLLIN)
+        while True:
+            self.follow_interfaces()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
+            if self.sock.fileno() in ready:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+        super().close()
 
     def _accepted(self, datagram: Datagram) -> bool:
         self.drops = max(self.drops, datagram.drops)
@@ -689,6 +812,18 @@ class Receiver(_Endpoint):
 
     def receive(self, timeout: float | None = None) -> Datagram:
         """The next datagram; raises :class:`TimeoutError` after ``timeout`` seconds."""
+        if self.watcher is not None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if not self._wait(left):
+                    raise TimeoutError("timed out")
+                try:
+                    datagram = receive_datagram(self.sock, self.buffer, _MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                if self._accepted(datagram):
+                    return datagram
         if timeout is not None:
             self.sock.settimeout(timeout)
         while True:
@@ -698,6 +833,7 @@ class Receiver(_Endpoint):
 
     def receive_ready(self, limit: int = 1024) -> list[Datagram]:
         """Every datagram already queued (at most ``limit``), without blocking."""
+        self.follow_interfaces()
         return self._taken(receive_ready(self.sock, self.buffer, limit))
 
     def receive_batch(self, limit: int = 1024, timeout: float | None = None) -> list[Datagram]:
@@ -705,6 +841,10 @@ class Receiver(_Endpoint):
 
         See :func:`receive_batch`; an empty list means the timeout passed.
         """
+        if self.watcher is not None:
+            if not self._wait(timeout):
+                return []
+            return self._taken(receive_ready(self.sock, self.buffer, limit))
         return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
@@ -761,12 +901,15 @@ def open_receiver(
     receive_buffer: int | None = None,
     max_size: int = constants.MAX_DATAGRAM,
     blocking: bool = True,
+    watch_interfaces: bool = False,
 ) -> Receiver:
     """A :class:`Receiver` on ``port`` that joined every group on every interface given.
 
     ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
     multicast-capable interface with an address of the groups' family. With ``sources`` the
-    joins are source-specific, one per (source, group).
+    joins are source-specific, one per (source, group). With ``watch_interfaces`` the
+    receiver rejoins by itself after an interface it joined on is deleted and made again
+    (see :meth:`Receiver.watch_interfaces`).
     """
     parsed = [parse_group(g) for g in groups]
     if not parsed:
@@ -794,6 +937,8 @@ def open_receiver(
         blocking=blocking,
     )
     try:
+        if watch_interfaces:  # before joining: no change may slip between the two
+            receiver.watch_interfaces()
         for group in parsed:
             for interface in where:
                 for source in sources or (None,):

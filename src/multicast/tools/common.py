@@ -1,4 +1,4 @@
-"""What the receiving tools (monitor, pong) share: a joined, non-blocking receiver and limits."""
+"""What the tools share: run limits, counted sends, and (for monitor and pong) a joined receiver."""
 
 from __future__ import annotations
 

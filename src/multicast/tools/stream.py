@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
 from multicast.exceptions import OptionError
-from multicast.tools.common import send_counted
+from multicast.tools.common import check_limits, send_counted
 from multicast.tools.framing import FrameWriter
 from multicast.tools.options import (
     add_duration,
@@ -102,10 +102,7 @@ def run_stream(
     """
     parsed = parse_group(group)
     pace = parse_rate(rate) if isinstance(rate, str) else rate
-    if count is not None and count < 1:
-        raise OptionError(f"count {count} must be at least 1")
-    if duration is not None and not (duration > 0 and math.isfinite(duration)):
-        raise OptionError(f"duration {duration} must be a number of seconds above zero")
+    check_limits(duration, count)
     if burst < 1:
         raise OptionError(f"burst {burst} must be at least 1")
     if count is None and duration is None:
