@@ -67,6 +67,14 @@ class Reply:
     hops: int | None
     duplicate: bool
 
+    def __str__(self) -> str:
+        hops = "?" if self.hops is None else self.hops
+        duplicate = " (DUP!)" if self.duplicate else ""
+        return (
+            f"{self.size} bytes from {self.address}: seq={self.sequence} hops={hops} "
+            f"time={self.rtt_ms:.3f} ms{duplicate}"
+        )
+
 
 @dataclass(slots=True)
 class _Responder:
@@ -306,11 +314,7 @@ def run_ping(
 
 
 def _print_reply(reply: Reply) -> None:
-    hops = "?" if reply.hops is None else reply.hops
-    print(
-        f"{reply.size} bytes from {reply.address}: seq={reply.sequence} hops={hops} "
-        f"time={reply.rtt_ms:.3f} ms" + (" (DUP!)" if reply.duplicate else "")
-    )
+    print(reply, flush=True)
 
 
 class PingTool:
