@@ -81,6 +81,9 @@ __all__ = [
     "EXCEPTION_EXIT_CODES",
     "EXIT_CODES",
     "CommandExecutionError",
+    "MulticastListener",
+    "Multicaster",
+    "Poller",
     "ShutdownCommandReceived",
     "endSocket",
     "env",
@@ -89,10 +92,16 @@ __all__ = [
     "genSocket",
     "get_exit_code_from_exception",
     "hear",
+    "listen",
+    "loop",
     "mtool",
+    "poll",
     "recv",
+    "register",
     "send",
+    "sendto",
     "skt",
+    "unregister",
 ]
 
 # Event layer (document 003)

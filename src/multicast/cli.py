@@ -154,7 +154,9 @@ class McastDispatch(mtool):
             type(task).setupArgs(sub)
             add_mode_flags(sub, default=argparse.SUPPRESS)
         for name, tool in sorted(contributed_tools().items()):
-            tool.add_arguments(parser.add_parser(name, help=tool.help, description=tool.help))
+            parser.add_parser(
+                name, help=tool.help, description=tool.help, add_arguments=tool.add_arguments
+            )
 
     @staticmethod
     def useTool(tool: str | None, **kwargs: Any) -> tuple[bool, Any]:

@@ -14,8 +14,6 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-import ifaddr
-
 from multicast.core import constants
 from multicast.core.addresses import IPAddress
 from multicast.exceptions import InterfaceError
@@ -59,6 +57,8 @@ def _ioctl_int(probe: socket.socket, request: int, name: str, fmt: str) -> int:
 
 
 def _addresses() -> dict[str, list[IPAddress]]:
+    import ifaddr  # noqa: PLC0415 (costs a tenth of the package's import time; rarely needed)
+
     found: dict[str, list[IPAddress]] = {}
     for adapter in ifaddr.get_adapters():
         for entry in adapter.ips:

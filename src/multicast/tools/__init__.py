@@ -1,19 +1,28 @@
 """The engineers' tools: ``stream``, ``monitor``, ``ping``, ``pong`` and ``doctor``.
 
 :data:`TOOLS` maps each subcommand name to its :class:`~multicast.cliargs.Tool`; the
-``multicast`` command line adds them. Each tool is also a library function that returns a
-report (:func:`run_stream`, :func:`run_monitor`, :func:`run_ping`, :func:`run_pong`,
-:func:`run_doctor`). They speak the frame format of :mod:`multicast.tools.framing`.
+``multicast`` command line adds them. A tool's module is imported only when the tool is
+used, so ``multicast SAY`` starts without them. Each tool is also a library function that
+returns a report (:func:`run_stream`, :func:`run_monitor`, :func:`run_ping`,
+:func:`run_pong`, :func:`run_doctor`). They speak the frame format of
+:mod:`multicast.tools.framing`.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
 from multicast.cliargs import Tool
-from multicast.tools.doctor import DoctorReport, DoctorTool, run_doctor
-from multicast.tools.monitor import Monitor, MonitorReport, MonitorTool, run_monitor
-from multicast.tools.ping import PingReport, PingTool, run_ping
-from multicast.tools.pong import Pong, PongReport, PongTool, run_pong
-from multicast.tools.stream import StreamReport, StreamTool, run_stream
+
+if TYPE_CHECKING:
+    from multicast.tools.doctor import DoctorReport, run_doctor
+    from multicast.tools.monitor import Monitor, MonitorReport, run_monitor
+    from multicast.tools.ping import PingReport, run_ping
+    from multicast.tools.pong import Pong, PongReport, run_pong
+    from multicast.tools.stream import StreamReport, run_stream
 
 __all__ = [
     "TOOLS",
@@ -31,10 +40,67 @@ __all__ = [
     "run_stream",
 ]
 
+
+class _Runnable(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """A tool whose module (``multicast.tools.<name>``, which defines ``TOOL``) is imported
+    on first use."""
+
+    name: str
+    help: str
+
+    def _tool(self) -> _Runnable:
+        tool: _Runnable = importlib.import_module(f"{__name__}.{self.name}").TOOL
+        return tool
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        self._tool().add_arguments(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return self._tool().run(args)
+
+
 TOOLS: dict[str, Tool] = {
-    "stream": StreamTool(),
-    "monitor": MonitorTool(),
-    "ping": PingTool(),
-    "pong": PongTool(),
-    "doctor": DoctorTool(),
+    tool.name: tool
+    for tool in (
+        _Deferred("stream", "send sequenced frames to a group at a set rate, for monitor to count"),
+        _Deferred(
+            "monitor",
+            "count what arrives on groups: loss, duplicates, reordering, jitter, per sender",
+        ),
+        _Deferred("ping", "probe a group and time the replies of every pong on it"),
+        _Deferred("pong", "answer ping probes on groups, by unicast to each prober"),
+        _Deferred(
+            "doctor", "check this host's multicast set-up and self-test each interface (TTL 0)"
+        ),
+    )
 }
+
+_HOMES = {
+    "DoctorReport": "doctor",
+    "run_doctor": "doctor",
+    "Monitor": "monitor",
+    "MonitorReport": "monitor",
+    "run_monitor": "monitor",
+    "PingReport": "ping",
+    "run_ping": "ping",
+    "Pong": "pong",
+    "PongReport": "pong",
+    "run_pong": "pong",
+    "StreamReport": "stream",
+    "run_stream": "stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The library names above, each imported from its tool's module when first asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)

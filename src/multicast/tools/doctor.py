@@ -33,6 +33,7 @@ from multicast.tools.framing import Frame, encode_frame, parse_frame
 from multicast.tools.options import add_json, emit, seconds_type
 
 __all__ = [
+    "TOOL",
     "Check",
     "DoctorReport",
     "DoctorTool",
@@ -495,8 +496,6 @@ def run_doctor(*, run_self_test: bool = True, timeout: float = 0.5) -> DoctorRep
 class DoctorTool:
     """``multicast doctor``."""
 
-    help = "check this host's multicast set-up and self-test each interface (TTL 0)"
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--no-self-test", action="store_true", help="skip the TTL-0 self-test per interface"
@@ -514,3 +513,6 @@ class DoctorTool:
         report = run_doctor(run_self_test=not args.no_self_test, timeout=args.timeout)
         emit(report, args)
         return 1 if report.problems else 0
+
+
+TOOL = DoctorTool()

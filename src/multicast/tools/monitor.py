@@ -42,6 +42,7 @@ from multicast.tools.stats import Arrival, JitterEstimator, SequenceTracker
 
 __all__ = [
     "DEFAULT_RECEIVE_BUFFER",
+    "TOOL",
     "IntervalReport",
     "Monitor",
     "MonitorReport",
@@ -436,8 +437,6 @@ def run_monitor(
 class MonitorTool:
     """``multicast monitor GROUP [GROUP ...]``."""
 
-    help = "count what arrives on groups: loss, duplicates, reordering, jitter, per sender"
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(parser)
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
@@ -475,3 +474,6 @@ class MonitorTool:
         )
         emit(report, args)
         return 0 if report.datagrams else 1
+
+
+TOOL = MonitorTool()

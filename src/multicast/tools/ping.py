@@ -47,7 +47,15 @@ from multicast.tools.options import (
 from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
 
-__all__ = ["PingReport", "PingTool", "Reply", "ResponderReport", "minimum_probe_size", "run_ping"]
+__all__ = [
+    "TOOL",
+    "PingReport",
+    "PingTool",
+    "Reply",
+    "ResponderReport",
+    "minimum_probe_size",
+    "run_ping",
+]
 
 
 def minimum_probe_size(*, tagged: bool) -> int:
@@ -320,8 +328,6 @@ def _print_reply(reply: Reply) -> None:
 class PingTool:
     """``multicast ping GROUP``."""
 
-    help = "probe a group and time the replies of every pong on it"
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_sending(parser, receivers="pongs")
         parser.add_argument(
@@ -375,3 +381,6 @@ class PingTool:
         )
         emit(report, args)
         return 0 if report.received else 1
+
+
+TOOL = PingTool()

@@ -30,7 +30,7 @@ from multicast.tools.options import (
     live,
 )
 
-__all__ = ["Pong", "PongReport", "PongTool", "run_pong"]
+__all__ = ["TOOL", "Pong", "PongReport", "PongTool", "run_pong"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +201,6 @@ def run_pong(
 class PongTool:
     """``multicast pong GROUP [GROUP ...]``."""
 
-    help = "answer ping probes on groups, by unicast to each prober"
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(parser)
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
@@ -227,3 +225,6 @@ class PongTool:
             report = pong.serve(duration=args.duration, count=args.count or None)
         emit(report, args)
         return 0
+
+
+TOOL = PongTool()

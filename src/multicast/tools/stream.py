@@ -29,7 +29,7 @@ from multicast.tools.options import (
 )
 from multicast.tools.pacing import Pacer, Rate, parse_rate
 
-__all__ = ["DEFAULT_SIZE", "StreamReport", "StreamTool", "run_stream"]
+__all__ = ["DEFAULT_SIZE", "TOOL", "StreamReport", "StreamTool", "run_stream"]
 
 DEFAULT_SIZE = 1200
 DEFAULT_DURATION = 10.0
@@ -155,8 +155,6 @@ def run_stream(
 class StreamTool:
     """``multicast stream GROUP``."""
 
-    help = "send sequenced frames to a group at a set rate, for monitor to count"
-
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_sending(parser, receivers="receivers")
         parser.add_argument(
@@ -206,3 +204,6 @@ class StreamTool:
         )
         emit(report, args)
         return 0 if report.sent else 1
+
+
+TOOL = StreamTool()
