@@ -204,11 +204,11 @@ def test_servers_survive_100000_fuzzed_datagrams(hear_errors: Callable[[], list[
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("seed", range(10))
-def test_servers_survive_fuzzed_datagrams_soak(
+@pytest.mark.parametrize("seed", range(3))
+def test_servers_survive_more_fuzzed_datagrams(
     hear_errors: Callable[[], list[str]], seed: int
 ) -> None:
-    fuzz_servers(1_000_000, seed=100 + seed)
+    fuzz_servers(300_000, seed=100 + seed)
     assert hear_errors() == []
 
 

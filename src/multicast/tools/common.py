@@ -16,6 +16,7 @@ from multicast.core import (
     Sender,
     open_receiver,
     parse_group,
+    send_many,
     socket_drops,
 )
 from multicast.core.constants import MAX_DATAGRAM
@@ -30,21 +31,27 @@ DRAIN_LIMIT = 256
 _TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN})
 
 
-def send_counted(sender: Sender, payload: bytes | bytearray, group: Group, port: int) -> bool:
-    """Send one datagram; False if the kernel had no room for it (``ENOBUFS``, ``EAGAIN``).
+def send_counted(
+    sender: Sender, payloads: Sequence[bytes | bytearray], group: Group, port: int
+) -> int:
+    """Send each payload as one datagram (a batch of them in one system call where the
+    kernel allows); returns how many went out. The kernel having no room for one
+    (``ENOBUFS``, ``EAGAIN``) ends the batch early.
 
     Any other refusal (no route to the group, say) raises :class:`SocketOptionError`.
     """
     try:
-        sender.send(payload, group, port)
+        if len(payloads) == 1:
+            sender.send(payloads[0], group, port)
+            return 1
+        return send_many(sender.sock, payloads, group, port)
     except OSError as error:
         if error.errno in _TRANSIENT:
-            return False
+            return 0
         raise SocketOptionError(
             error.errno or errno.EIO,
             f"cannot send to {group} port {port}: {error.strerror or error}",
         ) from error
-    return True
 
 
 def rejection_counts() -> dict[str, int]:

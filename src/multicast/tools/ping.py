@@ -305,7 +305,7 @@ def run_ping(
                 if sequence < count and pacer.delay(now) == 0:
                     probe = encode_frame(state.prober, sequence, filler, flags=Flag.PROBE, key=key)
                     state.sent_at[sequence] = time.monotonic()
-                    state.send_errors += not send_counted(out, probe, parsed, port)
+                    state.send_errors += 1 - send_counted(out, [probe], parsed, port)
                     pacer.sent(1, now=now)
                     if sequence + 1 == count:
                         deadline = time.monotonic() + wait

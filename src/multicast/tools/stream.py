@@ -33,6 +33,8 @@ __all__ = ["DEFAULT_SIZE", "TOOL", "StreamReport", "StreamTool", "run_stream"]
 
 DEFAULT_SIZE = 1200
 DEFAULT_DURATION = 10.0
+# At rate "max" frames go out in batches of this many (one sendmmsg each on Linux).
+FULL_SPEED_BATCH = 64
 DEFAULT_RATE = "1Mbps"  # as iperf's UDP default: gentle on a shared network
 
 
@@ -123,6 +125,7 @@ def run_stream(
         start = time.monotonic()
         deadline = start + duration if duration is not None else math.inf
         pacer = Pacer(pace.datagrams_per_second(size), start=start)
+        pace_limited = pace.datagrams_per_second(size) is not None
         try:
             while count is None or sequence < count:
                 now = time.monotonic()
@@ -132,10 +135,17 @@ def run_stream(
                 if wait > 0:
                     time.sleep(min(wait, deadline - now))
                     continue
-                batch = burst if count is None else min(burst, count - sequence)
-                for _ in range(batch):
-                    errors += not send_counted(out, writer.write(sequence), parsed, port)
-                    sequence += 1
+                batch = burst if pace_limited else max(burst, FULL_SPEED_BATCH)
+                if count is not None:
+                    batch = min(batch, count - sequence)
+                # The writer reuses its buffer: a batch of several needs a copy of each frame.
+                frames = (
+                    [writer.write(sequence)]
+                    if batch == 1
+                    else [bytes(writer.write(sequence + n)) for n in range(batch)]
+                )
+                errors += batch - send_counted(out, frames, parsed, port)
+                sequence += batch
                 pacer.sent(batch, now=now)
         except KeyboardInterrupt:
             interrupted = True
