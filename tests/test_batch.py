@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import ctypes
-import dataclasses
 import errno
 import signal
 import socket
@@ -236,10 +235,6 @@ def test_each_thread_has_its_own_buffers(
     expected = [str(i).encode() for i in range(200)]
     assert results == {0: expected, 1: expected}
     assert batch.receiver(128) is batch.receiver(128)
-
-
-def test_the_hot_loop_sets_every_datagram_field() -> None:
-    assert sorted(batch._FIELDS) == sorted(field.name for field in dataclasses.fields(Datagram))
 
 
 def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:

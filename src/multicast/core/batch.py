@@ -102,23 +102,6 @@ _CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
 _SyscallFunction = Callable[..., int]
 _Origin = tuple[tuple[str, int], str | None, int | None, int | None, int]
 
-# Datagram is a frozen dataclass: its __init__ sets each field through object.__setattr__,
-# which costs twice as much as setting its slots directly. The hot loop does the latter, for
-# these fields (a test checks they are all of Datagram's, and compares the datagrams field by
-# field with receive_datagram's).
-_FIELDS = ("payload", "source", "group", "interface", "ttl", "truncated", "size", "drops")
-(
-    _set_payload,
-    _set_source,
-    _set_group,
-    _set_interface,
-    _set_ttl,
-    _set_truncated,
-    _set_size,
-    _set_drops,
-) = (getattr(sockets.Datagram, name).__set__ for name in _FIELDS)
-_new = object.__new__
-
 
 def _libc_function(name: str) -> _SyscallFunction | None:
     """``name`` from the C library; None off Linux.
@@ -264,7 +247,7 @@ class BatchReceiver:
 
         It runs on every wake-up, often for one datagram: nothing is set up before the loop.
         """
-        append, known, size = ready.append, self._known, self.size
+        append, known, size, datagram = ready.append, self._known, self.size, sockets.Datagram
         headers, origins, payloads = self._views
         for index in range(count):
             controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
@@ -275,16 +258,18 @@ class BatchReceiver:
                 origin = self._learn(raw)
             source, group, interface, ttl, drops = origin
             at = index * size
-            datagram = _new(sockets.Datagram)
-            _set_payload(datagram, payloads[at : at + min(length, size)].tobytes())
-            _set_source(datagram, source)
-            _set_group(datagram, group)
-            _set_interface(datagram, interface)
-            _set_ttl(datagram, ttl)
-            _set_truncated(datagram, (flags & _TRUNCATED) != 0)
-            _set_size(datagram, length)
-            _set_drops(datagram, drops)
-            append(datagram)
+            append(
+                datagram(
+                    payloads[at : at + min(length, size)].tobytes(),
+                    source,
+                    group,
+                    interface,
+                    ttl,
+                    (flags & _TRUNCATED) != 0,
+                    length,
+                    drops,
+                )
+            )
 
     def _learn(self, raw: bytes) -> _Origin:
         """Decode a slot's source address and control messages (with the core's parser)."""

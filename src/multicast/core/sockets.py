@@ -91,9 +91,13 @@ Payload = bytes | bytearray | memoryview
 # Pure pieces: what a received datagram carries, and how the kernel's ancillary data reads.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Datagram:
-    """One received datagram and what the kernel told us about it."""
+    """One received datagram and what the kernel told us about it.
+
+    Read-only by convention: not frozen, because a frozen dataclass costs several times as
+    much to make, and one is made for every datagram received.
+    """
 
     payload: bytes
     source: tuple[str, int]
