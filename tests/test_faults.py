@@ -16,7 +16,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -163,6 +163,23 @@ def test_rejoin_when_told_moves_named_memberships_to_the_new_index(
     assert plain.memberships == plain.waiting == []
 
 
+def test_waiting_memberships_can_be_left(testbed: Testbed, exit_stack: ExitStack) -> None:
+    source, host = testbed.add_hosts(2)
+    testbed.bridge(source, host)
+    plain = receiver(exit_stack, host, ["239.8.8.3"])  # on eth0 by name
+    host.call(plain.join, "239.8.8.4")  # where the routing table says: eth0 too
+
+    host.delete_interface("eth0")
+    plain.rejoin(removed=[m.interface for m in plain.memberships if m.interface])
+    assert [str(m.group) for m in plain.waiting] == ["239.8.8.3", "239.8.8.4"]
+    host.call(plain.leave, "239.8.8.4")
+    host.create_interface("eth0")
+    host.call(plain.leave, "239.8.8.3", "eth0")  # back under a new index, not yet rejoined
+
+    assert plain.rejoin() == []
+    assert plain.memberships == plain.waiting == []
+
+
 @by_family
 def test_monitor_reports_the_gap_while_its_interface_was_gone(
     testbed: Testbed, exit_stack: ExitStack, case: Case
@@ -183,13 +200,17 @@ def test_monitor_reports_the_gap_while_its_interface_was_gone(
         for datagram in monitor.ready(POLL):
             monitor.account(datagram, arrived)
 
+    def probe() -> None:
+        send(1)
+        pump()
+
     send(100)
     until(lambda: monitor.datagrams == 100, "the first frames did not arrive", pump)
     host.delete_interface("eth0")
     send(50)  # to nowhere: the gap
     until(lambda: bool(monitor.receiver.waiting), "the deletion went unnoticed", pump)
     host.create_interface("eth0")
-    until(lambda: monitor.datagrams > 100, "the monitor did not resume", lambda: (send(1), pump()))
+    until(lambda: monitor.datagrams > 100, "the monitor did not resume", probe)
     send(100)
     last = next(sequence) - 1
     until(lambda: monitor.flows[(7, case.group)].tracker.highest == last, "frames lost", pump)
@@ -374,7 +395,7 @@ def test_watcher_reports_what_happens_to_an_interface(
 ) -> None:
     host, peer = testbed.add_hosts(2)
     testbed.connect(host, peer)
-    watcher = exit_stack.enter_context(host.call(InterfaceWatcher, routes=False))
+    watcher = exit_stack.enter_context(closing(host.call(InterfaceWatcher, routes=False)))
     index = host.interface("eth0").index
     assert not watcher.changes()
 

@@ -51,13 +51,17 @@ from multicast.core.sockets import (
     set_ttl,
     socket_drops,
 )
+from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
     "Datagram",
     "Group",
     "IPAddress",
     "Interface",
+    "InterfaceChanges",
     "InterfaceSpec",
+    "InterfaceWatcher",
+    "LinkChange",
     "Membership",
     "Receiver",
     "Scope",

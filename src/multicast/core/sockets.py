@@ -620,6 +620,11 @@ class _Endpoint:
         self.close()
 
 
+def _deadline(timeout: float | None) -> float | None:
+    """The ``time.monotonic`` time at which ``timeout`` seconds from now end (None: never)."""
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
 class Receiver(_Endpoint):
     """A socket bound to ``port`` that joins groups and reads datagrams with their metadata.
 
@@ -695,14 +700,29 @@ class Receiver(_Endpoint):
         source: str | IPAddress | None = None,
     ) -> Membership:
         membership = _membership(self.sock, group, interface, source)
-        if membership in self.waiting:  # its interface is gone: the kernel holds nothing
-            self.waiting.remove(membership)
-        else:
-            _apply(self.sock, membership, join=False)
-            self.memberships.remove(membership)
+        waiting = self._waiting_as(membership)
+        if waiting is not None:  # its interface went away: the kernel holds nothing
+            self.waiting.remove(waiting)
+            self._names.pop(waiting, None)
+            return waiting
+        _apply(self.sock, membership, join=False)
+        self.memberships.remove(membership)
         self._names.pop(membership, None)
         self._joined_on = interfaces_by_group(self.memberships)
         return membership
+
+    def _waiting_as(self, membership: Membership) -> Membership | None:
+        """The waiting membership that ``membership`` names: same group and source, and the
+        same interface name (the interface may be back under a new index), or both routed."""
+        name = name_by_index(self.sock, membership.interface) if membership.interface else None
+        for waiting in self.waiting:
+            if (waiting.group, waiting.source, self._names.get(waiting)) == (
+                membership.group,
+                membership.source,
+                name,
+            ) and (name is not None or waiting.interface == membership.interface == 0):
+                return waiting
+        return None
 
     def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
         """Join again what deleted interfaces took away, where they are back; the new joins.
@@ -785,10 +805,9 @@ class Receiver(_Endpoint):
         changes = self.watcher.changes()
         return self.rejoin(changes.removed) if changes else []
 
-    def _wait(self, timeout: float | None) -> bool:
-        """Wait for a datagram (``timeout`` seconds at most; True if one is queued), following
-        interface changes meanwhile."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    def _wait(self, deadline: float | None) -> bool:
+        """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
+        interface changes meanwhile; True if one is queued."""
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         if self.watcher is not None:
@@ -817,10 +836,9 @@ class Receiver(_Endpoint):
     def receive(self, timeout: float | None = None) -> Datagram:
         """The next datagram; raises :class:`TimeoutError` after ``timeout`` seconds."""
         if self.watcher is not None:
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = _deadline(timeout)
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if not self._wait(left):
+                if not self._wait(deadline):
                     raise TimeoutError("timed out")
                 try:
                     datagram = receive_datagram(self.sock, self.buffer, _MSG_DONTWAIT)
@@ -846,7 +864,7 @@ class Receiver(_Endpoint):
         See :func:`receive_batch`; an empty list means the timeout passed.
         """
         if self.watcher is not None:
-            if not self._wait(timeout):
+            if not self._wait(_deadline(timeout)):
                 return []
             return self._taken(receive_ready(self.sock, self.buffer, limit))
         return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))

@@ -24,8 +24,6 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from multicast.exceptions import SocketOptionError, UnsupportedError
 
@@ -156,7 +154,8 @@ class InterfaceWatcher:
     """Link (and route) notifications of the namespace it was made in, read without blocking.
 
     The socket belongs to the network namespace of the thread that makes the watcher,
-    whichever thread reads it later.
+    whichever thread reads it later. Close it when done (a :class:`~multicast.core.Receiver`
+    closes its own; ``contextlib.closing`` suits others).
     """
 
     def __init__(self, *, routes: bool = True) -> None:
@@ -209,14 +208,3 @@ class InterfaceWatcher:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
