@@ -69,7 +69,11 @@ def check_limits(duration: float | None, count: int | None) -> float:
 
 
 class Joined:
-    """A non-blocking receiver on ``port`` that joined ``groups``; a context manager."""
+    """A non-blocking receiver on ``port`` that joined ``groups``; a context manager.
+
+    It watches the host's interfaces and rejoins by itself when one it joined on is
+    deleted and comes back (see :meth:`multicast.core.Receiver.follow_interfaces`).
+    """
 
     def __init__(
         self,
@@ -92,6 +96,7 @@ class Joined:
             receive_buffer=receive_buffer,
             max_size=max_size,
             blocking=False,
+            watch_interfaces=True,
         )
 
     def ready(self, timeout: float, limit: int | None = None) -> list[Datagram]:
