@@ -10,7 +10,8 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from testbed import Testbed, private_namespace_problem
+
+from multicast.testbed import Testbed, private_namespace_problem
 
 
 def pytest_configure(config: pytest.Config) -> None:

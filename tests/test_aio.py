@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from testbed import Testbed
 
 from multicast.aio import AsyncReceiver, AsyncSender, Overflow, open_receiver, open_sender
 from multicast.core import Datagram, Sender
 from multicast.core import open_receiver as open_core_receiver
 from multicast.exceptions import ClosedError, GroupError
+from multicast.testbed import Testbed
 
 FAMILIES = {
     "ipv4": (socket.AF_INET, "239.4.0.1", "232.4.0.1", "127.0.0.1"),

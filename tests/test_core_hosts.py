@@ -18,9 +18,9 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
-from testbed import Host, Testbed
 
 from multicast.core import Receiver, Scope, Sender, open_receiver, parse_group
+from multicast.testbed import Host, Testbed
 
 PORT = 4446
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from testbed import Testbed
 
 import multicast
 from multicast import events
@@ -32,6 +31,7 @@ from multicast.events import (
     sendto,
 )
 from multicast.exceptions import GroupError
+from multicast.testbed import Testbed
 
 GROUP = "239.3.0.1"
 OTHER_GROUP = "239.3.0.2"
@@ -467,8 +467,8 @@ def test_flags_narrow_the_events_and_must_match_handlers(poller: Poller) -> None
             poller.register(reader, selectors.EVENT_WRITE)
         with pytest.raises(ValueError, match=r"selectors\.EVENT_READ"):
             poller.register(reader, 8)
-        with pytest.raises(TypeError, match="neither a handle_read"):
-            poller.register(socket.socket())
+        with socket.socket() as plain, pytest.raises(TypeError, match="neither a handle_read"):
+            poller.register(plain)
         with pytest.raises(TypeError, match="no fileno"):
             poller.register(object())  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="already registered"):

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from testbed import WAIT, Host, Testbed
 
 from multicast.core import (
     Datagram,
@@ -36,6 +35,7 @@ from multicast.core import (
     watch,
 )
 from multicast.core.watch import InterfaceWatcher, LinkChange, parse_messages
+from multicast.testbed import WAIT, Host, Testbed
 from multicast.tools import Monitor
 from multicast.tools.framing import encode_frame
 

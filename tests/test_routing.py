@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testbed import WAIT, Host, Testbed
 
 from multicast.core import Receiver, Sender, open_receiver, parse_group
+from multicast.testbed import WAIT, Host, Testbed
 
 PORT = 4447
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work

@@ -11,7 +11,6 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
 
 import pytest
-from testbed import Host, Link, Testbed, TestbedError, private_namespace_problem
 
 from multicast.core import (
     Datagram,
@@ -22,6 +21,7 @@ from multicast.core import (
     resolve_interface,
     send_datagram,
 )
+from multicast.testbed import Host, Link, Testbed, TestbedError, private_namespace_problem
 
 FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-from testbed import Testbed
 
 from multicast.core import Interface
+from multicast.testbed import Testbed
 from multicast.tools.doctor import (
     Check,
     GroupMembership,

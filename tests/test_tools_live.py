@@ -12,9 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import pytest
-from testbed import Host, Testbed
 
 from multicast.core import Datagram, Receiver, Sender, socket_drops
+from multicast.testbed import Host, Testbed
 from multicast.tools import Monitor, Pong, run_ping, run_stream
 from multicast.tools.framing import (
     Flag,

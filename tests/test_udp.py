@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testbed import Testbed
 
 from multicast.core import new_socket, request_send_buffer, set_broadcast
 from multicast.doing import Doer, Doist
@@ -29,6 +28,7 @@ from multicast.exceptions import (
     PortError,
     SocketOptionError,
 )
+from multicast.testbed import Testbed
 from multicast.udp import Address, Peer, PeerDoer, Truncated, openPeer
 from multicast.wiring import openWL
 

@@ -23,6 +23,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -118,6 +119,12 @@ class _Closing(ABC):
         self.close()
 
 
+def _release(*resources: selectors.BaseSelector | socket.socket | None) -> None:
+    for resource in resources:
+        if resource is not None:
+            resource.close()
+
+
 class Poller(_Closing):
     """Calls ``handle_read()`` / ``handle_write()`` of registered objects when their fd is ready.
 
@@ -160,15 +167,16 @@ class Poller(_Closing):
                 sender.setblocking(False)
                 selector.register(receiver, _READ, None)
                 self._selector, self._wake_receiver, self._wake_sender = selector, receiver, sender
+                # Released when the poller goes, or at exit for one that lives as long as the
+                # process (the default poller): closing twice is harmless.
+                weakref.finalize(self, _release, selector, receiver, sender)
             return self._selector
 
     def close(self) -> None:
         """Forget every registration (closing none of them) and release the selector."""
         self._registered.clear()
         with self._open_lock:
-            for resource in (self._selector, self._wake_receiver, self._wake_sender):
-                if resource is not None:
-                    resource.close()
+            _release(self._selector, self._wake_receiver, self._wake_sender)
             self._selector = self._wake_receiver = self._wake_sender = None
 
     def register(self, fd: Pollable, flags: int = 0) -> None:

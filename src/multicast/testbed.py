@@ -1,8 +1,10 @@
-"""A test bed of hosts: network namespaces joined by veth pairs or bridges.
+"""A test bed of hosts: network namespaces joined by veth pairs or bridges (Linux).
 
-It belongs inside the private namespace that ``scripts/netns-run`` makes (``conftest.py``
-stops any session that runs elsewhere), so every host, link and bridge it makes lives and
-dies in that sandbox and no datagram can reach a real network.
+For proving multicast code across hosts on one machine: the test suite, ``make demo`` and
+anyone's own tests. Use it only inside a private network namespace, such as the one
+``scripts/netns-run`` makes (:func:`private_namespace_problem` says why not, if not): every
+host, link and bridge it makes then lives and dies in that sandbox, and no datagram can reach
+a real network. It runs ``ip`` (iproute2) and needs root there (a user namespace will do).
 
 Addressing. Link N (numbered from 1 in order of creation) is the network 198.18.N.0/24 and
 2001:db8:N::/64; host number x has 198.18.N.x and 2001:db8:N::x on it (IPv6 without duplicate
@@ -17,7 +19,7 @@ thread uses them later, and ``multicast.core`` lookups (``if_nameindex``, ``geti
 ``ioctl``) answer for the thread's namespace. ``/proc/self/net`` does not: it shows the main
 thread's namespace (``/proc/thread-self/net`` shows the thread's).
 
-Typical use (inside the ``testbed`` fixture)::
+Typical use (``with Testbed() as testbed:``, or the test suite's ``testbed`` fixture)::
 
     h1, h2 = testbed.add_hosts(2)
     testbed.connect(h1, h2)                       # h1 eth0 198.18.1.1 <-> h2 eth0 198.18.1.2
@@ -472,6 +474,12 @@ class Testbed:
     __test__ = False  # not a test class, whatever its name says to pytest
 
     def __init__(self) -> None:
+        problem = private_namespace_problem()
+        if problem is not None:
+            raise TestbedError(
+                f"a test bed is made only inside a private network namespace "
+                f"(scripts/netns-run): {problem}"
+            )
         self.prefix = f"tb{os.getpid()}-{next(_beds)}"
         self.hosts: list[Host] = []
         self.links: list[Link] = []
