@@ -24,13 +24,13 @@ import socket
 import threading
 import time
 import weakref
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol, Self, overload
 
 from multicast.core import (
+    Closing,
     Group,
     InterfaceSpec,
     IPAddress,
@@ -101,31 +101,13 @@ class _Registration:
         return self.events & ~_WRITE if self.write_paused_until is not None else self.events
 
 
-class _Closing(ABC):
-    """``with`` support: leaving the block calls :meth:`close`."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
 def _release(*resources: selectors.BaseSelector | socket.socket | None) -> None:
     for resource in resources:
         if resource is not None:
             resource.close()
 
 
-class Poller(_Closing):
+class Poller(Closing):
     """Calls ``handle_read()`` / ``handle_write()`` of registered objects when their fd is ready.
 
     ``polling`` is True while :meth:`loop` should go on. Setting it to False from any thread
@@ -360,7 +342,7 @@ poll = _defaultPoller.poll
 loop = _defaultPoller.loop
 
 
-class _Dispatcher(_Closing):
+class _Dispatcher(Closing):
     """A socket from the core layer, registered with a poller until closed."""
 
     _endpoint: Receiver | Sender
@@ -595,7 +577,7 @@ def _run_default_poller(listener: _Relay, done: Callable[[], bool], timeout: flo
         )
 
 
-class Packets(_Closing):
+class Packets(Closing):
     """The packets of ``listen()`` without a handler: an iterator of payloads (``bytes``).
 
     The group is joined from the start. ``next()`` returns the oldest packet received; when

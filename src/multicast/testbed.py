@@ -46,8 +46,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
-from types import TracebackType
-from typing import IO, Any, ParamSpec, Self, TypeVar
+from typing import IO, Any, ParamSpec, TypeVar
+
+from multicast.core import Closing
 
 __all__ = [
     "WAIT",
@@ -464,7 +465,7 @@ class Link:
         return nic
 
 
-class Testbed:
+class Testbed(Closing):
     """Hosts, links and bridges made on demand; :meth:`close` removes all of it.
 
     Use it as a context manager (or through the ``testbed`` fixture) so that tear-down runs
@@ -486,17 +487,6 @@ class Testbed:
         self._namespaces: list[Namespace] = []
         self._processes: list[subprocess.Popen[str]] = []
         self._threads: list[threading.Thread] = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def add_host(self, name: str = "") -> Host:
         """A new host, named ``h<number>`` unless ``name`` is given (at most 15 characters)."""

@@ -21,6 +21,7 @@ from multicast.core.interfaces import (
     resolve_interface,
 )
 from multicast.core.sockets import (
+    Closing,
     Datagram,
     Membership,
     Receiver,
@@ -54,6 +55,7 @@ from multicast.core.sockets import (
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
+    "Closing",
     "Datagram",
     "Group",
     "IPAddress",

@@ -19,6 +19,7 @@ import select
 import socket
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
@@ -40,6 +41,7 @@ from multicast.core.watch import InterfaceWatcher
 from multicast.exceptions import GroupError, MessageSizeError, SocketOptionError, UnsupportedError
 
 __all__ = [
+    "Closing",
     "Datagram",
     "Membership",
     "Receiver",
@@ -589,7 +591,26 @@ def receive_batch(
 # The usual configurations.
 
 
-class _Endpoint:
+class Closing(ABC):
+    """Something released by :meth:`close`; ``with`` closes it when the block ends."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what this holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Endpoint(Closing):
     """Shared life cycle of :class:`Receiver` and :class:`Sender`."""
 
     sock: socket.socket
@@ -607,17 +628,6 @@ class _Endpoint:
 
     def close(self) -> None:
         self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _deadline(timeout: float | None) -> float | None:

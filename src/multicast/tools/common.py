@@ -5,10 +5,9 @@ from __future__ import annotations
 import errno
 import math
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from multicast.core import (
+    Closing,
     Datagram,
     Group,
     InterfaceSpec,
@@ -68,7 +67,7 @@ def check_limits(duration: float | None, count: int | None) -> float:
     return math.inf if duration is None else duration
 
 
-class Joined:
+class Joined(Closing):
     """A non-blocking receiver on ``port`` that joined ``groups``; a context manager.
 
     It watches the host's interfaces and rejoins by itself when one it joined on is
@@ -112,14 +111,3 @@ class Joined:
 
     def close(self) -> None:
         self.receiver.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
