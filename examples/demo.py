@@ -75,7 +75,7 @@ def hear_answers_say(alpha: Host, beta: Host) -> None:
     # answer is never larger than the datagram it answers, so this one is padded.
     alpha.run([MULTICAST, "SAY", "--group", GROUP, "--port", str(PORT), "-m", "hello", "HEAR"])
     with alpha.call(Sender, ttl=1, interface="eth0") as sender:
-        sender.send(b"hello from a socket".ljust(96), GROUP, PORT)
+        sender.send(b"hello from a socket".ljust(90), GROUP, PORT)
         sender.sock.settimeout(2.0)
         answer, source = sender.sock.recvfrom(2048)
         show(f"alpha got the answer {answer.decode()!r} from {source[0]}")

@@ -253,7 +253,7 @@ class HearUDPHandler(socketserver.BaseRequestHandler):
         answer = fit(f"HEAR [ {words} SAID {(host, port)} ] from {here}", len(payload))
         sock.sendto(answer, self.client_address)
         if getattr(self.server, "show", False):
-            print(f"HEAR {text!r} from {host} port {port} to {here}", flush=True)
+            print(f"HEAR {text.rstrip()!r} from {host} port {port} to {here}", flush=True)
         module_logger.debug("answered %d bytes from %s port %s", len(payload), host, port)
         if "STOP" in text:
             raise ShutdownCommandReceived("SHUTDOWN")
