@@ -86,8 +86,8 @@ rate_type = _checked(parse_rate)
 
 
 def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
-    """``GROUP``, ``--port``, ``--iface``, ``--ttl`` and ``--source`` (the address to send from,
-    the S of the (S,G) that ``receivers`` join)."""
+    """``GROUP``, ``--port``, ``--iface``, ``--ttl``, ``--source`` (the address to send from,
+    the S of the (S,G) that ``receivers`` join) and ``--no-loopback``."""
     parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
     add_port(parser)
     add_iface(parser, help_text="send by this interface (name, index or address)")
@@ -98,6 +98,9 @@ def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
         default=None,
         metavar="ADDRESS",
         help=f"send from this local address (the S of the (S,G) {receivers} join)",
+    )
+    parser.add_argument(
+        "--no-loopback", action="store_true", help=f"{receivers} on this host get nothing"
     )
 
 

@@ -358,9 +358,6 @@ class PingTool:
             metavar="BYTES",
             help="UDP payload of each probe (default and minimum: the size of a reply)",
         )
-        parser.add_argument(
-            "--no-loopback", action="store_true", help="pongs on this host get no probes"
-        )
         add_key(parser)
         add_json(parser)
 

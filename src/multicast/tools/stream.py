@@ -191,9 +191,6 @@ class StreamTool:
             metavar="N",
             help="send N datagrams back to back, then pause to keep the rate (default 1)",
         )
-        parser.add_argument(
-            "--no-loopback", action="store_true", help="this host's own receivers get nothing"
-        )
         add_key(parser)
         add_json(parser)
 
