@@ -26,7 +26,9 @@ from multicast.core import (
     parse_ancillary,
     request_receive_buffer,
     resolve_interface,
+    send_datagram,
     set_isolation,
+    set_unicast_ttl,
 )
 from multicast.exceptions import (
     GroupError,
@@ -230,6 +232,18 @@ def test_receive_ready_drains_without_blocking() -> None:
             if len(payloads) == 5:
                 break
         assert payloads == [bytes([n]) for n in range(5)]
+
+
+def test_unicast_ttl(family: tuple[socket.AddressFamily, str, str, str]) -> None:
+    af = family[0]
+    loopback = "127.0.0.1" if af == socket.AF_INET else "::1"
+    with Receiver(0, family=af) as receiver, contextlib.closing(new_socket(af)) as sock:
+        set_unicast_ttl(sock, 5)
+        send_datagram(sock, b"reply", loopback, receiver.port)
+        got = receiver.receive(TIMEOUT)
+    assert (got.payload, got.group, got.ttl) == (b"reply", loopback, 5)
+    with pytest.raises(ValueError, match="unicast TTL 0"):
+        set_unicast_ttl(sock, 0)
 
 
 def test_ttl_zero_still_reaches_this_host() -> None:

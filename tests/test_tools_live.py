@@ -13,7 +13,7 @@ from typing import ParamSpec, TypeVar
 
 import pytest
 
-from multicast.core import Datagram, Receiver, Sender, socket_drops
+from multicast.core import Datagram, Receiver, Sender, send_datagram, socket_drops
 from multicast.testbed import Host, Testbed
 from multicast.tools import Monitor, Pong, run_ping, run_stream
 from multicast.tools.framing import (
@@ -235,6 +235,16 @@ def test_pong_refuses_what_it_must_not_answer() -> None:
         report = pong.serve(duration=0.5)
     assert (report.probes, report.replies, report.oversized, report.ignored) == (2, 1, 1, 1)
     assert (report.rejected["replayed"], report.rejected["forged"]) == (1, 1)
+
+
+def test_pong_replies_carry_the_ttl_asked_for() -> None:
+    group, port = "239.6.1.8", 6110
+    with Pong([group], port, ttl=9) as pong, Receiver(0) as prober:
+        probe = encode_frame(1, 0, bytes(32), flags=Flag.PROBE)
+        send_datagram(prober.sock, probe, group, port)
+        assert pong.serve(count=1, duration=2.0).replies == 1
+        reply = prober.receive(timeout=2.0)
+    assert (reply.group, reply.ttl) == ("127.0.0.1", 9)
 
 
 def test_pong_answers_a_truncated_or_foreign_datagram_with_nothing() -> None:

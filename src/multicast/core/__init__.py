@@ -50,6 +50,7 @@ from multicast.core.sockets import (
     set_reuse,
     set_send_interface,
     set_ttl,
+    set_unicast_ttl,
     socket_drops,
 )
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
@@ -99,5 +100,6 @@ __all__ = [
     "set_reuse",
     "set_send_interface",
     "set_ttl",
+    "set_unicast_ttl",
     "socket_drops",
 ]

@@ -70,6 +70,7 @@ __all__ = [
     "set_reuse",
     "set_send_interface",
     "set_ttl",
+    "set_unicast_ttl",
     "socket_drops",
 ]
 
@@ -267,6 +268,18 @@ def set_ttl(sock: socket.socket, ttl: int) -> None:
     else:
         _setsockopt(
             sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl, f"set hop limit {ttl}"
+        )
+
+
+def set_unicast_ttl(sock: socket.socket, ttl: int) -> None:
+    """TTL (IPv4) or hop limit (IPv6) of unicast datagrams sent, such as replies to a prober."""
+    if not 1 <= ttl <= 255:
+        raise ValueError(f"unicast TTL {ttl} is out of range (1-255)")
+    if sock.family == socket.AF_INET:
+        _setsockopt(sock, socket.IPPROTO_IP, socket.IP_TTL, ttl, f"set unicast TTL {ttl}")
+    else:
+        _setsockopt(
+            sock, socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl, f"set unicast hop limit {ttl}"
         )
 
 

@@ -15,8 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address
 
-from multicast.cliargs import check_sources
-from multicast.core import Datagram, Group, InterfaceSpec, IPAddress, send_datagram
+from multicast.cliargs import check_sources, ttl_type
+from multicast.core import (
+    Datagram,
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    send_datagram,
+    set_unicast_ttl,
+)
 from multicast.tools.common import Joined, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
@@ -98,8 +105,11 @@ class Pong(Joined):
         sources: Sequence[str | IPAddress] = (),
         key: bytes | None = None,
         responder: int | None = None,
+        ttl: int | None = None,
     ) -> None:
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
+        if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
+            set_unicast_ttl(self.receiver.sock, ttl)
         self.reader = FrameReader(key)
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
@@ -203,6 +213,13 @@ class PongTool:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(parser)
+        parser.add_argument(
+            "--ttl",
+            type=ttl_type,
+            default=None,
+            metavar="TTL",
+            help="TTL (IPv6 hop limit) of the unicast replies (default: the system's, usually 64)",
+        )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
         add_key(parser)
@@ -217,6 +234,7 @@ class PongTool:
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
             key=key,
+            ttl=args.ttl,
         ) as pong:
             if live() and not args.json:
                 print(
