@@ -6,7 +6,8 @@ The reference API of the PyPI ``multicast`` 2.x package lives here, without its 
 variables), ``multicast.exceptions`` (errors and exit codes), the tool base class
 :class:`mtool`, the defaults ``_MCAST_DEFAULT_*`` and, on first use,
 ``multicast.__main__`` (``main``, ``cli``). The event layer of the older ``multicast``
-module is re-exported at the end. Everything is built on :mod:`multicast.core`.
+module (:mod:`multicast.events`) is here too, imported on first use. Everything is built on
+:mod:`multicast.core`.
 
 Importing the package changes nothing outside it: no default socket timeout, no warnings
 printed, no socket opened. The ``MULTICAST_*`` variables are read silently (an invalid value
@@ -21,12 +22,11 @@ Minimal Acceptance Testing:
 (0, (True, None))
 """
 
-# ruff: noqa: E402 (the event layer block at the end follows the definitions above)
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multicast import env, exceptions, hear, recv, send, skt
 from multicast.cliargs import mtool
@@ -39,6 +39,36 @@ from multicast.exceptions import (
     get_exit_code_from_exception,
 )
 from multicast.skt import endSocket, genSocket
+
+if TYPE_CHECKING:
+    from multicast.events import (
+        Multicaster,
+        MulticastListener,
+        Poller,
+        _defaultPoller,  # noqa: F401 (the default poller of document 003)
+        listen,
+        loop,
+        poll,
+        register,
+        sendto,
+        unregister,
+    )
+
+# The event layer of the older ``multicast`` module (document 003), imported on first use.
+_EVENT_LAYER = frozenset(
+    {
+        "Multicaster",
+        "MulticastListener",
+        "Poller",
+        "_defaultPoller",
+        "listen",
+        "loop",
+        "poll",
+        "register",
+        "sendto",
+        "unregister",
+    }
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -55,7 +85,7 @@ del _config
 
 
 def __getattr__(name: str) -> Any:
-    """Look up on first use what costs time or must come late.
+    """Look up on first use what costs time or must come late: the event layer too.
 
     ``__main__`` is imported then, so that ``python -m multicast`` finds it unimported (runpy
     warns about a module imported twice); ``__version__`` and ``__prologue__`` read the
@@ -64,6 +94,8 @@ def __getattr__(name: str) -> Any:
     """
     if name == "__main__":
         return importlib.import_module("multicast.__main__")
+    if name in _EVENT_LAYER:
+        return getattr(importlib.import_module("multicast.events"), name)
     if name in ("__version__", "__prologue__"):
         metadata = importlib.import_module("importlib.metadata")
         try:
@@ -103,17 +135,3 @@ __all__ = [
     "skt",
     "unregister",
 ]
-
-# Event layer (document 003)
-from multicast.events import (  # noqa: F401 (re-exported: the names of document 003)
-    Multicaster,
-    MulticastListener,
-    Poller,
-    _defaultPoller,
-    listen,
-    loop,
-    poll,
-    register,
-    sendto,
-    unregister,
-)
