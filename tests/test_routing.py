@@ -24,6 +24,7 @@ import pytest
 
 from multicast.core import Receiver, Sender, open_receiver, parse_group
 from multicast.testbed import WAIT, Host, Testbed
+from multicast.tools import Monitor, run_stream
 
 PORT = 4447
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
@@ -154,6 +155,24 @@ def test_ttl_crosses_the_router_less_one(routed: Routed, exit_stack: ExitStack, 
         send(routed.senders[0], case.group, b"routed", ttl=ttl)
         for each in beyond:
             assert each.receive(timeout=TIMEOUT).ttl == ttl - 1
+
+
+@by_family
+def test_monitor_counts_the_hops_of_a_stream_across_the_router(
+    routed: Routed, exit_stack: ExitStack, case: Case
+) -> None:
+    host = routed.receivers[0]
+    monitor = exit_stack.enter_context(
+        host.call(Monitor, [case.group], PORT, interfaces=["eth0"], sent_ttl=8)
+    )
+    routed.senders[0].call(run_stream, case.group, PORT, rate="1000", count=20, ttl=8)
+    report = host.call(monitor.run, count=20, duration=WAIT)
+
+    (sender,) = report.senders
+    assert (sender.received, sender.lost, sender.ttl_min, sender.ttl_max) == (20, 0, 7, 7)
+    assert (sender.hops_min, sender.hops_max) == (1, 1)
+    assert "hops 1-1" in str(report)
+    assert sender.as_dict()["hops"] == {"min": 1, "max": 1}
 
 
 @by_family

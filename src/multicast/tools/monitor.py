@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multicast.cliargs import check_sources
+from multicast.cliargs import check_sources, ttl_type
 from multicast.core import Datagram, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
@@ -92,10 +92,16 @@ class SenderReport:
     ttl_max: int | None
     first_sequence: int | None
     last_sequence: int | None
+    hops_min: int | None = None  # routers crossed, when the TTL the sender used is known
+    hops_max: int | None = None
 
     @classmethod
-    def of(cls, flow: _Flow) -> SenderReport:
+    def of(cls, flow: _Flow, sent_ttl: int | None = None) -> SenderReport:
+        """The report of ``flow``; with ``sent_ttl`` (the senders' TTL), its hop counts too."""
         track = flow.tracker
+        hops: tuple[int | None, int | None] = (None, None)
+        if sent_ttl is not None and flow.ttl_min is not None and flow.ttl_max is not None:
+            hops = (sent_ttl - flow.ttl_max, sent_ttl - flow.ttl_min)
         return cls(
             sender=flow.sender,
             group=flow.group,
@@ -113,6 +119,8 @@ class SenderReport:
             ttl_max=flow.ttl_max,
             first_sequence=track.lowest,
             last_sequence=track.highest,
+            hops_min=hops[0],
+            hops_max=hops[1],
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -130,6 +138,7 @@ class SenderReport:
             "bytes": self.bytes,
             "jitter_ms": round(self.jitter_ms, 6),
             "ttl": {"min": self.ttl_min, "max": self.ttl_max},
+            "hops": {"min": self.hops_min, "max": self.hops_max},
             "sequence": {"first": self.first_sequence, "last": self.last_sequence},
         }
 
@@ -210,6 +219,8 @@ class MonitorReport:
             ttl = (
                 f"ttl {report.ttl_min}-{report.ttl_max}" if report.ttl_min is not None else "ttl ?"
             )
+            if report.hops_min is not None:
+                ttl += f", hops {report.hops_min}-{report.hops_max}"
             lines.append(
                 f"  sender {report.sender:016x} from {report.source} to {report.group}: "
                 f"received {report.received}, lost {report.lost} ({lost:.2%}), "
@@ -263,6 +274,7 @@ class Monitor(Joined):
         key: bytes | None = None,
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         max_size: int = MAX_DATAGRAM,
+        sent_ttl: int | None = None,
     ) -> None:
         if not HEADER_SIZE <= max_size <= MAX_DATAGRAM:
             raise OptionError(
@@ -278,6 +290,7 @@ class Monitor(Joined):
             max_size=max_size,
         )
         self.reader = FrameReader(key)
+        self.sent_ttl = sent_ttl  # the TTL the senders use, if known: hop counts from it
         self.flows: dict[tuple[int, str], _Flow] = {}
         self.rejected = rejection_counts()
         self.datagrams = 0
@@ -329,7 +342,7 @@ class Monitor(Joined):
             rejected=dict(self.rejected),
             untracked=self.untracked,
             wrong_interface=self.receiver.wrong_interface,
-            senders=tuple(SenderReport.of(flow) for flow in self.flows.values()),
+            senders=tuple(SenderReport.of(flow, self.sent_ttl) for flow in self.flows.values()),
             receive_buffer=self.receiver.receive_buffer,
             interrupted=interrupted,
         )
@@ -418,8 +431,12 @@ def run_monitor(
     on_interval: Callable[[IntervalReport], None] | None = None,
     receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
     max_size: int = MAX_DATAGRAM,
+    sent_ttl: int | None = None,
 ) -> MonitorReport:
-    """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C."""
+    """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C.
+
+    ``sent_ttl``, the TTL the senders use, lets the report give each sender's hop count.
+    """
     with Monitor(
         groups,
         port,
@@ -428,6 +445,7 @@ def run_monitor(
         key=key,
         receive_buffer=receive_buffer,
         max_size=max_size,
+        sent_ttl=sent_ttl,
     ) as monitor:
         return monitor.run(
             duration=duration, count=count, interval=interval, on_interval=on_interval
@@ -439,6 +457,13 @@ class MonitorTool:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(parser)
+        parser.add_argument(
+            "--ttl",
+            type=ttl_type,
+            default=None,
+            metavar="TTL",
+            help="the TTL (IPv6 hop limit) the senders use: report each one's hop count",
+        )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after N datagrams, 0 for no limit (default 0)")
         parser.add_argument(
@@ -471,6 +496,7 @@ class MonitorTool:
             interval=args.interval,
             on_interval=print if live() and not args.json else None,
             max_size=args.max_size,
+            sent_ttl=args.ttl,
         )
         emit(report, args)
         return 0 if report.datagrams else 1
