@@ -40,8 +40,8 @@ __all__ = [
 SLOTS = 64  # datagrams per system call
 _SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
 _MEMORY_LIMIT = 1024  # decoded origins remembered before starting afresh
-_TRUNCATED = int(socket.MSG_TRUNC)  # a plain int: IntFlag arithmetic is slow per datagram
-_RECEIVE_FLAGS = int(socket.MSG_DONTWAIT) | _TRUNCATED
+_TRUNCATED = constants.MSG_TRUNC
+_RECEIVE_FLAGS = constants.MSG_DONTWAIT | _TRUNCATED
 _WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 

@@ -24,6 +24,9 @@ SO_RXQ_OVFL: int = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
 # recvmmsg flag (linux/socket.h): block for the first datagram only, then take what is queued.
 MSG_WAITFORONE: int = getattr(socket, "MSG_WAITFORONE", 0x10000)
+# The receive flags as plain ints: IntFlag arithmetic costs microseconds per datagram.
+MSG_TRUNC = int(socket.MSG_TRUNC)
+MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 # RFC 3678 protocol-independent membership options: one code path for both families.
 MCAST_JOIN_GROUP: int = getattr(socket, "MCAST_JOIN_GROUP", 42)

@@ -83,9 +83,6 @@ _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
 _INT = struct.Struct("=i")
 _UINT = struct.Struct("=I")
-# Plain ints: IntFlag arithmetic costs microseconds per datagram.
-_MSG_TRUNC = int(socket.MSG_TRUNC)
-_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 Payload = bytes | bytearray | memoryview
 
@@ -526,7 +523,7 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
     giving its real length: never a silent cut.
     """
     nbytes, ancdata, msg_flags, address = sock.recvmsg_into(
-        [buffer], _ANCILLARY_SPACE, flags | _MSG_TRUNC
+        [buffer], _ANCILLARY_SPACE, flags | constants.MSG_TRUNC
     )
     meta = parse_ancillary(ancdata)
     kept = min(nbytes, len(buffer))
@@ -536,7 +533,7 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
         group=meta.group,
         interface=meta.interface,
         ttl=meta.ttl,
-        truncated=bool(msg_flags & _MSG_TRUNC),
+        truncated=bool(msg_flags & constants.MSG_TRUNC),
         size=nbytes,
         drops=meta.drops,
     )
@@ -554,7 +551,7 @@ def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> 
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
-            ready.append(receive_datagram(sock, buffer, _MSG_DONTWAIT))
+            ready.append(receive_datagram(sock, buffer, constants.MSG_DONTWAIT))
         except BlockingIOError:
             break
     return ready
@@ -864,7 +861,7 @@ class Receiver(_Endpoint):
                 if not self._wait(deadline):
                     raise TimeoutError("timed out")
                 try:
-                    datagram = receive_datagram(self.sock, self.buffer, _MSG_DONTWAIT)
+                    datagram = receive_datagram(self.sock, self.buffer, constants.MSG_DONTWAIT)
                 except BlockingIOError:
                     continue
                 if self._accepted(datagram):
