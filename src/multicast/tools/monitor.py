@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from multicast.cliargs import check_sources, ttl_type
+from multicast.cliargs import check_sources
 from multicast.core import Datagram, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
@@ -456,13 +456,8 @@ class MonitorTool:
     """``multicast monitor GROUP [GROUP ...]``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_receiving(parser)
-        parser.add_argument(
-            "--ttl",
-            type=ttl_type,
-            default=None,
-            metavar="TTL",
-            help="the TTL (IPv6 hop limit) the senders use: report each one's hop count",
+        add_receiving(
+            parser, ttl_help="the TTL (IPv6 hop limit) the senders use: report each one's hops"
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after N datagrams, 0 for no limit (default 0)")

@@ -21,6 +21,7 @@ from multicast.cliargs import (
     count_type,
     group_type,
     source_type,
+    ttl_type,
 )
 from multicast.exceptions import OptionError
 from multicast.tools.framing import load_key
@@ -104,14 +105,16 @@ def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
     )
 
 
-def add_receiving(parser: argparse.ArgumentParser) -> None:
-    """``GROUP [GROUP ...]``, ``--port``, ``--iface`` and ``--source`` (repeatable, for SSM)."""
+def add_receiving(parser: argparse.ArgumentParser, *, ttl_help: str) -> None:
+    """``GROUP [GROUP ...]``, ``--port``, ``--iface``, ``--source`` (repeatable, for SSM) and
+    ``--ttl`` (no default; what it means to the tool is ``ttl_help``)."""
     parser.add_argument(
         "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
     )
     add_port(parser)
     add_iface(parser, help_text="join on this interface (name, index or address)")
     add_source(parser)
+    parser.add_argument("--ttl", type=ttl_type, default=None, metavar="TTL", help=ttl_help)
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

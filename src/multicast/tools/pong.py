@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address
 
-from multicast.cliargs import check_sources, ttl_type
+from multicast.cliargs import check_sources
 from multicast.core import (
     Datagram,
     Group,
@@ -212,13 +212,9 @@ class PongTool:
     """``multicast pong GROUP [GROUP ...]``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_receiving(parser)
-        parser.add_argument(
-            "--ttl",
-            type=ttl_type,
-            default=None,
-            metavar="TTL",
-            help="TTL (IPv6 hop limit) of the unicast replies (default: the system's, usually 64)",
+        add_receiving(
+            parser,
+            ttl_help="TTL (IPv6 hop limit) of the unicast replies (default: the system's, 64)",
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
