@@ -7,6 +7,8 @@ runs in the private network namespace that ``scripts/netns-run`` makes (``make t
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -36,3 +38,14 @@ def exit_stack() -> Iterator[contextlib.ExitStack]:
     """Sockets and other resources a test enters here are closed when it ends, pass or fail."""
     with contextlib.ExitStack() as stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def other_source() -> Iterator[dict[socket.AddressFamily, str]]:
+    """A second local source address per family (on ``lo``), for source-specific tests on one
+    host: ``127.0.0.2`` is local already; the IPv6 one is added for the session."""
+    addresses = {socket.AF_INET: "127.0.0.2", socket.AF_INET6: "2001:db8:ffff::2"}
+    ipv6 = addresses[socket.AF_INET6] + "/128"
+    subprocess.run(["ip", "-6", "addr", "add", ipv6, "dev", "lo", "nodad"], check=True)
+    yield addresses
+    subprocess.run(["ip", "-6", "addr", "del", ipv6, "dev", "lo"], check=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import subprocess
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -21,17 +20,8 @@ FAMILIES = {
     "ipv4": (socket.AF_INET, "239.4.0.1", "232.4.0.1", "127.0.0.1"),
     "ipv6": (socket.AF_INET6, "ff11::4:1", "ff31::4:1", "::1"),
 }
-OTHER_SOURCE = {socket.AF_INET: "127.0.0.2", socket.AF_INET6: "2001:db8:ffff::4"}
 GROUP = "239.4.0.1"
 TIMEOUT = 2.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def second_ipv6_source() -> Iterator[None]:
-    address = OTHER_SOURCE[socket.AF_INET6] + "/128"
-    subprocess.run(["ip", "-6", "addr", "add", address, "dev", "lo", "nodad"], check=True)
-    yield
-    subprocess.run(["ip", "-6", "addr", "del", address, "dev", "lo"], check=True)
 
 
 @pytest.fixture(params=sorted(FAMILIES))
@@ -106,13 +96,16 @@ def test_close_wakes_a_waiting_reader() -> None:
     run(test)
 
 
-def test_source_specific(family: tuple[socket.AddressFamily, str, str, str]) -> None:
+def test_source_specific(
+    family: tuple[socket.AddressFamily, str, str, str],
+    other_source: dict[socket.AddressFamily, str],
+) -> None:
     af, _, ssm_group, local = family
 
     async def test() -> None:
         async with open_receiver(ssm_group, 0, interfaces="lo", sources=[local]) as receiver:
             port = receiver.port
-            for source, payload in ((OTHER_SOURCE[af], b"stranger"), (local, b"friend")):
+            for source, payload in ((other_source[af], b"stranger"), (local, b"friend")):
                 async with open_sender(ssm_group, port, interface="lo", source=source) as sender:
                     await sender.send(payload)
             got = await first(receiver.receive())

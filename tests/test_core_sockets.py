@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -42,17 +40,7 @@ FAMILIES = {
     "ipv4": (socket.AF_INET, "239.1.1.1", "239.1.1.2", "232.1.1.1"),
     "ipv6": (socket.AF_INET6, "ff11::1:1", "ff11::1:2", "ff31::1:1"),
 }
-# A second local source address per family, for source-specific tests on one host.
-OTHER_SOURCE = {socket.AF_INET: "127.0.0.2", socket.AF_INET6: "2001:db8:ffff::2"}
 TIMEOUT = 2.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def second_ipv6_source() -> Iterator[None]:
-    address = OTHER_SOURCE[socket.AF_INET6] + "/128"
-    subprocess.run(["ip", "-6", "addr", "add", address, "dev", "lo", "nodad"], check=True)
-    yield
-    subprocess.run(["ip", "-6", "addr", "del", address, "dev", "lo"], check=True)
 
 
 @pytest.fixture(params=sorted(FAMILIES))
@@ -148,10 +136,11 @@ def test_reuse_port_receivers_both_receive() -> None:
 
 def test_source_specific_join_accepts_only_its_source(
     family: tuple[socket.AddressFamily, str, str, str],
+    other_source: dict[socket.AddressFamily, str],
 ) -> None:
     af, _, _, ssm_group = family
     chosen = "127.0.0.1" if af == socket.AF_INET else "::1"
-    other = OTHER_SOURCE[af]
+    other = other_source[af]
     with open_receiver([ssm_group], 0, interfaces="lo", sources=[chosen]) as receiver:
         port = receiver.port
         with _lo_sender(af, source=other) as stranger, _lo_sender(af, source=chosen) as friend:
