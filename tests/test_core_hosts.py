@@ -15,14 +15,13 @@ import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
 from ipaddress import ip_address
-from typing import Any
 
 import pytest
+from host_helpers import receiver, send
 
-from multicast.core import Receiver, Scope, Sender, open_receiver, parse_group
-from multicast.testbed import Host, Testbed
+from multicast.core import Scope, parse_group
+from multicast.testbed import Testbed
 
-PORT = 4446
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 
 
@@ -44,22 +43,6 @@ CASES = [
     Case(socket.AF_INET6, "ff0e::5:1", "ff0e::5:2", "ff3e::8000:5"),
 ]
 by_family = pytest.mark.parametrize("case", CASES, ids=str)
-
-
-def receiver(stack: ExitStack, host: Host, groups: list[str], **options: Any) -> Receiver:
-    """An :func:`open_receiver` on ``PORT`` made inside ``host``, closed when the test ends."""
-    options.setdefault("interfaces", "eth0")
-    return stack.enter_context(host.call(open_receiver, groups, PORT, **options))
-
-
-def send(host: Host, group: str, payload: bytes, *, interface: Any = "eth0", ttl: int = 1) -> None:
-    """Send one datagram from ``host`` to ``group`` on ``PORT`` out of ``interface``."""
-
-    def body() -> None:
-        with Sender(parse_group(group).family, ttl=ttl, interface=interface) as sender:
-            sender.send(payload, group, PORT)
-
-    host.call(body)
 
 
 @by_family

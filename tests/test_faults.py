@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from host_helpers import PORT, receiver
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,7 +40,6 @@ from multicast.testbed import WAIT, Host, Testbed
 from multicast.tools import Monitor
 from multicast.tools.framing import encode_frame
 
-PORT = 4448
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 POLL = 0.02  # seconds between tries while waiting for the receiver to come back
 
@@ -57,12 +57,6 @@ CASES = [Case(socket.AF_INET, "239.8.8.1"), Case(socket.AF_INET6, "ff0e::8:1")]
 by_family = pytest.mark.parametrize("case", CASES, ids=str)
 # Joined on the interface by name, or where the routing table sends the group (eth0 too).
 by_join = pytest.mark.parametrize("interface", ["eth0", None], ids=["named", "routed"])
-
-
-def receiver(stack: ExitStack, host: Host, groups: list[str], **options: Any) -> Receiver:
-    """An :func:`open_receiver` on ``PORT`` made inside ``host``, closed when the test ends."""
-    options.setdefault("interfaces", "eth0")
-    return stack.enter_context(host.call(open_receiver, groups, PORT, **options))
 
 
 def sender(stack: ExitStack, host: Host, family: socket.AddressFamily, **options: Any) -> Sender:

@@ -18,15 +18,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from host_helpers import PORT, receiver, send
 
-from multicast.core import Receiver, Sender, open_receiver, parse_group
 from multicast.testbed import WAIT, Host, Testbed
 from multicast.tools import Monitor, run_stream
 
-PORT = 4447
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 
 
@@ -112,22 +110,6 @@ def routed(testbed: Testbed, tmp_path: Path) -> Iterator[Routed]:
     groups = [group for case in CASES for group in (case.group, case.ssm_group)]
     start_router(router, tmp_path, [f"mroute from eth0 group {g} to eth1" for g in groups])
     yield Routed([s1, s2], router, [r1, r2])
-
-
-def receiver(stack: ExitStack, host: Host, groups: list[str], **options: Any) -> Receiver:
-    """An :func:`open_receiver` on ``PORT`` made inside ``host``, closed when the test ends."""
-    options.setdefault("interfaces", "eth0")
-    return stack.enter_context(host.call(open_receiver, groups, PORT, **options))
-
-
-def send(host: Host, group: str, payload: bytes, **options: Any) -> None:
-    """Send one datagram from ``host`` to ``group`` on ``PORT`` (``Sender`` options)."""
-
-    def body() -> None:
-        with Sender(parse_group(group).family, **options) as sender:
-            sender.send(payload, group, PORT)
-
-    host.call(body)
 
 
 @by_family
