@@ -9,8 +9,6 @@ import contextlib
 import socket
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from multicast.core import (
     Receiver,
@@ -21,7 +19,6 @@ from multicast.core import (
     list_interfaces,
     new_socket,
     open_receiver,
-    parse_ancillary,
     request_receive_buffer,
     resolve_interface,
     send_datagram,
@@ -275,27 +272,3 @@ def test_unsupported_platform_names_the_feature(monkeypatch: pytest.MonkeyPatch)
             set_isolation(sock)
         with pytest.raises(UnsupportedError, match="group membership"):
             join_group(sock, "239.1.1.1")
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from([socket.IPPROTO_IP, socket.IPPROTO_IPV6, socket.SOL_SOCKET, 99]),
-            st.sampled_from(
-                [
-                    constants.IP_PKTINFO,
-                    constants.IPV6_PKTINFO,
-                    constants.IP_TTL,
-                    constants.IPV6_HOPLIMIT,
-                    constants.SO_RXQ_OVFL,
-                    7,
-                ]
-            ),
-            st.binary(max_size=40),
-        ),
-        max_size=6,
-    )
-)
-def test_ancillary_parser_takes_any_bytes(records: list[tuple[int, int, bytes]]) -> None:
-    meta = parse_ancillary(records)
-    assert meta.drops >= 0
