@@ -41,9 +41,18 @@ def test_control_records_split_as_recvmsg_does(records: list[tuple[int, int, byt
 
 @given(st.binary(max_size=200))
 def test_control_records_take_any_bytes(control: bytes) -> None:
-    for level, kind, data in batch._control_records(control):
-        assert isinstance(level, int) and isinstance(kind, int)
-        assert len(data) <= len(control)
+    offset = 0
+    for record in batch._control_records(control):
+        whole = _cmsg(*record)
+        length = socket.CMSG_LEN(len(record[2]))
+        # A record is the bytes at its place, its header's length included: it never reads
+        # past the buffer or past its own end.
+        assert control[offset : offset + length] == whole[:length]
+        offset += len(whole)
+    rest = control[offset:]
+    if len(rest) >= socket.CMSG_LEN(0):  # reading stopped at a record that is not whole
+        (length,) = struct.unpack_from("@N", rest)
+        assert not socket.CMSG_LEN(0) <= length <= len(rest)
 
 
 # --- socket addresses --------------------------------------------------------------------------

@@ -24,9 +24,12 @@ from multicast.send import McastSAY
 
 
 def test_the_package_exports_the_reference_names() -> None:
-    for name in ("genSocket", "endSocket", "EXIT_CODES", "EXCEPTION_EXIT_CODES", "mtool"):
-        assert getattr(multicast, name) is not None
+    # The reference's package-level names are its submodules' own objects, not copies.
     assert multicast.genSocket is multicast.skt.genSocket
+    assert multicast.endSocket is multicast.skt.endSocket
+    assert multicast.EXIT_CODES is multicast.exceptions.EXIT_CODES
+    assert multicast.EXCEPTION_EXIT_CODES is multicast.exceptions.EXCEPTION_EXIT_CODES
+    assert multicast.mtool is mtool
     assert multicast.__prologue__ == f"Python Multicast library version {multicast.__version__}."
     assert (multicast._MCAST_DEFAULT_PORT, multicast._MCAST_DEFAULT_GROUP) == (59259, "224.0.0.1")
     assert (multicast._MCAST_DEFAULT_TTL, multicast._MCAST_DEFAULT_BUFFER_SIZE) == (1, 1316)
@@ -179,4 +182,12 @@ def test_the_option_adders_give_defaults_and_their_own_errors() -> None:
         parser.parse_args(["--timeout", "-1"])
     with pytest.raises(UsageError, match="count 'many' is not a whole number"):
         parser.parse_args(["--count", "many"])
-    assert isinstance(parser, argparse.ArgumentParser)
+    # They take any ArgumentParser: a plain one gives the same defaults and its own errors.
+    plain = argparse.ArgumentParser(prog="plain", exit_on_error=False)
+    add_ttl(plain)
+    add_count(plain)
+    add_timeout(plain, default=0.5)
+    args = plain.parse_args([])
+    assert (args.ttl, args.count, args.timeout) == (1, 1, 0.5)
+    with pytest.raises(argparse.ArgumentError, match="count 'many' is not a whole number"):
+        plain.parse_args(["--count", "many"])
