@@ -23,6 +23,7 @@ class NetworkRefusedError(Exception):
 
 _refused: list[str] | None = None  # what the active guard refused; None: no guard active
 _hooked = False
+_FAMILIES = set(socket.AddressFamily)
 
 
 def _refusal(event: str, args: tuple[Any, ...]) -> str | None:
@@ -30,7 +31,8 @@ def _refusal(event: str, args: tuple[Any, ...]) -> str | None:
     if event == "socket.__new__":
         family = args[1]
         if family != socket.AF_UNIX:
-            return f"open a socket of family {family!r} (only AF_UNIX ones stay local)"
+            name = socket.AddressFamily(family).name if family in _FAMILIES else family
+            return f"open a socket of family {name} (only AF_UNIX ones stay local)"
     elif event == "subprocess.Popen":
         executable, argv = args[0], args[1]
         program = executable if executable is not None else argv
