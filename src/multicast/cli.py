@@ -30,14 +30,8 @@ from typing import Any, NoReturn
 import multicast
 from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
 from multicast.env import load_config
-from multicast.exceptions import (
-    MulticastError,
-    Terminated,
-    UsageError,
-    exit_on_exception,
-    get_exit_code_from_exception,
-    system_exit_code,
-)
+from multicast.exceptions import MulticastError, Terminated, UsageError
+from multicast.exitcodes import exit_on_exception, get_exit_code_from_exception, system_exit_code
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
