@@ -350,6 +350,7 @@ def test_the_option_adders_give_defaults_and_their_own_errors() -> None:
     [
         "multicast",
         "cliargs",
+        "defaults",
         "env",
         "skt",
         "recv",

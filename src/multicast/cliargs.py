@@ -11,8 +11,8 @@ This is a stable API for subcommands contributed through :data:`multicast.tools.
   replaces the help): :func:`add_group` (``--group``), :func:`add_groups` (``--groups``),
   :func:`add_port`, :func:`add_iface`, :func:`add_ttl`, :func:`add_source` (``--source``,
   repeatable, ``dest`` ``sources``), :func:`add_count`, :func:`add_timeout`; and
-  :func:`add_join_options` for a receiver's five. Defaults come from the package's
-  ``_MCAST_DEFAULT_*`` values (the ``MULTICAST_*`` environment) when the parser is built.
+  :func:`add_join_options` for a receiver's five. Defaults come from :mod:`multicast.defaults`
+  (the ``MULTICAST_*`` environment) when the parser is built.
 * :func:`chosen_groups` and :func:`check_sources` turn ``--group``/``--groups``/``--source``
   into the groups to use, raising :class:`~multicast.exceptions.UsageError` on conflicts.
 * :class:`Parser`, whose errors raise :class:`~multicast.exceptions.UsageError` (one line,
@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
-import multicast
+from multicast import defaults
 from multicast.core import (
     Group,
     Interface,
@@ -227,7 +227,7 @@ def add_group(parser: argparse.ArgumentParser, *, help_text: str | None = None) 
         default=None,
         metavar="GROUP",
         help=help_text
-        or f"multicast group, IPv4 or IPv6 (default {multicast._MCAST_DEFAULT_GROUP} "
+        or f"multicast group, IPv4 or IPv6 (default {defaults._MCAST_DEFAULT_GROUP} "
         "unless --groups is given)",
     )
 
@@ -251,7 +251,7 @@ def add_port(
     parser.add_argument(
         "--port",
         type=port_type,
-        default=multicast._MCAST_DEFAULT_PORT if default is None else default,
+        default=defaults._MCAST_DEFAULT_PORT if default is None else default,
         metavar="PORT",
         help=help_text or "UDP port, 1-65535 (default %(default)s)",
     )
@@ -275,7 +275,7 @@ def add_ttl(
     parser.add_argument(
         "--ttl",
         type=ttl_type,
-        default=multicast._MCAST_DEFAULT_TTL if default is None else default,
+        default=defaults._MCAST_DEFAULT_TTL if default is None else default,
         metavar="TTL",
         help=help_text or "TTL (IPv6 hop limit) of datagrams sent, 0-255 (default %(default)s)",
     )
@@ -343,7 +343,7 @@ def chosen_groups(
     given: list[Group] = [args.group] if getattr(args, "group", None) is not None else []
     given += getattr(args, "groups", None) or []
     if not given:
-        given = [parse_group(g) for g in default or [multicast._MCAST_DEFAULT_GROUP]]
+        given = [parse_group(g) for g in default or [defaults._MCAST_DEFAULT_GROUP]]
     groups = list(dict.fromkeys(given))
     if len({g.family for g in groups}) > 1:
         listed = " ".join(str(g) for g in groups)
@@ -446,7 +446,7 @@ class _ShowVersion(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        print(f"{parser.prog} {multicast.__version__}")
+        print(f"{parser.prog} {defaults.package_version()}")
         parser.exit()
 
 
