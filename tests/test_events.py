@@ -31,7 +31,7 @@ from multicast.events import (
     sendto,
 )
 from multicast.exceptions import GroupError
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 GROUP = "239.3.0.1"
 OTHER_GROUP = "239.3.0.2"

@@ -18,6 +18,7 @@ from multicast.__main__ import McastDispatch
 from multicast.cliargs import Parser, add_port, add_ttl, chosen_groups
 from multicast.hear import McastServer
 from multicast.recv import bind_host, requested_groups
+from multicast.testing import TestbedError
 
 
 def loaded_after(statement: str) -> list[str]:
@@ -70,6 +71,11 @@ def test_exceptions_still_has_the_exit_codes_of_the_reference() -> None:
         exceptions.EXIT  # noqa: B018
     with pytest.raises(ValueError, match="between 0 and 255, not 256"):
         exceptions.CommandExecutionError("failed", 256)
+
+
+def test_the_test_bed_error_is_a_multicast_error() -> None:
+    assert issubclass(TestbedError, exceptions.MulticastError)
+    assert issubclass(TestbedError, RuntimeError)
 
 
 @pytest.fixture
