@@ -36,7 +36,7 @@ from multicast.core import (
     watch,
 )
 from multicast.core.watch import InterfaceWatcher, LinkChange, parse_messages
-from multicast.testbed import WAIT, Host, Testbed
+from multicast.testing import WAIT, Host, Testbed
 from multicast.tools import Monitor
 from multicast.tools.framing import encode_frame
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from multicast.core import Interface
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 from multicast.tools.doctor import (
     Check,
     GroupMembership,

@@ -14,7 +14,7 @@ from typing import ParamSpec, TypeVar
 import pytest
 
 from multicast.core import Datagram, Receiver, Sender, send_datagram, socket_drops
-from multicast.testbed import Host, Testbed
+from multicast.testing import Host, Testbed
 from multicast.tools import Monitor, Pong, run_ping, run_stream
 from multicast.tools.framing import (
     Flag,

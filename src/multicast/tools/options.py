@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable
 from typing import Protocol
 
 from multicast.cliargs import (
@@ -18,11 +17,13 @@ from multicast.cliargs import (
     add_port,
     add_source,
     add_ttl,
+    argument_type,
     count_type,
     group_type,
     source_type,
     ttl_type,
 )
+from multicast.env import whole_number
 from multicast.exceptions import OptionError
 from multicast.tools.framing import load_key
 from multicast.tools.pacing import parse_rate
@@ -50,17 +51,6 @@ class Report(Protocol):
     def as_dict(self) -> dict[str, object]: ...
 
 
-def _checked(convert: Callable[[str], object]) -> Callable[[str], object]:
-    def wrapper(text: str) -> object:
-        try:
-            return convert(text)
-        except OptionError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    wrapper.__name__ = convert.__name__
-    return wrapper
-
-
 def _seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -72,18 +62,15 @@ def _seconds(text: str) -> float:
 
 
 def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise OptionError(f"{text!r} is not a whole number") from None
+    number = whole_number(text)
     if number < 1:
         raise OptionError(f"{number} must be at least 1")
     return number
 
 
-seconds_type = _checked(_seconds)
-positive_type = _checked(_positive)
-rate_type = _checked(parse_rate)
+seconds_type = argument_type(_seconds)
+positive_type = argument_type(_positive)
+rate_type = argument_type(parse_rate)
 
 
 def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
