@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+import multicast
+from multicast import defaults
 from multicast.events import Multicaster, MulticastListener, Poller, _defaultPoller
 
 
@@ -30,3 +32,21 @@ def poller() -> Iterator[Poller]:
     """A poller of the test's own (the default one is shared by the whole process)."""
     with Poller() as own:
         yield own
+
+
+@pytest.fixture
+def changed_defaults() -> Iterator[None]:
+    """Assign every default through the package, as a program may; restore them afterwards."""
+    names = [name for name in defaults.__all__ if name.startswith("_MCAST_DEFAULT_")]
+    saved = {name: getattr(defaults, name) for name in names}
+    multicast._MCAST_DEFAULT_PORT = 50123
+    multicast._MCAST_DEFAULT_GROUP = "239.7.7.7"
+    multicast._MCAST_DEFAULT_GROUPS = ["239.7.7.8"]
+    multicast._MCAST_DEFAULT_TTL = 9
+    multicast._MCAST_DEFAULT_BIND_IP = "0.0.0.0"
+    multicast._MCAST_DEFAULT_BUFFER_SIZE = 100
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(defaults, name, value)

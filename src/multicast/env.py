@@ -35,7 +35,7 @@ from typing import Final, TypedDict, TypeVar
 
 from multicast.core import IPAddress, parse_address, parse_group
 from multicast.core.constants import MAX_PAYLOAD
-from multicast.exceptions import MulticastError
+from multicast.exceptions import MulticastError, OptionError
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
@@ -52,6 +52,7 @@ __all__ = [
     "validate_multicast_address",
     "validate_port",
     "validate_ttl",
+    "whole_number",
 ]
 
 DEFAULT_PORT: Final = 59259
@@ -73,27 +74,32 @@ class Config(TypedDict):
     buffer_size: int
 
 
-def _whole_number(value: object) -> int:
-    """``int(value)``; the ``ValueError`` names the value."""
+def whole_number(value: object, what: str | None = None) -> int:
+    """``value`` (a number, or its text with spaces around) as an ``int``; the
+    :class:`~multicast.exceptions.OptionError` (a ``ValueError``) names ``what`` and the value.
+
+    The one whole-number reading of the variables here and of the command-line options.
+    """
     try:
         return int(str(value).strip())
     except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
+        named = f"{what} {value!r}" if what else repr(value)
+        raise OptionError(f"{named} is not a whole number") from None
 
 
 def validate_buffer_size(size: object) -> bool:
     """Whether ``size`` is a datagram size from 1 to 65507; ``ValueError`` if not a number."""
-    return 0 < _whole_number(size) <= _MAX_BUFFER_SIZE
+    return 0 < whole_number(size) <= _MAX_BUFFER_SIZE
 
 
 def validate_port(port: object) -> bool:
     """Whether ``port`` is in the dynamic range 49152-65535; ``ValueError`` if not a number."""
-    return 49152 <= _whole_number(port) <= 65535
+    return 49152 <= whole_number(port) <= 65535
 
 
 def validate_ttl(ttl: object) -> bool:
     """Whether ``ttl`` is from 1 to 126; ``ValueError`` if not a number."""
-    return 1 <= _whole_number(ttl) <= 126
+    return 1 <= whole_number(ttl) <= 126
 
 
 def validate_multicast_address(address: object) -> bool:
@@ -109,7 +115,7 @@ def _checked(check: Callable[[object], bool], rule: str) -> Callable[[str], int]
     def parse(text: str) -> int:
         if not check(text):
             raise ValueError(f"{text!r} is not {rule}")
-        return _whole_number(text)
+        return whole_number(text)
 
     return parse
 

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import multicast
+from multicast import defaults
 from multicast.cliargs import add_count, add_join_options, add_timeout, mtool
 from multicast.core import (
     Group,
@@ -88,7 +88,7 @@ def requested_groups(groups: Iterable[GroupSpec] | None, group: GroupSpec | None
     """
     chosen = [parse_group(g) for g in groups or ()]
     if not chosen:
-        chosen = [parse_group(group if group is not None else multicast._MCAST_DEFAULT_GROUP)]
+        chosen = [parse_group(group if group is not None else defaults._MCAST_DEFAULT_GROUP)]
     if len({g.family for g in chosen}) > 1:
         raise GroupError(f"groups {', '.join(map(str, chosen))} mix IPv4 and IPv6")
     return chosen
@@ -103,8 +103,8 @@ def bind_host(groups: Sequence[Group], bind_group: GroupSpec | None = None) -> s
     """
     if bind_group is not None:
         return str(parse_address(str(bind_group), what="bind address"))
-    if multicast._MCAST_DEFAULT_BIND_IP is not None:
-        return multicast._MCAST_DEFAULT_BIND_IP
+    if defaults._MCAST_DEFAULT_BIND_IP is not None:
+        return defaults._MCAST_DEFAULT_BIND_IP
     if len(groups) == 1 and groups[0].family == socket.AF_INET:
         return str(groups[0].address)
     return "0.0.0.0" if not groups or groups[0].family == socket.AF_INET else "::"
@@ -228,7 +228,7 @@ class McastRECV(mtool):
         texts: list[str] = []
         sock = joinstep(
             requested_groups(kwargs.get("groups"), kwargs.get("group")),
-            kwargs.get("port", multicast._MCAST_DEFAULT_PORT),
+            kwargs.get("port", defaults._MCAST_DEFAULT_PORT),
             kwargs.get("iface"),
             sources=kwargs.get("sources") or (),
         )

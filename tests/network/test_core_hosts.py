@@ -19,7 +19,7 @@ from ipaddress import ip_address
 import pytest
 
 from multicast.core import Scope, parse_group
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 from support.hosts import receiver, send
 

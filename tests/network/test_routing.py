@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from multicast.testbed import WAIT, Host, Testbed
+from multicast.testing import WAIT, Host, Testbed
 from multicast.tools import Monitor, run_stream
 
 from support.hosts import PORT, receiver, send
