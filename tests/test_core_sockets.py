@@ -29,6 +29,7 @@ from multicast.core import (
     set_unicast_ttl,
 )
 from multicast.exceptions import (
+    BindError,
     GroupError,
     InterfaceError,
     MessageSizeError,
@@ -259,7 +260,7 @@ def test_errors_name_group_and_interface() -> None:
 
 def test_bind_conflict_without_reuse_is_clear() -> None:
     with Receiver(0) as first, contextlib.closing(new_socket()) as plain:
-        with pytest.raises(SocketOptionError, match=f"cannot bind to 0.0.0.0 port {first.port}"):
+        with pytest.raises(BindError, match=f"cannot bind to 0.0.0.0 port {first.port}"):
             bind_socket(plain, None, first.port)
 
 

@@ -26,19 +26,20 @@ import collections
 import enum
 import errno
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
-from types import TracebackType
 from typing import Self
 
 from multicast import core
 from multicast.core import (
+    Closing,
     Datagram,
     Group,
+    GroupSpec,
     InterfaceSpec,
     IPAddress,
     Membership,
+    Payload,
     Receiver,
     Sender,
     parse_group,
@@ -59,9 +60,6 @@ __all__ = [
 DEFAULT_COALESCE = 0.001
 """Seconds a busy receiver lets datagrams gather between reads (see :class:`AsyncReceiver`)."""
 
-Payload = bytes | bytearray | memoryview
-GroupSpec = str | IPAddress | Group
-
 
 class Overflow(enum.Enum):
     """What an :class:`AsyncReceiver` does with datagrams that arrive while its queue is full."""
@@ -75,25 +73,7 @@ class Overflow(enum.Enum):
     meanwhile, and what does not fit there is the kernel's drop (:attr:`kernel_drops`)."""
 
 
-class _Closing(ABC):
-    """``async with`` support: leaving the block calls :meth:`close`."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncReceiver(_Closing):
+class AsyncReceiver(Closing):
     """Datagrams of a core :class:`~multicast.core.Receiver`, read on the running event loop.
 
     Iterate with ``async for`` or call :meth:`receive`. Reading starts at once, so datagrams
@@ -302,7 +282,7 @@ def open_receiver(
         raise
 
 
-class AsyncSender(_Closing):
+class AsyncSender(Closing):
     """Sends datagrams to one group and port from a non-blocking core :class:`Sender`."""
 
     def __init__(self, sender: Sender, group: GroupSpec, port: int | str) -> None:

@@ -45,13 +45,15 @@ from multicast.core import (
     Group,
     Interface,
     IPAddress,
+    common_family,
     family_of,
     parse_address,
     parse_group,
     parse_port,
+    parse_ttl,
     resolve_interface,
 )
-from multicast.exceptions import OptionError, UsageError
+from multicast.exceptions import GroupError, OptionError, UsageError
 
 __all__ = [
     "Parser",
@@ -179,10 +181,7 @@ def interface_type(text: str) -> Interface:
 @_argument
 def ttl_type(text: str) -> int:
     """A TTL (IPv6: hop limit) from 0 to 255; 0 keeps datagrams on this host."""
-    ttl = _whole_number(text, "TTL")
-    if not 0 <= ttl <= 255:
-        raise OptionError(f"TTL {ttl} is out of range (0-255)")
-    return ttl
+    return parse_ttl(text)
 
 
 @_argument
@@ -345,9 +344,10 @@ def chosen_groups(
     if not given:
         given = [parse_group(g) for g in default or [multicast._MCAST_DEFAULT_GROUP]]
     groups = list(dict.fromkeys(given))
-    if len({g.family for g in groups}) > 1:
-        listed = " ".join(str(g) for g in groups)
-        raise UsageError(f"the groups mix IPv4 and IPv6 ({listed}); use one family")
+    try:
+        common_family(groups)
+    except GroupError as error:
+        raise UsageError(str(error)) from None
     return groups
 
 

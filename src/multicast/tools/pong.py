@@ -13,7 +13,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv6Address, ip_address
 
 from multicast.cliargs import check_sources
 from multicast.core import (
@@ -21,7 +20,7 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
-    send_datagram,
+    send_reply,
     set_unicast_ttl,
 )
 from multicast.tools.common import Joined, check_limits, rejection_counts
@@ -84,15 +83,6 @@ class PongReport:
         )
 
 
-def _reply_address(datagram: Datagram) -> str:
-    """Where to answer: the source address, with the arrival interface for IPv6 link-local."""
-    host = datagram.source[0]
-    address = ip_address(host.split("%", 1)[0])
-    if isinstance(address, IPv6Address) and address.is_link_local and datagram.interface:
-        return f"{address}%{datagram.interface}"
-    return host
-
-
 class Pong(Joined):
     """A joined reflector; open it before probes are sent."""
 
@@ -133,7 +123,7 @@ class Pong(Joined):
             self.oversized += 1
             return False
         try:
-            send_datagram(self.receiver.sock, reply, _reply_address(datagram), datagram.source[1])
+            send_reply(self.receiver.sock, reply, datagram)  # by the interface it arrived on
         except OSError as error:
             # The prober is gone or unreachable, or the kernel is out of buffers: not ours to fix.
             if error.errno not in (
