@@ -27,14 +27,12 @@ import enum
 import errno
 import math
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv6Address
 from typing import Self
 
 from multicast import core
 from multicast.core import (
     Closing,
     Datagram,
-    Group,
     GroupSpec,
     InterfaceSpec,
     IPAddress,
@@ -118,6 +116,10 @@ class AsyncReceiver(Closing):
         self._full = False  # Overflow.PAUSE: the queue filled up
         self._resting: asyncio.TimerHandle | None = None  # coalescing: the next read waits
         self._waiting_since = -math.inf  # when the reader last became ready for more
+        self.join = receiver.join
+        """Join another group (``source``: source-specific) on ``interface``: the receiver's."""
+        self.leave = receiver.leave
+        """Leave a membership made with the same arguments: the receiver's."""
         receiver.sock.setblocking(False)
         self._follow_state()
 
@@ -143,24 +145,6 @@ class AsyncReceiver(Closing):
     @property
     def memberships(self) -> list[Membership]:
         return self.receiver.memberships
-
-    def join(
-        self,
-        group: GroupSpec,
-        interface: InterfaceSpec | None = None,
-        source: str | IPAddress | None = None,
-    ) -> Membership:
-        """Join another group (``source``: source-specific) on ``interface``."""
-        return self.receiver.join(group, interface, source)
-
-    def leave(
-        self,
-        group: GroupSpec,
-        interface: InterfaceSpec | None = None,
-        source: str | IPAddress | None = None,
-    ) -> Membership:
-        """Leave a membership made with the same arguments."""
-        return self.receiver.leave(group, interface, source)
 
     def _follow_state(self) -> None:
         """Watch the socket exactly while open, not full and not resting."""
@@ -260,9 +244,7 @@ def open_receiver(
     ``coalesce`` those of :class:`AsyncReceiver`. Call it from a coroutine: it reads on the
     running loop.
     """
-    joined: Sequence[GroupSpec] = (
-        [groups] if isinstance(groups, str | IPv4Address | IPv6Address | Group) else groups
-    )
+    joined: Sequence[GroupSpec] = [groups] if isinstance(groups, GroupSpec) else groups
     receiver = core.open_receiver(
         joined,
         parse_port(port, allow_zero=True),

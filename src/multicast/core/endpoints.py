@@ -13,8 +13,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Self
+from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
 from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
@@ -57,6 +56,7 @@ from multicast.core.watch import InterfaceWatcher
 __all__ = [
     "Closing",
     "Receiver",
+    "ReceiverOptions",
     "Sender",
     "configure_receiving",
     "open_receiver",
@@ -75,23 +75,13 @@ class Closing(ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -339,6 +329,17 @@ class Receiver(_Endpoint):
         return self.table.keep(ready)
 
 
+class ReceiverOptions(TypedDict, total=False):
+    """How a :class:`Receiver` is made, beyond its port and family: its keyword arguments."""
+
+    bind_address: str | IPAddress | None
+    reuse_port: bool
+    isolate: bool
+    receive_buffer: int | None
+    max_size: int
+    blocking: bool
+
+
 class Sender(_Endpoint):
     """A socket that sends multicast datagrams with a set TTL, interface and loopback.
 
@@ -399,13 +400,8 @@ def open_receiver(
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
     sources: Sequence[str | IPAddress | None] = (),
     every_interface: bool = False,
-    bind_address: str | IPAddress | None = None,
-    reuse_port: bool = False,
-    isolate: bool = True,
-    receive_buffer: int | None = None,
-    max_size: int = constants.MAX_DATAGRAM,
-    blocking: bool = True,
     watch_interfaces: bool = False,
+    **options: Unpack[ReceiverOptions],
 ) -> Receiver:
     """A :class:`Receiver` on ``port`` that joined every group on every interface given.
 
@@ -413,7 +409,8 @@ def open_receiver(
     multicast-capable interface with an address of the groups' family. With ``sources`` the
     joins are source-specific, one per (source, group). With ``watch_interfaces`` the
     receiver rejoins by itself after an interface it joined on is deleted and made again
-    (see :meth:`Receiver.watch_interfaces`).
+    (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
+    (:class:`ReceiverOptions`).
     """
     parsed = [parse_group(g) for g in groups]
     family = common_family(parsed)
@@ -426,16 +423,7 @@ def open_receiver(
         where = [interfaces]
     else:
         where = list(interfaces)
-    receiver = Receiver(
-        port,
-        family=family,
-        bind_address=bind_address,
-        reuse_port=reuse_port,
-        isolate=isolate,
-        receive_buffer=receive_buffer,
-        max_size=max_size,
-        blocking=blocking,
-    )
+    receiver = Receiver(port, family=family, **options)
     try:
         if watch_interfaces:  # before joining: no change may slip between the two
             receiver.watch_interfaces()

@@ -141,26 +141,29 @@ def enable_receive_metadata(sock: socket.socket) -> None:
     set_option(sock, socket.SOL_SOCKET, constants.SO_RXQ_OVFL, 1, "set SO_RXQ_OVFL")
 
 
+# (unicast, family) -> the option that sets the TTL or hop limit, and what it is called.
+_HOPS = {
+    (False, socket.AF_INET): (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, "TTL"),
+    (False, socket.AF_INET6): (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, "hop limit"),
+    (True, socket.AF_INET): (socket.IPPROTO_IP, socket.IP_TTL, "unicast TTL"),
+    (True, socket.AF_INET6): (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "unicast hop limit"),
+}
+
+
+def _set_hops(sock: socket.socket, ttl: int, *, unicast: bool) -> None:
+    ttl = parse_ttl(ttl, unicast=unicast)
+    level, option, name = _HOPS[unicast, sock.family]
+    set_option(sock, level, option, ttl, f"set {name} {ttl}")
+
+
 def set_ttl(sock: socket.socket, ttl: int) -> None:
     """TTL (IPv4) or hop limit (IPv6) of multicast datagrams sent: 0 keeps them on this host."""
-    ttl = parse_ttl(ttl)
-    if sock.family == socket.AF_INET:
-        set_option(sock, socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl, f"set TTL {ttl}")
-    else:
-        set_option(
-            sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl, f"set hop limit {ttl}"
-        )
+    _set_hops(sock, ttl, unicast=False)
 
 
 def set_unicast_ttl(sock: socket.socket, ttl: int) -> None:
     """TTL (IPv4) or hop limit (IPv6) of unicast datagrams sent, such as replies to a prober."""
-    ttl = parse_ttl(ttl, unicast=True)
-    if sock.family == socket.AF_INET:
-        set_option(sock, socket.IPPROTO_IP, socket.IP_TTL, ttl, f"set unicast TTL {ttl}")
-    else:
-        set_option(
-            sock, socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl, f"set unicast hop limit {ttl}"
-        )
+    _set_hops(sock, ttl, unicast=True)
 
 
 def set_loopback(sock: socket.socket, enabled: bool) -> None:
