@@ -214,7 +214,7 @@ class Receiver(_Endpoint):
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        return join_all(self.sock, self.table, [group], interface, [source])[0]
+        return join_all(self.sock, self.table, [parse_group(group)], interface, [source])[0]
 
     def leave(
         self,
@@ -222,7 +222,7 @@ class Receiver(_Endpoint):
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        membership = membership_for(self.sock.family, group, interface, source)
+        membership = membership_for(self.sock.family, parse_group(group), interface, source)
         index = membership.interface
         waiting = self.table.waiting_as(
             membership, name_by_index(self.sock, index) if index else None

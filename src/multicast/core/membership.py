@@ -240,22 +240,21 @@ class MembershipTable:
 
 def membership_for(
     family: socket.AddressFamily,
-    group: GroupSpec,
+    group: Group,
     interface: InterfaceSpec | None,
     source: str | IPAddress | None,
 ) -> Membership:
     """The membership a socket of ``family`` makes for these arguments (the interface of a
     ``%zone`` group when ``interface`` is None); checks that the families agree."""
-    parsed = parse_group(group)
-    if parsed.family != family:
-        raise GroupError(f"group {parsed} is not of this socket's address family")
-    index = interface_index(interface if interface is not None else parsed.interface)
+    if group.family != family:
+        raise GroupError(f"group {group} is not of this socket's address family")
+    index = interface_index(interface if interface is not None else group.interface)
     if source is None:
-        return Membership(parsed, index)
+        return Membership(group, index)
     source_address = parse_address(source, what="source")
     if family_of(source_address) != family:
-        raise GroupError(f"source {source_address} and group {parsed} are of different families")
-    return Membership(parsed, index, source_address)
+        raise GroupError(f"source {source_address} and group {group} are of different families")
+    return Membership(group, index, source_address)
 
 
 def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> None:
@@ -283,7 +282,7 @@ def join_group(
     source: str | IPAddress | None = None,
 ) -> Membership:
     """Join ``group`` on ``interface`` (any source, or only ``source`` for SSM)."""
-    membership = membership_for(sock.family, group, interface, source)
+    membership = membership_for(sock.family, parse_group(group), interface, source)
     apply_membership(sock, membership, join=True)
     return membership
 
@@ -295,7 +294,7 @@ def leave_group(
     source: str | IPAddress | None = None,
 ) -> Membership:
     """Leave a membership made by :func:`join_group` with the same arguments."""
-    membership = membership_for(sock.family, group, interface, source)
+    membership = membership_for(sock.family, parse_group(group), interface, source)
     apply_membership(sock, membership, join=False)
     return membership
 
@@ -303,17 +302,18 @@ def leave_group(
 def join_all(
     sock: socket.socket,
     table: MembershipTable,
-    groups: Iterable[GroupSpec],
+    groups: Iterable[Group],
     interface: InterfaceSpec | None = None,
     sources: Iterable[str | IPAddress | None] = (),
 ) -> list[Membership]:
-    """Join every group on ``interface``, from each of ``sources`` (none: any source), and
-    note each membership in ``table``; the memberships, in order."""
+    """Join every group (parsed already) on ``interface``, from each of ``sources`` (none:
+    any source), and note each membership in ``table``; the memberships, in order."""
     wanted = list(sources) or [None]
     joined = []
     for group in groups:
         for source in wanted:
-            membership = join_group(sock, group, interface, source)
+            membership = membership_for(sock.family, group, interface, source)
+            apply_membership(sock, membership, join=True)
             index = membership.interface
             table.add(membership, name_by_index(sock, index) if index else None)
             joined.append(membership)
