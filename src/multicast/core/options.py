@@ -100,8 +100,8 @@ def request_receive_buffer(sock: socket.socket, size: int) -> int:
     set_option(sock, socket.SOL_SOCKET, socket.SO_RCVBUF, size, f"set SO_RCVBUF to {size}")
     granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     if granted < 2 * size and constants.LINUX:
-        with contextlib.suppress(OSError):  # not privileged: keep what rmem_max allowed
-            sock.setsockopt(socket.SOL_SOCKET, constants.SO_RCVBUFFORCE, size)
+        with contextlib.suppress(SocketOptionError):  # not privileged: keep what rmem_max allowed
+            set_option(sock, socket.SOL_SOCKET, constants.SO_RCVBUFFORCE, size, "force SO_RCVBUF")
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     return granted
 
