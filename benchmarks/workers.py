@@ -168,7 +168,7 @@ def pong_ours(options: argparse.Namespace) -> None:
     from multicast.tools import Pong  # noqa: PLC0415 - a part of the package run.py may skip
 
     with Pong([options.group], options.port, interfaces=["lo"]) as pong:
-        _Serving(count=lambda: pong.replies).ready()
+        _Serving(count=lambda: pong.answerer.replies).ready()
         report = pong.serve()  # until SIGINT
     _say({"received": report.replies})
 

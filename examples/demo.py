@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from multicast.core import Receiver, Sender, open_receiver, resolve_interface
-from multicast.testbed import Host, Testbed
+from multicast.testing import Host, Testbed
 from multicast.tools import Pong, run_monitor, run_ping, run_stream
 from multicast.tools.monitor import IntervalReport
 from multicast.tools.ping import Reply

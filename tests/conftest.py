@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from multicast.testbed import Testbed, private_namespace_problem
+from multicast.testing import Testbed, private_namespace_problem
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,7 +6,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from multicast.core import Receiver, Sender, open_receiver, parse_group
-from multicast.testbed import Host
+from multicast.testing import Host
 
 PORT = 4446  # each test's hosts are namespaces of their own: one port serves every test
 

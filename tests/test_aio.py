@@ -14,7 +14,7 @@ from multicast.aio import AsyncReceiver, AsyncSender, Overflow, open_receiver, o
 from multicast.core import Datagram, Sender
 from multicast.core import open_receiver as open_core_receiver
 from multicast.exceptions import ClosedError, GroupError
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 FAMILIES = {
     "ipv4": (socket.AF_INET, "239.4.0.1", "232.4.0.1", "127.0.0.1"),

@@ -20,7 +20,7 @@ import pytest
 from host_helpers import receiver, send
 
 from multicast.core import Scope, parse_group
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 

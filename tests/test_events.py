@@ -31,7 +31,7 @@ from multicast.events import (
     sendto,
 )
 from multicast.exceptions import GroupError
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 GROUP = "239.3.0.1"
 OTHER_GROUP = "239.3.0.2"
@@ -403,7 +403,9 @@ def test_rate_paces_without_spinning() -> None:
     with Counting() as poller, Recorder(None, GROUP, 0, poller=poller) as listener:
         numbers = Numbers(5, GROUP, listener.port, rate=50.0, poller=poller)
         started = time.process_time()
-        finished = poller._run(lambda: len(listener.packets) == 5, deadline=time.monotonic() + 10)
+        finished = poller.run_until(
+            lambda: len(listener.packets) == 5, deadline=time.monotonic() + 10
+        )
         cpu = time.process_time() - started
     assert finished
     assert listener.payloads == [b"0", b"1", b"2", b"3", b"4"]

@@ -36,7 +36,7 @@ from multicast.core import (
     watch,
 )
 from multicast.core.watch import InterfaceWatcher, LinkChange, parse_messages
-from multicast.testbed import WAIT, Host, Testbed
+from multicast.testing import WAIT, Host, Testbed
 from multicast.tools import Monitor
 from multicast.tools.framing import encode_frame
 
@@ -192,22 +192,22 @@ def test_monitor_reports_the_gap_while_its_interface_was_gone(
     def pump() -> None:
         arrived = time.time_ns()
         for datagram in monitor.ready(POLL):
-            monitor.account(datagram, arrived)
+            monitor.tally.account(datagram, arrived)
 
     def probe() -> None:
         send(1)
         pump()
 
     send(100)
-    until(lambda: monitor.datagrams == 100, "the first frames did not arrive", pump)
+    until(lambda: monitor.tally.datagrams == 100, "the first frames did not arrive", pump)
     host.delete_interface("eth0")
     send(50)  # to nowhere: the gap
     until(lambda: bool(monitor.receiver.waiting), "the deletion went unnoticed", pump)
     host.create_interface("eth0")
-    until(lambda: monitor.datagrams > 100, "the monitor did not resume", probe)
+    until(lambda: monitor.tally.datagrams > 100, "the monitor did not resume", probe)
     send(100)
     last = next(sequence) - 1
-    until(lambda: monitor.flows[(7, case.group)].tracker.highest == last, "frames lost", pump)
+    until(lambda: monitor.tally.flows[(7, case.group)].tracker.highest == last, "frames lost", pump)
 
     report = monitor.report(1.0)
     (flow,) = report.senders

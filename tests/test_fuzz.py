@@ -131,7 +131,7 @@ class CountingHandler(HearUDPHandler):
 
 
 def pong_taken(pong: Pong) -> int:
-    return pong.probes + pong.ignored + sum(pong.rejected.values())
+    return pong.answerer.probes + pong.answerer.ignored + sum(pong.answerer.rejected.values())
 
 
 def caught_up(taken: int, sock: socket.socket, sent: int) -> bool:
@@ -159,14 +159,14 @@ def fuzz_servers(count: int, seed: int) -> None:
                 sent += send_many(out.sock, batch, GROUP, PORT)
                 deadline = time.monotonic() + WAIT
                 while not (
-                    caught_up(monitor.datagrams, monitor.receiver.sock, sent)
+                    caught_up(monitor.tally.datagrams, monitor.receiver.sock, sent)
                     and caught_up(pong_taken(pong), pong.receiver.sock, sent)
                     and caught_up(CountingHandler.handled, hear.socket, sent)
                 ):
                     assert time.monotonic() < deadline, f"a server fell behind (seed {seed})"
                     arrived = time.time_ns()
                     for datagram in monitor.ready(0.001):
-                        monitor.account(datagram, arrived)
+                        monitor.tally.account(datagram, arrived)
                     for datagram in pong.ready(0):
                         pong.answer(datagram)
             report = monitor.report(1.0)

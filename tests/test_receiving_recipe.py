@@ -15,7 +15,7 @@ from host_helpers import PORT, receiver, send
 
 from multicast.core import Sender, interfaces, send_reply
 from multicast.hear import HearUDPHandler, McastServer
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 GROUP = "ff0e::5:1"

@@ -347,7 +347,20 @@ def test_the_option_adders_give_defaults_and_their_own_errors() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["multicast", "cliargs", "env", "skt", "recv", "send", "hear", "exceptions", "cli", "__main__"],
+    [
+        "multicast",
+        "cliargs",
+        "defaults",
+        "env",
+        "skt",
+        "recv",
+        "send",
+        "hear",
+        "exceptions",
+        "exitcodes",
+        "cli",
+        "__main__",
+    ],
 )
 def test_the_docstring_examples_hold(name: str) -> None:
     module = importlib.import_module(name if name == "multicast" else f"multicast.{name}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from host_helpers import PORT, receiver, send
 
-from multicast.testbed import WAIT, Host, Testbed
+from multicast.testing import WAIT, Host, Testbed
 from multicast.tools import Monitor, run_stream
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work

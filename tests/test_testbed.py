@@ -21,7 +21,8 @@ from multicast.core import (
     resolve_interface,
     send_datagram,
 )
-from multicast.testbed import Host, Link, Testbed, TestbedError, private_namespace_problem
+from multicast.exceptions import MulticastError
+from multicast.testing import Host, Link, Testbed, TestbedError, private_namespace_problem
 
 FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
@@ -214,8 +215,9 @@ def test_commands_run_in_the_host(testbed: Testbed) -> None:
     a, b = testbed.add_hosts(2)
     testbed.connect(a, b)
     assert "198.18.1.1/24" in a.run(["ip", "-o", "addr", "show", "dev", "eth0"]).stdout
-    with pytest.raises(TestbedError, match="nosuch"):
+    with pytest.raises(TestbedError, match="nosuch") as failed:
         a.run(["ip", "link", "show", "nosuch"])
+    assert isinstance(failed.value, MulticastError)  # one hierarchy for the package's errors
     assert a.run(["ip", "link", "show", "nosuch"], check=False).returncode != 0
 
     listener = b.popen(["socat", "-u", "UDP4-RECVFROM:4447", "STDOUT"])

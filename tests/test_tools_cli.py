@@ -185,6 +185,7 @@ def test_doctor_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["stream", "10.1.2.3"], "not a multicast address"),
         (["stream", "239.1.1.1", "--rate", "fast"], "rate 'fast'"),
         (["stream", "239.1.1.1", "--size", "10"], "below the 32-byte minimum"),
+        (["stream", "239.1.1.1", "--size", "big"], "'big' is not a whole number"),
         (["stream", "239.1.1.1", "--size", "70000"], "over the 65507-byte limit"),
         (["stream", "239.1.1.1", "--burst", "0"], "--burst"),
         (["stream", "239.1.1.1", "--key-file", "/nonexistent/key"], "cannot read key file"),

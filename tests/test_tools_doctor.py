@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import time
 
 import pytest
 
-from multicast.core import Interface
-from multicast.testbed import Testbed
+from multicast.core import Interface, list_interfaces
+from multicast.testing import Testbed
 from multicast.tools.doctor import (
     Check,
     GroupMembership,
@@ -20,6 +22,7 @@ from multicast.tools.doctor import (
     parse_igmp,
     parse_igmp6,
     run_doctor,
+    self_test,
 )
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little", reason="sample from x86")
@@ -171,3 +174,28 @@ def test_doctor_finds_problems_on_a_host(testbed: Testbed) -> None:
     assert tested == {"eth0 224.0.0.1", "eth0 ff01::1"}
     # The memberships are the host's own (read through /proc/thread-self), not the caller's.
     assert {m.interface for m in report.memberships} == {"lo", "eth0", "eth1"}
+
+
+# Drops UDP to the all-hosts group as it arrives, the self-test's copy included.
+DROP_ALL_HOSTS = """\
+table inet selftest {
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tip daddr 224.0.0.1 meta l4proto udp drop
+\t}
+}
+"""
+
+
+def test_self_test_waits_its_timeout_for_a_datagram_dropped_on_arrival(testbed: Testbed) -> None:
+    h1, h2 = testbed.add_hosts(2)
+    testbed.connect(h1, h2)
+    (eth0,) = [i for i in h1.call(list_interfaces) if i.name == "eth0"]
+    assert h1.call(self_test, eth0, socket.AF_INET, 2.0).status is Status.OK
+    h1.run(["nft", "-f", "-"], input=DROP_ALL_HOSTS)
+    began = time.monotonic()
+    check = h1.call(self_test, eth0, socket.AF_INET, 0.3)
+    assert time.monotonic() - began >= 0.3
+    assert (check.status, check.subject) == (Status.FAIL, "eth0 224.0.0.1")
+    assert check.detail.startswith("a TTL-0 datagram did not come back within 0.3 s")
+    assert h1.call(self_test, eth0, socket.AF_INET6, 2.0).status is Status.OK

@@ -1,10 +1,9 @@
-"""The tools' frame format, HMAC authentication, replay window and key loading: pure code."""
+"""The tools' frame format, HMAC authentication and replay window: pure code."""
 
 from __future__ import annotations
 
 import doctest
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -25,7 +24,6 @@ from multicast.tools.framing import (
     ReplayWindow,
     encode_frame,
     encode_reply,
-    load_key,
     parse_frame,
     parse_header,
     parse_reply,
@@ -215,21 +213,3 @@ def test_reader_rejects_replays_only_with_a_key() -> None:
     plain = FrameReader()
     assert isinstance(plain.read(data), Frame)
     assert isinstance(plain.read(data), Frame)
-
-
-def test_load_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_key() is None
-    path = tmp_path / "key"
-    path.write_bytes(KEY + b"\n")
-    assert load_key(path) == KEY
-    monkeypatch.setenv("MULTICAST_TEST_KEY", KEY.decode())
-    assert load_key(env="MULTICAST_TEST_KEY") == KEY
-    with pytest.raises(AuthKeyError, match="not both"):
-        load_key(path, "MULTICAST_TEST_KEY")
-    with pytest.raises(AuthKeyError, match="cannot read key file"):
-        load_key(tmp_path / "missing")
-    with pytest.raises(AuthKeyError, match="'MULTICAST_NO_SUCH_KEY'"):
-        load_key(env="MULTICAST_NO_SUCH_KEY")
-    path.write_bytes(b"short\n")
-    with pytest.raises(AuthKeyError, match="holds 5 bytes; a key needs at least 16"):
-        load_key(path)

@@ -6,6 +6,7 @@ with what the link was set up to do; nothing is asserted about timing.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,8 +15,9 @@ from typing import ParamSpec, TypeVar
 import pytest
 
 from multicast.core import Datagram, Receiver, Sender, send_datagram, socket_drops
-from multicast.testbed import Host, Testbed
-from multicast.tools import Monitor, Pong, run_ping, run_stream
+from multicast.exceptions import AuthKeyError
+from multicast.testing import Host, Testbed
+from multicast.tools import Monitor, Pong, run_ping, run_pong, run_stream
 from multicast.tools.framing import (
     Flag,
     encode_frame,
@@ -191,6 +193,40 @@ def test_monitor_interval_reports(background: Callable[..., Future[object]]) -> 
     assert str(intervals[0]).startswith("[")
 
 
+class _CountedWaits(Monitor):
+    """A monitor that counts its waits for datagrams."""
+
+    waits = 0
+
+    def ready(self, timeout: float, limit: int | None = None) -> list[Datagram]:
+        self.waits += 1
+        return super().ready(timeout, limit)
+
+
+def test_monitor_without_live_lines_waits_instead_of_spinning() -> None:
+    """Without ``on_interval`` no interval is due: a quiet monitor waits for its deadline."""
+    with _CountedWaits(["239.6.1.9"], 6112) as monitor:
+        report = monitor.run(duration=0.6, interval=0.1)
+    assert report.datagrams == 0
+    assert monitor.waits <= 3, f"{monitor.waits} waits in 0.6 s"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_refused_monitor_or_pong_leaves_no_socket_open() -> None:
+    """A bad key or reply TTL is refused before joining, or the joined socket is closed."""
+    fds = open_fds()
+    with pytest.raises(AuthKeyError):
+        Monitor(["239.6.1.10"], 6113, key=b"short")
+    with pytest.raises(AuthKeyError):
+        Pong(["239.6.1.10"], 6113, key=b"short")
+    with pytest.raises(ValueError, match="unicast TTL 0"):
+        Pong(["239.6.1.10"], 6113, ttl=0)
+    assert open_fds() == fds
+
+
 def test_ping_two_pongs(
     background: Callable[..., Future[object]], family: socket.AddressFamily
 ) -> None:
@@ -247,12 +283,28 @@ def test_pong_replies_carry_the_ttl_asked_for() -> None:
     assert (reply.group, reply.ttl) == ("127.0.0.1", 9)
 
 
+def test_run_pong_is_ready_once_joined_and_replies_with_its_ttl() -> None:
+    group, port = "239.6.1.11", 6114
+    ready: list[Pong] = []
+    with Receiver(0) as prober:
+
+        def probe(pong: Pong) -> None:
+            ready.append(pong)
+            data = encode_frame(1, 0, bytes(32), flags=Flag.PROBE)
+            send_datagram(prober.sock, data, group, port)
+
+        report = run_pong([group], port, ttl=9, count=1, duration=2.0, on_ready=probe)
+        reply = prober.receive(timeout=2.0)
+    assert (len(ready), report.probes, report.replies) == (1, 1, 1)
+    assert reply.ttl == 9
+
+
 def test_pong_answers_a_truncated_or_foreign_datagram_with_nothing() -> None:
     with Pong(["239.6.1.7"], 6109) as pong:
         cut = Datagram(payload=b"MCTF", source=("127.0.0.1", 9), truncated=True, size=900)
         assert not pong.answer(cut)
         assert not pong.answer(Datagram(payload=b"x" * 50, source=("127.0.0.1", 9), size=50))
-        assert (pong.rejected["malformed"], pong.rejected["foreign"]) == (1, 1)
+        assert (pong.answerer.rejected["malformed"], pong.answerer.rejected["foreign"]) == (1, 1)
 
 
 # --- across hosts, through a link that loses, doubles and delays a known share --------------

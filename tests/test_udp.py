@@ -28,7 +28,7 @@ from multicast.exceptions import (
     MessageSizeError,
     PortError,
 )
-from multicast.testbed import Testbed
+from multicast.testing import Testbed
 from multicast.udp import Address, Peer, PeerDoer, Truncated, openPeer
 from multicast.wiring import openWL
 

@@ -4,10 +4,15 @@ The reference API of the PyPI ``multicast`` 2.x package lives here, without its 
 ``multicast.skt`` (:func:`genSocket`, :func:`endSocket`), ``multicast.recv`` (RECV),
 ``multicast.send`` (SAY), ``multicast.hear`` (HEAR), ``multicast.env`` (the ``MULTICAST_*``
 variables), ``multicast.exceptions`` (errors and exit codes), the tool base class
-:class:`mtool`, the defaults ``_MCAST_DEFAULT_*`` and, on first use,
-``multicast.__main__`` (``main``, ``cli``). The event layer of the older ``multicast``
-module (:mod:`multicast.events`) is here too, imported on first use. Everything is built on
-:mod:`multicast.core`.
+:class:`mtool`, the defaults ``_MCAST_DEFAULT_*`` and ``multicast.__main__`` (``main``,
+``cli``). The event layer of the older ``multicast`` module (:mod:`multicast.events`) is here
+too. Everything is built on :mod:`multicast.core`.
+
+This module is only a face: each of these names is imported on first use, so that
+``import multicast.core`` (or any other submodule) costs no more than that submodule. No
+submodule imports it. The defaults live in :mod:`multicast.defaults`; reading or assigning
+``multicast._MCAST_DEFAULT_*`` reads or assigns them there, so a program that changes one
+after import changes what RECV, SAY and HEAR use.
 
 Importing the package changes nothing outside it: no default socket timeout, no warnings
 printed, no socket opened. The ``MULTICAST_*`` variables are read silently (an invalid value
@@ -26,21 +31,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
-from multicast import env, exceptions, hear, recv, send, skt
-from multicast.cliargs import mtool
-from multicast.exceptions import (
-    EXCEPTION_EXIT_CODES,
-    EXIT_CODES,
-    CommandExecutionError,
-    ShutdownCommandReceived,
-    exit_on_exception,
-    get_exit_code_from_exception,
-)
-from multicast.skt import endSocket, genSocket
-
 if TYPE_CHECKING:
+    from multicast import env, exceptions, hear, recv, send, skt
+    from multicast.cliargs import mtool
+    from multicast.defaults import _MCAST_DEFAULT_BIND_IP as _MCAST_DEFAULT_BIND_IP
+    from multicast.defaults import _MCAST_DEFAULT_BUFFER_SIZE as _MCAST_DEFAULT_BUFFER_SIZE
+    from multicast.defaults import _MCAST_DEFAULT_GROUP as _MCAST_DEFAULT_GROUP
+    from multicast.defaults import _MCAST_DEFAULT_GROUPS as _MCAST_DEFAULT_GROUPS
+    from multicast.defaults import _MCAST_DEFAULT_PORT as _MCAST_DEFAULT_PORT
+    from multicast.defaults import _MCAST_DEFAULT_TTL as _MCAST_DEFAULT_TTL
     from multicast.events import (
         Multicaster,
         MulticastListener,
@@ -53,61 +56,94 @@ if TYPE_CHECKING:
         sendto,
         unregister,
     )
+    from multicast.exceptions import CommandExecutionError, ShutdownCommandReceived
+    from multicast.exitcodes import (
+        EXCEPTION_EXIT_CODES,
+        EXIT_CODES,
+        exit_on_exception,
+        get_exit_code_from_exception,
+    )
+    from multicast.skt import endSocket, genSocket
 
-# The event layer of the older ``multicast`` module (document 003), imported on first use.
-_EVENT_LAYER = frozenset(
-    {
-        "Multicaster",
-        "MulticastListener",
-        "Poller",
-        "_defaultPoller",
-        "listen",
-        "loop",
-        "poll",
-        "register",
-        "sendto",
-        "unregister",
-    }
-)
+_FACES = frozenset({"env", "exceptions", "hear", "recv", "send", "skt", "__main__"})
+"""The submodules the reference has as attributes of the package."""
+
+_HOMES: dict[str, str] = {
+    "mtool": "multicast.cliargs",
+    **dict.fromkeys(("genSocket", "endSocket"), "multicast.skt"),
+    **dict.fromkeys(("CommandExecutionError", "ShutdownCommandReceived"), "multicast.exceptions"),
+    **dict.fromkeys(
+        ("EXCEPTION_EXIT_CODES", "EXIT_CODES", "exit_on_exception", "get_exit_code_from_exception"),
+        "multicast.exitcodes",
+    ),
+    # the event layer of the older ``multicast`` module (document 003)
+    **dict.fromkeys(
+        (
+            "Multicaster",
+            "MulticastListener",
+            "Poller",
+            "_defaultPoller",
+            "listen",
+            "loop",
+            "poll",
+            "register",
+            "sendto",
+            "unregister",
+        ),
+        "multicast.events",
+    ),
+}
+"""Name -> the module that holds it."""
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-# The defaults. The submodules read them from here when called (never at import), so a
-# program may change them after importing the package.
-_config = env.load_config(warn=False)
-_MCAST_DEFAULT_PORT: int = _config["port"]
-_MCAST_DEFAULT_GROUP: str = _config["group"]
-_MCAST_DEFAULT_TTL: int = _config["ttl"]
-_MCAST_DEFAULT_BUFFER_SIZE: int = _config["buffer_size"]
-_MCAST_DEFAULT_BIND_IP: str | None = _config["bind_addr"]  # None: chosen from the groups
-_MCAST_DEFAULT_GROUPS: list[str] = _config["groups"]  # what RECV and HEAR join by default
-del _config
-
 
 def __getattr__(name: str) -> Any:
-    """Look up on first use what costs time or must come late: the event layer too.
+    """Import a name of the face on first use (its module is then cached by ``sys.modules``).
 
-    ``__main__`` is imported then, so that ``python -m multicast`` finds it unimported (runpy
-    warns about a module imported twice); ``__version__`` and ``__prologue__`` read the
-    installed metadata then (importing :mod:`importlib.metadata` is a quarter of the
-    package's import time).
+    ``__main__`` comes late on purpose too: ``python -m multicast`` must find it unimported
+    (runpy warns about a module imported twice). ``__version__`` and ``__prologue__`` read the
+    installed metadata then.
     """
-    if name == "__main__":
-        return importlib.import_module("multicast.__main__")
-    if name in _EVENT_LAYER:
-        return getattr(importlib.import_module("multicast.events"), name)
+    if name in _FACES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
     if name in ("__version__", "__prologue__"):
-        metadata = importlib.import_module("importlib.metadata")
-        try:
-            version = metadata.version(__name__)
-        except metadata.PackageNotFoundError:  # a source tree that is not installed
-            version = "0+unknown"
+        version = importlib.import_module("multicast.defaults").package_version()
         globals().update(
             __version__=version, __prologue__=f"Python Multicast library version {version}."
         )
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+def _forwarded(name: str) -> property:
+    """``name`` of :mod:`multicast.defaults`, read and assigned there."""
+
+    def read(face: types.ModuleType) -> Any:
+        return getattr(importlib.import_module("multicast.defaults"), name)
+
+    def assign(face: types.ModuleType, value: Any) -> None:
+        setattr(importlib.import_module("multicast.defaults"), name, value)
+
+    return property(read, assign, doc=f"multicast.defaults.{name}")
+
+
+class _Face(types.ModuleType):
+    """The package's module type: its ``_MCAST_DEFAULT_*`` are those of
+    :mod:`multicast.defaults`, where every face reads them, so assigning one here (as the
+    reference API allows) changes what RECV, SAY and HEAR use."""
+
+    _MCAST_DEFAULT_BIND_IP = _forwarded("_MCAST_DEFAULT_BIND_IP")
+    _MCAST_DEFAULT_BUFFER_SIZE = _forwarded("_MCAST_DEFAULT_BUFFER_SIZE")
+    _MCAST_DEFAULT_GROUP = _forwarded("_MCAST_DEFAULT_GROUP")
+    _MCAST_DEFAULT_GROUPS = _forwarded("_MCAST_DEFAULT_GROUPS")
+    _MCAST_DEFAULT_PORT = _forwarded("_MCAST_DEFAULT_PORT")
+    _MCAST_DEFAULT_TTL = _forwarded("_MCAST_DEFAULT_TTL")
+
+
+sys.modules[__name__].__class__ = _Face
 
 __all__ = [
     "EXCEPTION_EXIT_CODES",

@@ -27,7 +27,7 @@ import enum
 import errno
 import math
 from collections.abc import Sequence
-from typing import Self
+from typing import Self, Unpack
 
 from multicast import core
 from multicast.core import (
@@ -40,6 +40,7 @@ from multicast.core import (
     Payload,
     Receiver,
     Sender,
+    SenderOptions,
     parse_group,
     parse_port,
 )
@@ -301,31 +302,16 @@ class AsyncSender(Closing):
         self.sender.close()
 
 
-def open_sender(
-    group: GroupSpec,
-    port: int | str,
-    *,
-    ttl: int = 1,
-    interface: InterfaceSpec | None = None,
-    loopback: bool = True,
-    source: str | IPAddress | None = None,
-    source_port: int = 0,
-) -> AsyncSender:
+def open_sender(group: GroupSpec, port: int | str, **options: Unpack[SenderOptions]) -> AsyncSender:
     """An :class:`AsyncSender` to ``group`` and ``port`` (IPv4 or IPv6, from the group).
 
-    ``ttl`` (hop limit) 0 keeps datagrams on this host; ``interface`` picks the outgoing
-    interface; ``loopback`` whether this host's receivers get them; ``source`` and
-    ``source_port`` bind the sending address (what source-specific receivers select on).
+    The ``options`` are those of :class:`~multicast.core.Sender`: ``ttl`` (hop limit) 0 keeps
+    datagrams on this host; ``interface`` picks the outgoing interface; ``loopback`` whether
+    this host's receivers get them; ``source`` and ``source_port`` bind the sending address
+    (what source-specific receivers select on).
     """
     parsed = parse_group(group)
-    sender = Sender(
-        parsed.family,
-        ttl=ttl,
-        interface=interface,
-        loopback=loopback,
-        source=source,
-        source_port=source_port,
-    )
+    sender = Sender(parsed.family, **options)
     try:
         return AsyncSender(sender, parsed, port)
     except BaseException:

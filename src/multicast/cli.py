@@ -27,17 +27,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
-import multicast
+from multicast import defaults
 from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
 from multicast.env import load_config
-from multicast.exceptions import (
-    MulticastError,
-    Terminated,
-    UsageError,
-    exit_on_exception,
-    get_exit_code_from_exception,
-    system_exit_code,
-)
+from multicast.exceptions import MulticastError, Terminated, UsageError
+from multicast.exitcodes import exit_on_exception, get_exit_code_from_exception, system_exit_code
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
@@ -182,7 +176,7 @@ class McastDispatch(mtool):
         options = vars(arguments)
         del options["cmd_tool"]
         groups = chosen_groups(
-            arguments, default=None if command == "SAY" else multicast._MCAST_DEFAULT_GROUPS
+            arguments, default=None if command == "SAY" else defaults._MCAST_DEFAULT_GROUPS
         )
         check_sources(groups, options.get("sources") or [])
         options["groups"] = groups

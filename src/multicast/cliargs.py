@@ -7,12 +7,13 @@ This is a stable API for subcommands contributed through :data:`multicast.tools.
   :func:`interface_type`, :func:`ttl_type`, :func:`source_type`, :func:`count_type`,
   :func:`timeout_type`. Each calls the core parser and turns its error into one
   ``argparse.ArgumentTypeError`` line that names the value; none looks anything up in DNS.
+  :func:`argument_type` makes such a converter of any parser that raises ``ValueError``.
 * **Option adders**, one option each with fixed name, ``dest`` and converter (``help_text=``
   replaces the help): :func:`add_group` (``--group``), :func:`add_groups` (``--groups``),
   :func:`add_port`, :func:`add_iface`, :func:`add_ttl`, :func:`add_source` (``--source``,
   repeatable, ``dest`` ``sources``), :func:`add_count`, :func:`add_timeout`; and
-  :func:`add_join_options` for a receiver's five. Defaults come from the package's
-  ``_MCAST_DEFAULT_*`` values (the ``MULTICAST_*`` environment) when the parser is built.
+  :func:`add_join_options` for a receiver's five. Defaults come from :mod:`multicast.defaults`
+  (the ``MULTICAST_*`` environment) when the parser is built.
 * :func:`chosen_groups` and :func:`check_sources` turn ``--group``/``--groups``/``--source``
   into the groups to use, raising :class:`~multicast.exceptions.UsageError` on conflicts.
 * :class:`Parser`, whose errors raise :class:`~multicast.exceptions.UsageError` (one line,
@@ -40,19 +41,19 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
 
-import multicast
+from multicast import defaults
 from multicast.core import (
     Group,
     Interface,
     IPAddress,
     common_family,
-    family_of,
     parse_address,
     parse_group,
     parse_port,
     parse_ttl,
     resolve_interface,
 )
+from multicast.env import whole_number
 from multicast.exceptions import GroupError, OptionError, UsageError
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "add_source",
     "add_timeout",
     "add_ttl",
+    "argument_type",
     "check_sources",
     "chosen_groups",
     "count_type",
@@ -140,8 +142,9 @@ class Tool(Protocol):
 # --- converters ------------------------------------------------------------------------------
 
 
-def _argument(parse: Callable[[str], _T]) -> Callable[[str], _T]:
-    """Make a core parser an argparse converter: its ``ValueError`` becomes one usage line."""
+def argument_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """Make a parser an argparse converter (``type=``): its ``ValueError`` (every
+    :class:`~multicast.exceptions.OptionError` is one) becomes one usage line."""
 
     @functools.wraps(parse)
     def convert(text: str) -> _T:
@@ -153,38 +156,31 @@ def _argument(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     return convert
 
 
-def _whole_number(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise OptionError(f"{what} {text!r} is not a whole number") from None
-
-
-@_argument
+@argument_type
 def group_type(text: str) -> Group:
     """A multicast group: an IPv4 or IPv6 literal, IPv6 optionally with ``%interface``."""
     return parse_group(text)
 
 
-@_argument
+@argument_type
 def port_type(text: str) -> int:
     """A UDP port from 1 to 65535."""
     return parse_port(text)
 
 
-@_argument
+@argument_type
 def interface_type(text: str) -> Interface:
     """An interface of this host by name (``eth0``), index or one of its addresses."""
     return resolve_interface(text)
 
 
-@_argument
+@argument_type
 def ttl_type(text: str) -> int:
     """A TTL (IPv6: hop limit) from 0 to 255; 0 keeps datagrams on this host."""
     return parse_ttl(text)
 
 
-@_argument
+@argument_type
 def source_type(text: str) -> IPAddress:
     """A unicast source address for a source-specific join."""
     address = parse_address(text, what="source")
@@ -193,16 +189,16 @@ def source_type(text: str) -> IPAddress:
     return address
 
 
-@_argument
+@argument_type
 def count_type(text: str) -> int:
     """A number of datagrams: 0 or more (0: no limit)."""
-    count = _whole_number(text, "count")
+    count = whole_number(text, "count")
     if count < 0:
         raise OptionError(f"count {count} is negative")
     return count
 
 
-@_argument
+@argument_type
 def timeout_type(text: str) -> float:
     """Seconds: 0 or more (0: no limit)."""
     try:
@@ -226,7 +222,7 @@ def add_group(parser: argparse.ArgumentParser, *, help_text: str | None = None) 
         default=None,
         metavar="GROUP",
         help=help_text
-        or f"multicast group, IPv4 or IPv6 (default {multicast._MCAST_DEFAULT_GROUP} "
+        or f"multicast group, IPv4 or IPv6 (default {defaults._MCAST_DEFAULT_GROUP} "
         "unless --groups is given)",
     )
 
@@ -250,7 +246,7 @@ def add_port(
     parser.add_argument(
         "--port",
         type=port_type,
-        default=multicast._MCAST_DEFAULT_PORT if default is None else default,
+        default=defaults._MCAST_DEFAULT_PORT if default is None else default,
         metavar="PORT",
         help=help_text or "UDP port, 1-65535 (default %(default)s)",
     )
@@ -274,7 +270,7 @@ def add_ttl(
     parser.add_argument(
         "--ttl",
         type=ttl_type,
-        default=multicast._MCAST_DEFAULT_TTL if default is None else default,
+        default=defaults._MCAST_DEFAULT_TTL if default is None else default,
         metavar="TTL",
         help=help_text or "TTL (IPv6 hop limit) of datagrams sent, 0-255 (default %(default)s)",
     )
@@ -342,7 +338,7 @@ def chosen_groups(
     given: list[Group] = [args.group] if getattr(args, "group", None) is not None else []
     given += getattr(args, "groups", None) or []
     if not given:
-        given = [parse_group(g) for g in default or [multicast._MCAST_DEFAULT_GROUP]]
+        given = [parse_group(g) for g in default or [defaults._MCAST_DEFAULT_GROUP]]
     groups = list(dict.fromkeys(given))
     try:
         common_family(groups)
@@ -354,7 +350,7 @@ def chosen_groups(
 def check_sources(groups: Sequence[Group], sources: Sequence[IPAddress]) -> None:
     """Raise :class:`UsageError` if a ``--source`` is not of the groups' family."""
     for source in sources:
-        if groups and family_of(source) != groups[0].family:
+        if groups and source.version != groups[0].address.version:
             kinds = ("IPv4", "IPv6") if isinstance(source, IPv4Address) else ("IPv6", "IPv4")
             raise UsageError(f"--source {source} is {kinds[0]} but the groups are {kinds[1]}")
 
@@ -446,7 +442,7 @@ class _ShowVersion(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        print(f"{parser.prog} {multicast.__version__}")
+        print(f"{parser.prog} {defaults.package_version()}")
         parser.exit()
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "validate_multicast_address",
     "validate_port",
     "validate_ttl",
+    "whole_number",
 ]
 
 DEFAULT_PORT: Final = 59259
@@ -73,22 +74,27 @@ class Config(TypedDict):
     buffer_size: int
 
 
-def _whole_number(value: object) -> int:
-    """``int(value)``; the ``ValueError`` names the value."""
+def whole_number(value: object, what: str | None = None) -> int:
+    """``value`` (a number, or its text with spaces around) as an ``int``; the
+    :class:`~multicast.exceptions.OptionError` (a ``ValueError``) names ``what`` and the value.
+
+    The one whole-number reading of the variables here and of the command-line options.
+    """
     try:
         return int(str(value).strip())
     except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
+        named = f"{what} {value!r}" if what else repr(value)
+        raise OptionError(f"{named} is not a whole number") from None
 
 
 def validate_buffer_size(size: object) -> bool:
     """Whether ``size`` is a datagram size from 1 to 65507; ``ValueError`` if not a number."""
-    return 0 < _whole_number(size) <= _MAX_BUFFER_SIZE
+    return 0 < whole_number(size) <= _MAX_BUFFER_SIZE
 
 
 def validate_port(port: object) -> bool:
     """Whether ``port`` is in the dynamic range 49152-65535; ``ValueError`` if not a number."""
-    return 49152 <= _whole_number(port) <= 65535
+    return 49152 <= whole_number(port) <= 65535
 
 
 _REFERENCE_TTLS: Final = range(1, 127)  # MULTICAST_TTL as the reference documents it
@@ -102,7 +108,7 @@ def validate_ttl(ttl: object) -> bool:
     as 1-126 (the reference also used that value as a socket timeout in seconds, where 0
     would mean none), and callers of the reference API rely on it.
     """
-    number = _whole_number(ttl)
+    number = whole_number(ttl)
     try:
         parse_ttl(number)
     except OptionError:
@@ -123,7 +129,7 @@ def _checked(check: Callable[[object], bool], rule: str) -> Callable[[str], int]
     def parse(text: str) -> int:
         if not check(text):
             raise ValueError(f"{text!r} is not {rule}")
-        return _whole_number(text)
+        return whole_number(text)
 
     return parse
 

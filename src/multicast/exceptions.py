@@ -4,26 +4,32 @@
 exception a caller would expect (``ValueError`` for bad input, ``OSError`` for what the
 kernel refuses), and every message names the group, interface or option at fault.
 
-The second half is the exit-code vocabulary of the command line (the reference package's
-names): :data:`EXIT_CODES`, :func:`get_exit_code_from_exception` and the decorator
-:func:`exit_on_exception`. An exception that carries an ``exit_code`` attribute gets that code;
-any other gets the code of the nearest class in its MRO that the table names.
+This module is the hierarchy only. The exit-code vocabulary of the command line lives in
+:mod:`multicast.exitcodes`; its names (:data:`EXIT_CODES`, :func:`exit_on_exception`, ...)
+are also reachable here, where the reference package has them, and are loaded on first use.
 
->>> get_exit_code_from_exception(ConnectionRefusedError())  # a ConnectionError: 69, not 2
-69
->>> get_exit_code_from_exception(CommandExecutionError("no route", 77))
-77
->>> get_exit_code_from_exception(ShutdownCommandReceived())
-143
+>>> CommandExecutionError("no route", 77).exit_code, ShutdownCommandReceived().exit_code
+(77, 143)
+>>> import multicast.exceptions
+>>> multicast.exceptions.EXIT_CODES[64]  # from multicast.exitcodes
+(<class 'argparse.ArgumentError'>, 'Usage Error')
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
-import logging
-from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar, cast
+import importlib
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from multicast.exitcodes import (
+        EXCEPTION_EXIT_CODES,
+        EXIT_CODE_RANGE_ERROR,
+        EXIT_CODES,
+        exit_on_exception,
+        get_exit_code_from_exception,
+        system_exit_code,
+        validate_exit_code,
+    )
 
 __all__ = [
     "EXCEPTION_EXIT_CODES",
@@ -134,6 +140,8 @@ class CommandExecutionError(MulticastError, RuntimeError):
         code = rest.pop() if rest and type(rest[-1]) is int else kwargs.pop("exit_code", 1)
         if kwargs:
             raise TypeError(f"CommandExecutionError got unexpected keywords: {', '.join(kwargs)}")
+        from multicast.exitcodes import validate_exit_code  # noqa: PLC0415 (needs argparse)
+
         validate_exit_code(code)
         super().__init__(*rest)
         self.message = str(rest[0]) if rest and rest[0] else "An error occurred"
@@ -194,93 +202,9 @@ class Terminated(KeyboardInterrupt):
     exit_code = 143
 
 
-EXIT_CODE_RANGE_ERROR: Final = "Exit code must be an integer between 0 and 255"
-
-EXIT_CODES: Final[dict[int, tuple[type[BaseException] | None, str]]] = {
-    0: (None, "Success"),
-    1: (RuntimeError, "General Error"),
-    2: (OSError, "Misuse of Shell Builtins"),
-    64: (argparse.ArgumentError, "Usage Error"),
-    65: (ValueError, "Data Error"),
-    66: (FileNotFoundError, "No Input"),
-    69: (ConnectionError, "Unavailable Service"),
-    70: (Exception, "Internal Software Error"),
-    77: (PermissionError, "Permission Denied"),
-    125: (BaseException, "Critical Failure"),
-    126: (AssertionError, "Command Invoked Cannot Execute"),
-    127: (ModuleNotFoundError, "Command Not Found"),
-    129: (None, "Hangup (SIGHUP)"),
-    130: (KeyboardInterrupt, "Interrupt (SIGINT)"),
-    134: (None, "Abort (SIGABRT)"),
-    137: (None, "Killed (SIGKILL)"),
-    141: (BrokenPipeError, "Broken Pipe (SIGPIPE)"),
-    143: (SystemExit, "Terminated (SIGTERM)"),
-    255: (None, "Exit Status Out of Range"),
-}
-"""Exit code -> (the exception class it stands for, or None; its description)."""
-
-EXCEPTION_EXIT_CODES: Final[dict[type[BaseException], int]] = {
-    kind: code for code, (kind, _) in EXIT_CODES.items() if kind is not None
-}
-"""Exception class -> exit code: the reverse of :data:`EXIT_CODES`."""
-
-_logger = logging.getLogger(__name__)
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def validate_exit_code(code: object) -> None:
-    """Raise ``ValueError`` unless ``code`` is an ``int`` from 0 to 255."""
-    if not isinstance(code, int) or not 0 <= code <= 255:
-        raise ValueError(f"{EXIT_CODE_RANGE_ERROR}, not {code!r}")
-
-
-def get_exit_code_from_exception(exc: object) -> int:
-    """The exit code for ``exc``: its own valid ``exit_code``, else the nearest class in its MRO
-    that :data:`EXIT_CODES` names (70 for anything that is not an exception)."""
-    if not isinstance(exc, BaseException):
-        return 70
-    own = getattr(exc, "exit_code", None)
-    if type(own) is int and 0 <= own <= 255:
-        return own
-    for kind in type(exc).__mro__:
-        if kind in EXCEPTION_EXIT_CODES:
-            return EXCEPTION_EXIT_CODES[kind]
-    return 70
-
-
-def system_exit_code(error: SystemExit) -> int:
-    """Python's meaning of ``SystemExit(code)``: None is 0, a non-int is 1, 255 if out of range."""
-    if error.code is None:
-        return 0
-    if not isinstance(error.code, int):
-        return 1
-    return error.code if 0 <= error.code <= 255 else 255
-
-
-def exit_on_exception(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Decorate ``func`` so that whatever escapes it becomes ``SystemExit`` with the right code.
-
-    ``SystemExit`` keeps its code (normalised as Python does); any other exception becomes
-    ``SystemExit(get_exit_code_from_exception(exc))``. Both are logged on this module's logger.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return func(*args, **kwargs)
-        except SystemExit as error:
-            code = system_exit_code(error)
-            _logger.debug("%s exited with %d (%s)", func.__name__, code, _describe(code))
-            raise SystemExit(code) from error
-        except BaseException as error:
-            code = get_exit_code_from_exception(error)
-            _logger.error("%s: %s: %s", func.__name__, _describe(code), error)
-            raise SystemExit(code) from error
-
-    return wrapper
-
-
-def _describe(code: int) -> str:
-    described = EXIT_CODES.get(code)
-    return described[1] if described else f"exit status {code}"
+def __getattr__(name: str) -> Any:
+    """The exit-code names of the reference's ``multicast.exceptions``, from
+    :mod:`multicast.exitcodes` (imported on first use: it needs ``argparse``)."""
+    if name in __all__:  # the names of __all__ not defined here
+        return getattr(importlib.import_module("multicast.exitcodes"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

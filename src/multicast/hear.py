@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
-import multicast
+from multicast import defaults
 from multicast.cliargs import add_join_options, mtool
 from multicast.core import (
     Datagram,
@@ -115,7 +115,7 @@ class McastServer(socketserver.UDPServer):
     ) -> None:
         host, port = server_address[0], server_address[1]
         if not host:
-            host, port = multicast._MCAST_DEFAULT_GROUP, port or multicast._MCAST_DEFAULT_PORT
+            host, port = defaults._MCAST_DEFAULT_GROUP, port or defaults._MCAST_DEFAULT_PORT
         address = parse_address(host, what="server address")
         self.address_family = family_of(address)
         self.groups: list[Group] = (
@@ -301,7 +301,7 @@ class McastHEAR(mtool):
         (print each datagram heard).
         """
         groups = requested_groups(kwargs.get("groups"), kwargs.get("group"))
-        port = kwargs.get("port", multicast._MCAST_DEFAULT_PORT)
+        port = kwargs.get("port", defaults._MCAST_DEFAULT_PORT)
         with McastServer(
             (bind_host(groups), port),
             HearUDPHandler,

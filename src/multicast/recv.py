@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-import multicast
+from multicast import defaults
 from multicast.cliargs import add_count, add_join_options, add_timeout, mtool
 from multicast.core import (
     Group,
@@ -86,7 +86,7 @@ def requested_groups(groups: Iterable[GroupSpec] | None, group: GroupSpec | None
     """
     chosen = [parse_group(g) for g in groups or ()]
     if not chosen:
-        chosen = [parse_group(group if group is not None else multicast._MCAST_DEFAULT_GROUP)]
+        chosen = [parse_group(group if group is not None else defaults._MCAST_DEFAULT_GROUP)]
     common_family(chosen)
     return chosen
 
@@ -100,8 +100,8 @@ def bind_host(groups: Sequence[Group], bind_group: GroupSpec | None = None) -> s
     """
     if bind_group is not None:
         return str(parse_address(str(bind_group), what="bind address"))
-    if multicast._MCAST_DEFAULT_BIND_IP is not None:
-        return multicast._MCAST_DEFAULT_BIND_IP
+    if defaults._MCAST_DEFAULT_BIND_IP is not None:
+        return defaults._MCAST_DEFAULT_BIND_IP
     family = common_family(groups) if groups else socket.AF_INET
     if len(groups) == 1 and family == socket.AF_INET:
         return str(groups[0].address)
@@ -235,7 +235,7 @@ class McastRECV(mtool):
         texts: list[str] = []
         sock = _joined(
             requested_groups(kwargs.get("groups"), kwargs.get("group")),
-            kwargs.get("port", multicast._MCAST_DEFAULT_PORT),
+            kwargs.get("port", defaults._MCAST_DEFAULT_PORT),
             kwargs.get("iface"),
             sources=kwargs.get("sources") or (),
         )

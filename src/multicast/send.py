@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-import multicast
+from multicast import defaults
 from multicast.cliargs import add_group, add_groups, add_iface, add_port, add_ttl, mtool
 from multicast.core import Group, Sender, check_payload_size, parse_port
 from multicast.recv import requested_groups
@@ -99,16 +99,16 @@ class McastSAY(mtool):
         Errors (bad group, message too large, kernel refusal) are raised.
         """
         groups = requested_groups(kwargs.get("groups"), kwargs.get("group"))
-        port = parse_port(kwargs.get("port", multicast._MCAST_DEFAULT_PORT))
+        port = parse_port(kwargs.get("port", defaults._MCAST_DEFAULT_PORT))
         data = kwargs.get("data")
         ttl = kwargs.get("ttl")
         with Sender(
             groups[0].family,
-            ttl=multicast._MCAST_DEFAULT_TTL if ttl is None else ttl,
+            ttl=defaults._MCAST_DEFAULT_TTL if ttl is None else ttl,
             interface=kwargs.get("iface"),
         ) as sender:
             if data == ["-"]:
-                for piece in chunks(sys.stdin.buffer, multicast._MCAST_DEFAULT_BUFFER_SIZE):
+                for piece in chunks(sys.stdin.buffer, defaults._MCAST_DEFAULT_BUFFER_SIZE):
                     for group in groups:
                         sender.send(piece, group, port)
             else:

@@ -20,7 +20,7 @@ import contextlib
 import socket
 from typing import Final
 
-import multicast
+from multicast import defaults
 from multicast.core import new_socket, set_reuse, set_ttl
 
 __module__ = "multicast.skt"  # the value the reference documents for this module
@@ -40,7 +40,7 @@ def genSocket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
     sock = new_socket(family)
     try:
         set_reuse(sock)
-        set_ttl(sock, multicast._MCAST_DEFAULT_TTL)
+        set_ttl(sock, defaults._MCAST_DEFAULT_TTL)
         sock.settimeout(DEFAULT_TIMEOUT)
     except BaseException:
         sock.close()

@@ -37,7 +37,9 @@ from multicast.core.datagram import (
 from multicast.core.endpoints import (
     Closing,
     Receiver,
+    ReceiverOptions,
     Sender,
+    SenderOptions,
     configure_receiving,
     open_receiver,
 )
@@ -56,6 +58,7 @@ from multicast.core.io import (
     send_datagram,
     send_many,
     send_reply,
+    send_to,
     socket_drops,
 )
 from multicast.core.membership import (
@@ -98,8 +101,10 @@ __all__ = [
     "MembershipTable",
     "Payload",
     "Receiver",
+    "ReceiverOptions",
     "Scope",
     "Sender",
+    "SenderOptions",
     "arrived_as_joined",
     "bind_socket",
     "check_payload_size",
@@ -131,6 +136,7 @@ __all__ = [
     "send_datagram",
     "send_many",
     "send_reply",
+    "send_to",
     "set_broadcast",
     "set_isolation",
     "set_loopback",

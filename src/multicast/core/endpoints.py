@@ -58,6 +58,7 @@ __all__ = [
     "Receiver",
     "ReceiverOptions",
     "Sender",
+    "SenderOptions",
     "configure_receiving",
     "open_receiver",
 ]
@@ -338,6 +339,16 @@ class ReceiverOptions(TypedDict, total=False):
     receive_buffer: int | None
     max_size: int
     blocking: bool
+
+
+class SenderOptions(TypedDict, total=False):
+    """How a :class:`Sender` is made, beyond its family: its keyword arguments."""
+
+    ttl: int
+    interface: InterfaceSpec | None
+    loopback: bool
+    source: str | IPAddress | None
+    source_port: int
 
 
 class Sender(_Endpoint):

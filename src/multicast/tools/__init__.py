@@ -6,6 +6,10 @@ used, so ``multicast SAY`` starts without them. Each tool is also a library func
 returns a report (:func:`run_stream`, :func:`run_monitor`, :func:`run_ping`,
 :func:`run_pong`, :func:`run_doctor`). They speak the frame format of
 :mod:`multicast.tools.framing`.
+
+What the tools count and decide is kept in plain objects, without sockets or clocks, which
+their receiving loops feed: :class:`Tally` (monitor), :class:`Answerer` (pong) and
+:class:`Prober` (ping).
 """
 
 from __future__ import annotations
@@ -20,19 +24,23 @@ from multicast.cliargs import Tool
 if TYPE_CHECKING:
     from multicast.tools.doctor import DoctorReport, run_doctor
     from multicast.tools.monitor import Monitor, MonitorReport, run_monitor
-    from multicast.tools.ping import PingReport, run_ping
-    from multicast.tools.pong import Pong, PongReport, run_pong
+    from multicast.tools.ping import PingReport, Prober, run_ping
+    from multicast.tools.pong import Answerer, Pong, PongReport, run_pong
     from multicast.tools.stream import StreamReport, run_stream
+    from multicast.tools.tally import Tally
 
 __all__ = [
     "TOOLS",
+    "Answerer",
     "DoctorReport",
     "Monitor",
     "MonitorReport",
     "PingReport",
     "Pong",
     "PongReport",
+    "Prober",
     "StreamReport",
+    "Tally",
     "run_doctor",
     "run_monitor",
     "run_ping",
@@ -89,12 +97,15 @@ _HOMES = {
     "MonitorReport": "monitor",
     "run_monitor": "monitor",
     "PingReport": "ping",
+    "Prober": "ping",
     "run_ping": "ping",
+    "Answerer": "pong",
     "Pong": "pong",
     "PongReport": "pong",
     "run_pong": "pong",
     "StreamReport": "stream",
     "run_stream": "stream",
+    "Tally": "tally",
 }
 
 

@@ -32,12 +32,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from multicast.exceptions import AuthKeyError, MessageSizeError
 
@@ -59,7 +57,6 @@ __all__ = [
     "encode_frame",
     "encode_reply",
     "frame_size",
-    "load_key",
     "parse_frame",
     "parse_header",
     "parse_reply",
@@ -364,31 +361,3 @@ class FrameReader:
                 Reason.REPLAYED, f"sequence {result.sequence} of sender {result.sender:016x}"
             )
         return result
-
-
-def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None) -> bytes | None:
-    """The shared key from a file or an environment variable (None when neither is given).
-
-    A file's bytes are taken as they are, less one trailing newline; a variable's text is
-    encoded as UTF-8. Either way the key must have at least 16 bytes.
-    """
-    if file is not None and env is not None:
-        raise AuthKeyError("give the key either as a file or as an environment variable, not both")
-    if file is not None:
-        try:
-            key = Path(file).read_bytes()
-        except OSError as error:
-            raise AuthKeyError(f"cannot read key file {str(file)!r}: {error.strerror}") from None
-        key = key.removesuffix(b"\n").removesuffix(b"\r")
-        where = f"key file {str(file)!r}"
-    elif env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise AuthKeyError(f"environment variable {env!r} holding the key is not set")
-        key = value.encode()
-        where = f"environment variable {env!r}"
-    else:
-        return None
-    if len(key) < MIN_KEY_SIZE:
-        raise AuthKeyError(f"{where} holds {len(key)} bytes; a key needs at least {MIN_KEY_SIZE}")
-    return key

@@ -1,4 +1,5 @@
-"""Command-line options the tools share (beyond :mod:`multicast.cliargs`), and their output.
+"""Command-line options the tools share (beyond :mod:`multicast.cliargs`), the shared key
+they name (:func:`load_key`: the tools' only file read), and the tools' output.
 
 Converters raise ``argparse.ArgumentTypeError`` with one line naming the value, which the
 command line reports as a usage error.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from multicast.cliargs import (
@@ -18,13 +20,15 @@ from multicast.cliargs import (
     add_port,
     add_source,
     add_ttl,
+    argument_type,
     count_type,
     group_type,
     source_type,
     ttl_type,
 )
-from multicast.exceptions import OptionError
-from multicast.tools.framing import load_key
+from multicast.env import whole_number
+from multicast.exceptions import AuthKeyError, OptionError
+from multicast.tools.framing import MIN_KEY_SIZE
 from multicast.tools.pacing import parse_rate
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "emit",
     "key_of",
     "live",
+    "load_key",
     "positive_type",
     "rate_type",
     "seconds_type",
@@ -48,17 +53,6 @@ class Report(Protocol):
     """What a tool run returns: text for people, a dict for ``--json``."""
 
     def as_dict(self) -> dict[str, object]: ...
-
-
-def _checked(convert: Callable[[str], object]) -> Callable[[str], object]:
-    def wrapper(text: str) -> object:
-        try:
-            return convert(text)
-        except OptionError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    wrapper.__name__ = convert.__name__
-    return wrapper
 
 
 def _seconds(text: str) -> float:
@@ -72,18 +66,15 @@ def _seconds(text: str) -> float:
 
 
 def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise OptionError(f"{text!r} is not a whole number") from None
+    number = whole_number(text)
     if number < 1:
         raise OptionError(f"{number} must be at least 1")
     return number
 
 
-seconds_type = _checked(_seconds)
-positive_type = _checked(_positive)
-rate_type = _checked(parse_rate)
+seconds_type = argument_type(_seconds)
+positive_type = argument_type(_positive)
+rate_type = argument_type(parse_rate)
 
 
 def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
@@ -143,6 +134,34 @@ def key_of(args: argparse.Namespace) -> bytes | None:
     key_file: str | None = args.key_file
     key_env: str | None = args.key_env
     return load_key(key_file, key_env)
+
+
+def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None) -> bytes | None:
+    """The shared key from a file or an environment variable (None when neither is given).
+
+    A file's bytes are taken as they are, less one trailing newline; a variable's text is
+    encoded as UTF-8. Either way the key must have at least 16 bytes.
+    """
+    if file is not None and env is not None:
+        raise AuthKeyError("give the key either as a file or as an environment variable, not both")
+    if file is not None:
+        try:
+            key = Path(file).read_bytes()
+        except OSError as error:
+            raise AuthKeyError(f"cannot read key file {str(file)!r}: {error.strerror}") from None
+        key = key.removesuffix(b"\n").removesuffix(b"\r")
+        where = f"key file {str(file)!r}"
+    elif env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise AuthKeyError(f"environment variable {env!r} holding the key is not set")
+        key = value.encode()
+        where = f"environment variable {env!r}"
+    else:
+        return None
+    if len(key) < MIN_KEY_SIZE:
+        raise AuthKeyError(f"{where} holds {len(key)} bytes; a key needs at least {MIN_KEY_SIZE}")
+    return key
 
 
 def add_duration(parser: argparse.ArgumentParser, help_text: str) -> None:

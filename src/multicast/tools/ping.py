@@ -2,6 +2,9 @@
 
 Round-trip times come from this host's monotonic clock and a table of send times: nothing a
 reply claims about time is trusted. Hops come from the TTL each pong saw on the probe.
+
+:class:`Prober` keeps that bookkeeping without a socket or a clock; :func:`run_ping` is the
+loop that sends its probes and gives it the replies.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "TOOL",
     "PingReport",
     "PingTool",
+    "Prober",
     "Reply",
     "ResponderReport",
     "minimum_probe_size",
@@ -185,30 +189,64 @@ class PingReport:
         return "\n".join(lines)
 
 
-class _Prober:
-    """Probe bookkeeping: send times, and the replies of each responder."""
+class Prober:
+    """Probe bookkeeping: the probes made and when, and the replies of each responder.
 
-    def __init__(self, ttl: int, key: bytes | None, on_reply: Callable[[Reply], None] | None):
-        self.prober = secrets.randbits(64)
-        self.ttl = ttl
+    Pure: the loop sends each probe :meth:`probe` makes, and gives :meth:`take` every
+    datagram that comes back with the time it came. Times are seconds on one monotonic clock.
+    """
+
+    def __init__(
+        self, *, ttl: int, size: int, key: bytes | None = None, prober: int | None = None
+    ) -> None:
+        smallest = minimum_probe_size(tagged=key is not None)
+        if size < smallest:
+            raise OptionError(f"probe size {size} is below the {smallest}-byte minimum (a reply)")
+        self.prober = secrets.randbits(64) if prober is None else prober
+        self.ttl = ttl  # the probes' TTL: a responder's hops are this less the TTL it saw
         self.reader = FrameReader(key)
-        self.on_reply = on_reply
-        self.sent_at: dict[int, float] = {}  # sequence -> monotonic send time
+        self.filler = bytes(size - frame_size(0, tagged=key is not None))
+        self.sent_at: dict[int, float] = {}  # sequence -> send time
         self.send_errors = 0
         self.responders: dict[tuple[str, int], _Responder] = {}
         self.rejected = rejection_counts()
         self.unmatched = 0
 
-    def take(self, payload: bytes, address: str, arrived: float) -> None:
-        """Account one datagram that reached the probing socket at ``arrived``."""
+    @property
+    def sent(self) -> int:
+        """Probes made so far (sent, or refused by the kernel)."""
+        return len(self.sent_at)
+
+    def probe(self, now: float, timestamp: int) -> bytes:
+        """The next probe, to be sent at ``now``; ``timestamp`` is the send time it carries
+        (nanoseconds since the epoch), which pongs echo and nothing here trusts."""
+        sequence = self.sent
+        data = encode_frame(
+            self.prober,
+            sequence,
+            self.filler,
+            flags=Flag.PROBE,
+            timestamp=timestamp,
+            key=self.reader.key,
+        )
+        self.sent_at[sequence] = now
+        return data
+
+    def unsent(self) -> None:
+        """Count the last probe as refused by the kernel (it stays counted as sent)."""
+        self.send_errors += 1
+
+    def take(self, payload: bytes, address: str, arrived: float) -> Reply | None:
+        """Account one datagram from ``address`` that reached the probing socket at
+        ``arrived``: the reply it is, or None when it answers no probe of ours."""
         frame = self.reader.read(payload)
         if isinstance(frame, Rejection):
             self.rejected[frame.reason.value] += 1
-            return
+            return None
         reply = parse_reply(frame)
         if reply is None or reply[0] != self.prober or frame.sequence not in self.sent_at:
             self.unmatched += 1
-            return
+            return None
         peer = self.responders.setdefault(
             (address, frame.sender), _Responder(address, frame.sender)
         )
@@ -221,15 +259,13 @@ class _Prober:
         seen_ttl = reply[1]
         if seen_ttl is not None and seen_ttl <= self.ttl:
             peer.hops = self.ttl - seen_ttl
-        if self.on_reply is not None:
-            self.on_reply(
-                Reply(
-                    address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate
-                )
-            )
+        return Reply(address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate)
 
-    def report(self, group: Group, port: int, seconds: float, interrupted: bool) -> PingReport:
-        sent = len(self.sent_at)
+    def report(
+        self, group: Group, port: int, seconds: float, *, interrupted: bool = False
+    ) -> PingReport:
+        """The report of a run of ``seconds`` probing ``group`` on ``port``."""
+        sent = self.sent
         return PingReport(
             group=str(group),
             port=port,
@@ -276,17 +312,13 @@ def run_ping(
     ends the run early with a report.
     """
     parsed = parse_group(group)
-    smallest = minimum_probe_size(tagged=key is not None)
-    size = smallest if size is None else size
-    if size < smallest:
-        raise OptionError(f"probe size {size} is below the {smallest}-byte minimum (a reply)")
+    size = minimum_probe_size(tagged=key is not None) if size is None else size
+    prober = Prober(ttl=ttl, size=size, key=key)
     check_payload_size(parsed.family, size)
     check_limits(None, count)
     for name, value in (("interval", interval), ("wait", wait)):
         if not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} {value} must be a number of seconds, zero or more")
-    state = _Prober(ttl, key, on_reply)
-    filler = bytes(size - frame_size(0, tagged=key is not None))
     interrupted = False
     with Sender(
         parsed.family,
@@ -301,24 +333,25 @@ def run_ping(
         deadline = math.inf
         try:
             while (now := time.monotonic()) < deadline:
-                sequence = len(state.sent_at)
-                if sequence < count and pacer.delay(now) == 0:
-                    probe = encode_frame(state.prober, sequence, filler, flags=Flag.PROBE, key=key)
-                    state.sent_at[sequence] = time.monotonic()
-                    state.send_errors += 1 - send_counted(out, [probe], parsed, port)
+                if prober.sent < count and pacer.delay(now) == 0:
+                    probe = prober.probe(time.monotonic(), time.time_ns())
+                    if not send_counted(out, [probe], parsed, port):
+                        prober.unsent()
                     pacer.sent(1, now=now)
-                    if sequence + 1 == count:
+                    if prober.sent == count:
                         deadline = time.monotonic() + wait
                     continue
-                due = pacer.delay(now) if sequence < count else deadline - now
+                due = pacer.delay(now) if prober.sent < count else deadline - now
                 replies = receive_batch(out.sock, buffer, DRAIN_LIMIT, min(due, 1.0))
                 arrived = time.monotonic()
                 for datagram in replies:
-                    state.take(datagram.payload, datagram.source[0], arrived)
+                    reply = prober.take(datagram.payload, datagram.source[0], arrived)
+                    if reply is not None and on_reply is not None:
+                        on_reply(reply)
         except KeyboardInterrupt:
             interrupted = True
         seconds = time.monotonic() - start
-    return state.report(parsed, port, seconds, interrupted)
+    return prober.report(parsed, port, seconds, interrupted=interrupted)
 
 
 def _print_reply(reply: Reply) -> None:

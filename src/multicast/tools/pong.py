@@ -3,6 +3,9 @@
 A reply is never larger than the probe it answers, carries the TTL (or hop limit) the probe
 arrived with so the prober can count hops, and goes only to the probe's source address.
 With a key, only authentic probes not seen before are answered.
+
+:class:`Answerer` decides what to answer and counts it, without a socket; :class:`Pong` is
+the loop that receives, asks it, and sends.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
-    send_reply,
+    reply_address,
+    send_to,
     set_unicast_ttl,
 )
+from multicast.core.datagram import SocketAddress
 from multicast.tools.common import Joined, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
@@ -36,7 +41,7 @@ from multicast.tools.options import (
     live,
 )
 
-__all__ = ["TOOL", "Pong", "PongReport", "PongTool", "run_pong"]
+__all__ = ["TOOL", "Answer", "Answerer", "Pong", "PongReport", "PongTool", "run_pong"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +88,101 @@ class PongReport:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A reply to send: ``payload`` to ``destination``, by unicast.
+
+    The destination is the probe's source, with (IPv6) the interface the probe arrived on:
+    a link-local prober is answered by that interface's index, never by a name looked up.
+    """
+
+    payload: bytes
+    destination: SocketAddress
+
+
+class Answerer:
+    """Decides, for each datagram received, whether and what to answer; counts it all.
+
+    Pure: it sends nothing. :meth:`answer` gives the reply to send (or None, counting why
+    not); the loop that sends it tells :meth:`sent` how that went.
+    """
+
+    def __init__(self, key: bytes | None = None, responder: int | None = None) -> None:
+        self.reader = FrameReader(key)
+        self.responder = secrets.randbits(64) if responder is None else responder
+        self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
+        self.rejected = rejection_counts()
+
+    def answer(self, datagram: Datagram) -> Answer | None:
+        """The reply ``datagram`` calls for, if it is an acceptable probe; else None."""
+        if datagram.truncated:  # a cut probe cannot be checked
+            self.rejected[Reason.MALFORMED.value] += 1
+            return None
+        result = self.reader.read(datagram.payload)
+        if isinstance(result, Rejection):
+            self.rejected[result.reason.value] += 1
+            return None
+        if Flag.PROBE not in result.flags:
+            self.ignored += 1
+            return None
+        self.probes += 1
+        reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
+        if len(reply) > datagram.size:
+            self.oversized += 1
+            return None
+        return Answer(reply, reply_address(datagram))
+
+    def sent(self, delivered: bool) -> None:
+        """Count the outcome of sending an answer: given to the kernel, or refused by it."""
+        if delivered:
+            self.replies += 1
+        else:
+            self.send_errors += 1
+
+    def report(
+        self,
+        *,
+        groups: tuple[str, ...],
+        port: int,
+        drops: int,
+        seconds: float,
+        interrupted: bool = False,
+    ) -> PongReport:
+        """The report of a run of ``seconds`` on ``groups`` and ``port``, with the kernel's
+        ``drops`` on the socket."""
+        return PongReport(
+            groups=groups,
+            port=port,
+            responder=self.responder,
+            probes=self.probes,
+            replies=self.replies,
+            oversized=self.oversized,
+            ignored=self.ignored,
+            send_errors=self.send_errors,
+            rejected=dict(self.rejected),
+            drops=drops,
+            seconds=seconds,
+            interrupted=interrupted,
+        )
+
+
+# Refusals of a reply that are the prober's or the moment's problem (gone, unreachable, out
+# of buffers), not ours: counted as send errors.
+_SEND_REFUSALS = frozenset(
+    {
+        errno.ENOBUFS,
+        errno.EAGAIN,
+        errno.ECONNREFUSED,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.EINVAL,
+    }
+)
+
+
 class Pong(Joined):
-    """A joined reflector; open it before probes are sent."""
+    """A joined reflector that sends what its :attr:`answerer` decides; open it before
+    probes are sent."""
 
     def __init__(
         self,
@@ -97,60 +195,40 @@ class Pong(Joined):
         responder: int | None = None,
         ttl: int | None = None,
     ) -> None:
+        answerer = Answerer(key, responder)  # checks the key before joining
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
+        self.answerer = answerer
         if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
-            set_unicast_ttl(self.receiver.sock, ttl)
-        self.reader = FrameReader(key)
-        self.responder = secrets.randbits(64) if responder is None else responder
-        self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
-        self.rejected = rejection_counts()
+            try:
+                set_unicast_ttl(self.receiver.sock, ttl)
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def responder(self) -> int:
+        """This reflector's id, which its replies carry."""
+        return self.answerer.responder
 
     def answer(self, datagram: Datagram) -> bool:
         """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent."""
-        if datagram.truncated:  # a cut probe cannot be checked
-            self.rejected[Reason.MALFORMED.value] += 1
-            return False
-        result = self.reader.read(datagram.payload)
-        if isinstance(result, Rejection):
-            self.rejected[result.reason.value] += 1
-            return False
-        if Flag.PROBE not in result.flags:
-            self.ignored += 1
-            return False
-        self.probes += 1
-        reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
-        if len(reply) > datagram.size:
-            self.oversized += 1
+        answer = self.answerer.answer(datagram)
+        if answer is None:
             return False
         try:
-            send_reply(self.receiver.sock, reply, datagram)  # by the interface it arrived on
+            send_to(self.receiver.sock, answer.payload, answer.destination)
         except OSError as error:
-            # The prober is gone or unreachable, or the kernel is out of buffers: not ours to fix.
-            if error.errno not in (
-                errno.ENOBUFS,
-                errno.EAGAIN,
-                errno.ECONNREFUSED,
-                errno.ENETUNREACH,
-                errno.EHOSTUNREACH,
-                errno.EINVAL,
-            ):
+            if error.errno not in _SEND_REFUSALS:
                 raise
-            self.send_errors += 1
+            self.answerer.sent(False)
             return False
-        self.replies += 1
+        self.answerer.sent(True)
         return True
 
     def report(self, seconds: float, *, interrupted: bool = False) -> PongReport:
-        return PongReport(
+        return self.answerer.report(
             groups=self.groups,
             port=self.port,
-            responder=self.responder,
-            probes=self.probes,
-            replies=self.replies,
-            oversized=self.oversized,
-            ignored=self.ignored,
-            send_errors=self.send_errors,
-            rejected=dict(self.rejected),
             drops=self.drops,
             seconds=seconds,
             interrupted=interrupted,
@@ -166,16 +244,17 @@ class Pong(Joined):
         """Answer probes until ``duration`` seconds pass, ``count`` are answered, or Ctrl-C."""
         start = time.monotonic()
         deadline = start + check_limits(duration, count)
+        answerer = self.answerer
         interrupted = False
         try:
-            while count is None or self.replies < count:
+            while count is None or answerer.replies < count:
                 now = time.monotonic()
                 if now >= deadline:
                     break
                 for datagram in self.ready(min(deadline - now, 1.0)):
                     if self.answer(datagram) and on_probe is not None:
                         on_probe(datagram)
-                    if count is not None and self.replies >= count:
+                    if count is not None and answerer.replies >= count:
                         break
         except KeyboardInterrupt:
             interrupted = True
@@ -189,13 +268,25 @@ def run_pong(
     interfaces: Sequence[InterfaceSpec] | None = None,
     sources: Sequence[str | IPAddress] = (),
     key: bytes | None = None,
+    ttl: int | None = None,
     duration: float | None = None,
     count: int | None = None,
+    on_ready: Callable[[Pong], None] | None = None,
     on_probe: Callable[[Datagram], None] | None = None,
 ) -> PongReport:
-    """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C."""
-    with Pong(groups, port, interfaces=interfaces, sources=sources, key=key) as pong:
+    """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C.
+
+    ``ttl`` is the replies' TTL (IPv6 hop limit); ``on_ready`` is called once joined, before
+    the first probe is read, and ``on_probe`` with each probe answered.
+    """
+    with Pong(groups, port, interfaces=interfaces, sources=sources, key=key, ttl=ttl) as pong:
+        if on_ready is not None:
+            on_ready(pong)
         return pong.serve(duration=duration, count=count, on_probe=on_probe)
+
+
+def _print_ready(pong: Pong) -> None:
+    print(f"answering probes on {', '.join(pong.groups)} port {pong.port} (Ctrl-C ends)")
 
 
 class PongTool:
@@ -213,20 +304,17 @@ class PongTool:
 
     def run(self, args: argparse.Namespace) -> int:
         check_sources(args.groups, args.sources)
-        key = key_of(args)
-        with Pong(
+        report = run_pong(
             args.groups,
             args.port,
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
-            key=key,
+            key=key_of(args),
             ttl=args.ttl,
-        ) as pong:
-            if live() and not args.json:
-                print(
-                    f"answering probes on {', '.join(pong.groups)} port {pong.port} (Ctrl-C ends)"
-                )
-            report = pong.serve(duration=args.duration, count=args.count or None)
+            duration=args.duration,
+            count=args.count or None,
+            on_ready=_print_ready if live() and not args.json else None,
+        )
         emit(report, args)
         return 0
 

@@ -50,6 +50,7 @@ from typing import IO, Any, ParamSpec, TypeVar
 
 from multicast.core import Closing
 from multicast.core.constants import MAX_INTERFACE_NAME
+from multicast.exceptions import MulticastError
 
 __all__ = [
     "WAIT",
@@ -86,7 +87,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class TestbedError(RuntimeError):
+class TestbedError(MulticastError, RuntimeError):
     """A command that built, changed or removed the test bed failed; the message says which."""
 
     __test__ = False  # not a test class, whatever its name says to pytest
