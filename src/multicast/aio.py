@@ -26,21 +26,21 @@ import collections
 import enum
 import errno
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv6Address
-from types import TracebackType
-from typing import Self
+from typing import Self, Unpack
 
 from multicast import core
 from multicast.core import (
+    Closing,
     Datagram,
-    Group,
+    GroupSpec,
     InterfaceSpec,
     IPAddress,
     Membership,
+    Payload,
     Receiver,
     Sender,
+    SenderOptions,
     parse_group,
     parse_port,
 )
@@ -59,9 +59,6 @@ __all__ = [
 DEFAULT_COALESCE = 0.001
 """Seconds a busy receiver lets datagrams gather between reads (see :class:`AsyncReceiver`)."""
 
-Payload = bytes | bytearray | memoryview
-GroupSpec = str | IPAddress | Group
-
 
 class Overflow(enum.Enum):
     """What an :class:`AsyncReceiver` does with datagrams that arrive while its queue is full."""
@@ -75,25 +72,7 @@ class Overflow(enum.Enum):
     meanwhile, and what does not fit there is the kernel's drop (:attr:`kernel_drops`)."""
 
 
-class _Closing(ABC):
-    """``async with`` support: leaving the block calls :meth:`close`."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncReceiver(_Closing):
+class AsyncReceiver(Closing):
     """Datagrams of a core :class:`~multicast.core.Receiver`, read on the running event loop.
 
     Iterate with ``async for`` or call :meth:`receive`. Reading starts at once, so datagrams
@@ -138,6 +117,10 @@ class AsyncReceiver(_Closing):
         self._full = False  # Overflow.PAUSE: the queue filled up
         self._resting: asyncio.TimerHandle | None = None  # coalescing: the next read waits
         self._waiting_since = -math.inf  # when the reader last became ready for more
+        self.join = receiver.join
+        """Join another group (``source``: source-specific) on ``interface``: the receiver's."""
+        self.leave = receiver.leave
+        """Leave a membership made with the same arguments: the receiver's."""
         receiver.sock.setblocking(False)
         self._follow_state()
 
@@ -163,24 +146,6 @@ class AsyncReceiver(_Closing):
     @property
     def memberships(self) -> list[Membership]:
         return self.receiver.memberships
-
-    def join(
-        self,
-        group: GroupSpec,
-        interface: InterfaceSpec | None = None,
-        source: str | IPAddress | None = None,
-    ) -> Membership:
-        """Join another group (``source``: source-specific) on ``interface``."""
-        return self.receiver.join(group, interface, source)
-
-    def leave(
-        self,
-        group: GroupSpec,
-        interface: InterfaceSpec | None = None,
-        source: str | IPAddress | None = None,
-    ) -> Membership:
-        """Leave a membership made with the same arguments."""
-        return self.receiver.leave(group, interface, source)
 
     def _follow_state(self) -> None:
         """Watch the socket exactly while open, not full and not resting."""
@@ -280,9 +245,7 @@ def open_receiver(
     ``coalesce`` those of :class:`AsyncReceiver`. Call it from a coroutine: it reads on the
     running loop.
     """
-    joined: Sequence[GroupSpec] = (
-        [groups] if isinstance(groups, str | IPv4Address | IPv6Address | Group) else groups
-    )
+    joined: Sequence[GroupSpec] = [groups] if isinstance(groups, GroupSpec) else groups
     receiver = core.open_receiver(
         joined,
         parse_port(port, allow_zero=True),
@@ -302,7 +265,7 @@ def open_receiver(
         raise
 
 
-class AsyncSender(_Closing):
+class AsyncSender(Closing):
     """Sends datagrams to one group and port from a non-blocking core :class:`Sender`."""
 
     def __init__(self, sender: Sender, group: GroupSpec, port: int | str) -> None:
@@ -339,31 +302,16 @@ class AsyncSender(_Closing):
         self.sender.close()
 
 
-def open_sender(
-    group: GroupSpec,
-    port: int | str,
-    *,
-    ttl: int = 1,
-    interface: InterfaceSpec | None = None,
-    loopback: bool = True,
-    source: str | IPAddress | None = None,
-    source_port: int = 0,
-) -> AsyncSender:
+def open_sender(group: GroupSpec, port: int | str, **options: Unpack[SenderOptions]) -> AsyncSender:
     """An :class:`AsyncSender` to ``group`` and ``port`` (IPv4 or IPv6, from the group).
 
-    ``ttl`` (hop limit) 0 keeps datagrams on this host; ``interface`` picks the outgoing
-    interface; ``loopback`` whether this host's receivers get them; ``source`` and
-    ``source_port`` bind the sending address (what source-specific receivers select on).
+    The ``options`` are those of :class:`~multicast.core.Sender`: ``ttl`` (hop limit) 0 keeps
+    datagrams on this host; ``interface`` picks the outgoing interface; ``loopback`` whether
+    this host's receivers get them; ``source`` and ``source_port`` bind the sending address
+    (what source-specific receivers select on).
     """
     parsed = parse_group(group)
-    sender = Sender(
-        parsed.family,
-        ttl=ttl,
-        interface=interface,
-        loopback=loopback,
-        source=source,
-        source_port=source_port,
-    )
+    sender = Sender(parsed.family, **options)
     try:
         return AsyncSender(sender, parsed, port)
     except BaseException:

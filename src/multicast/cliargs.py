@@ -46,14 +46,15 @@ from multicast.core import (
     Group,
     Interface,
     IPAddress,
-    family_of,
+    common_family,
     parse_address,
     parse_group,
     parse_port,
+    parse_ttl,
     resolve_interface,
 )
 from multicast.env import whole_number
-from multicast.exceptions import OptionError, UsageError
+from multicast.exceptions import GroupError, OptionError, UsageError
 
 __all__ = [
     "Parser",
@@ -176,10 +177,7 @@ def interface_type(text: str) -> Interface:
 @argument_type
 def ttl_type(text: str) -> int:
     """A TTL (IPv6: hop limit) from 0 to 255; 0 keeps datagrams on this host."""
-    ttl = whole_number(text, "TTL")
-    if not 0 <= ttl <= 255:
-        raise OptionError(f"TTL {ttl} is out of range (0-255)")
-    return ttl
+    return parse_ttl(text)
 
 
 @argument_type
@@ -342,16 +340,17 @@ def chosen_groups(
     if not given:
         given = [parse_group(g) for g in default or [defaults._MCAST_DEFAULT_GROUP]]
     groups = list(dict.fromkeys(given))
-    if len({g.family for g in groups}) > 1:
-        listed = " ".join(str(g) for g in groups)
-        raise UsageError(f"the groups mix IPv4 and IPv6 ({listed}); use one family")
+    try:
+        common_family(groups)
+    except GroupError as error:
+        raise UsageError(str(error)) from None
     return groups
 
 
 def check_sources(groups: Sequence[Group], sources: Sequence[IPAddress]) -> None:
     """Raise :class:`UsageError` if a ``--source`` is not of the groups' family."""
     for source in sources:
-        if groups and family_of(source) != groups[0].family:
+        if groups and source.version != groups[0].address.version:
             kinds = ("IPv4", "IPv6") if isinstance(source, IPv4Address) else ("IPv6", "IPv4")
             raise UsageError(f"--source {source} is {kinds[0]} but the groups are {kinds[1]}")
 

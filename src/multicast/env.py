@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Final, TypedDict, TypeVar
 
-from multicast.core import IPAddress, parse_address, parse_group
+from multicast.core import IPAddress, parse_address, parse_group, parse_ttl
 from multicast.core.constants import MAX_PAYLOAD
 from multicast.exceptions import MulticastError, OptionError
 
@@ -97,9 +97,23 @@ def validate_port(port: object) -> bool:
     return 49152 <= whole_number(port) <= 65535
 
 
+_REFERENCE_TTLS: Final = range(1, 127)  # MULTICAST_TTL as the reference documents it
+
+
 def validate_ttl(ttl: object) -> bool:
-    """Whether ``ttl`` is from 1 to 126; ``ValueError`` if not a number."""
-    return 1 <= whole_number(ttl) <= 126
+    """Whether ``ttl`` is a TTL from 1 to 126; ``ValueError`` if not a number.
+
+    What makes a TTL is the core's rule (:func:`~multicast.core.parse_ttl`, 0-255); this
+    answer is narrower because it is the reference's check of ``MULTICAST_TTL``, documented
+    as 1-126 (the reference also used that value as a socket timeout in seconds, where 0
+    would mean none), and callers of the reference API rely on it.
+    """
+    number = whole_number(ttl)
+    try:
+        parse_ttl(number)
+    except OptionError:
+        return False
+    return number in _REFERENCE_TTLS
 
 
 def validate_multicast_address(address: object) -> bool:

@@ -29,6 +29,7 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
+    Payload,
     Receiver,
     Sender,
     parse_group,
@@ -68,7 +69,6 @@ LISTEN_BACKLOG = 1024
 """Packets :class:`Packets` keeps unread; beyond that the oldest are dropped and counted."""
 _CATCH_UP = 0.1  # a paced multicaster that fell behind makes up at most this many seconds
 
-Packet = bytes | bytearray | memoryview
 Address = tuple[str, int]
 PacketCallback = Callable[[bytes, Address], object]
 """A packet handler or filter: called with the payload and the sender's (host, port)."""
@@ -220,9 +220,9 @@ class Multicaster(_Dispatcher):
             raise ValueError(f"rate {rate!r} must be a positive number of packets per second")
         self.rate = rate
         self.sent = 0
-        self._pending: Packet | None = None  # the next packet, taken but not sent yet
+        self._pending: Payload | None = None  # the next packet, taken but not sent yet
         self._due = time.monotonic()
-        self._packets: Iterator[Packet] | None = None  # iter(self), taken at the first send
+        self._packets: Iterator[Payload] | None = None  # iter(self), taken at the first send
         self._endpoint = self.sender = Sender(
             self.group.family, ttl=ttl, interface=interface, loopback=loopback
         )
@@ -230,7 +230,7 @@ class Multicaster(_Dispatcher):
         super().__init__(poller)
 
     @abstractmethod
-    def __iter__(self) -> Iterator[Packet]:
+    def __iter__(self) -> Iterator[Payload]:
         """The packets to send, in order."""
 
     def handle_write(self) -> None:
@@ -258,7 +258,7 @@ class Multicaster(_Dispatcher):
 
 
 def sendto(
-    packets: Packet | Iterable[Packet],
+    packets: Payload | Iterable[Payload],
     ip: str | IPAddress | Group = DEFAULT_GROUP,
     port: int | str = DEFAULT_PORT,
     ttl: int = 1,
@@ -273,7 +273,7 @@ def sendto(
         raise TypeError("packets are bytes, not str: encode the text first, e.g. text.encode()")
     group = parse_group(ip)
     port = parse_port(port)
-    batch = [packets] if isinstance(packets, bytes | bytearray | memoryview) else packets
+    batch = [packets] if isinstance(packets, Payload) else packets
     with Sender(group.family, ttl=ttl, interface=interface) as sender:
         for packet in batch:
             sender.send(packet, group, port)

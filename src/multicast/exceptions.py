@@ -37,6 +37,7 @@ __all__ = [
     "EXIT_CODE_RANGE_ERROR",
     "AddressError",
     "AuthKeyError",
+    "BindError",
     "ClosedError",
     "CommandExecutionError",
     "GroupError",
@@ -45,6 +46,7 @@ __all__ = [
     "MulticastError",
     "OptionError",
     "PortError",
+    "SendError",
     "ShutdownCommandReceived",
     "SocketOptionError",
     "Terminated",
@@ -96,7 +98,18 @@ class AuthKeyError(MulticastError, ValueError):
 
 
 class SocketOptionError(MulticastError, OSError):
-    """The kernel refused a socket operation: ``errno`` is the kernel's; the text names it."""
+    """The kernel refused a socket option or a membership: ``errno`` is the kernel's; the text
+    names the option and its subject."""
+
+
+class BindError(MulticastError, OSError):
+    """The kernel refused to bind a socket (address in use, not local...): ``errno`` is the
+    kernel's; the text names the address and port."""
+
+
+class SendError(MulticastError, OSError):
+    """The kernel refused to send a datagram (no route, unreachable...): ``errno`` is the
+    kernel's; the text names the destination."""
 
 
 class ClosedError(MulticastError, OSError):

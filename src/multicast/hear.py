@@ -6,7 +6,9 @@ answer) and :class:`McastHEAR` (the HEAR tool of the command line, ``--daemon HE
 The server keeps **one** socket, joined to all its groups, for its whole life: nothing queued
 is lost between datagrams. It asks for a 4 MiB receive buffer (the kernel may grant less) to
 ride out bursts, and counts the datagrams the kernel still had to drop, logging each increase
-as a warning.
+as a warning. Like every receiver of the package it leaves unanswered (and counts, in
+:attr:`McastServer.wrong_interface`) an IPv6 datagram of a group that arrived on an
+interface the group was not joined on.
 
 The answer to a datagram is ``HEAR [ <ITS TEXT IN UPPER CASE> SAID (host, port) ] from
 <group>``, sent from the server's socket to the datagram's source address and port, and cut
@@ -48,24 +50,23 @@ from multicast.cliargs import add_join_options, mtool
 from multicast.core import (
     Datagram,
     Group,
+    GroupSpec,
     InterfaceSpec,
     IPAddress,
-    bind_socket,
-    enable_receive_metadata,
+    MembershipTable,
+    configure_receiving,
     family_of,
-    join_group,
+    join_all,
     new_socket,
     parse_address,
     parse_group,
     parse_port,
     receive_ready,
-    request_receive_buffer,
-    set_isolation,
-    set_reuse,
+    reply_address,
 )
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import ShutdownCommandReceived
-from multicast.recv import GroupSpec, bind_host, decode_payload, requested_groups
+from multicast.recv import bind_host, decode_payload, requested_groups
 
 __module__ = "multicast"  # the value the reference documents for this module
 
@@ -127,6 +128,7 @@ class McastServer(socketserver.UDPServer):
         self.allow_stop = allow_stop
         self.show = show
         self.drops = 0  # datagrams the kernel dropped on this server's socket so far
+        self.table = MembershipTable()  # what the socket joined: the arrival filter
         self.current_group: str | None = None  # destination of the datagram being answered
         self._buffer = bytearray(self.max_packet_size)
         self._pending: deque[Datagram] = deque()
@@ -157,22 +159,26 @@ class McastServer(socketserver.UDPServer):
             f"{self.__log_handle__}.{address}" if address else self.__log_handle__
         )
 
+    @property
+    def wrong_interface(self) -> int:
+        """IPv6 datagrams left unanswered for arriving where their group was not joined."""
+        return self.table.wrong_interface
+
     def server_bind(self) -> None:
         """Bind the socket, shared with other receivers of the port and isolated to its groups,
-        with per-datagram metadata and the kernel's drop counter on."""
-        set_reuse(self.socket)
-        set_isolation(self.socket)
-        enable_receive_metadata(self.socket)
-        request_receive_buffer(self.socket, RECEIVE_BUFFER)
-        bind_socket(self.socket, str(self.server_address[0]), int(self.server_address[1]))
+        with per-datagram metadata and the kernel's drop counter on (the core's recipe)."""
+        self.table = configure_receiving(
+            self.socket,
+            str(self.server_address[0]),
+            int(self.server_address[1]),
+            receive_buffer=RECEIVE_BUFFER,
+        )
         self.server_address = self.socket.getsockname()
         self._sync_logger()
 
     def server_activate(self) -> None:
         """Join the groups; the socket stays joined until the server is closed."""
-        for group in self.groups:
-            for source in self.sources or (None,):
-                join_group(self.socket, group, self.iface, source)
+        join_all(self.socket, self.table, self.groups, self.iface, self.sources)
         self.logger.info(
             "HEAR listening on %s port %d for %s",
             self.server_address[0],
@@ -187,7 +193,8 @@ class McastServer(socketserver.UDPServer):
         signature; a UDP request is ``(data, socket)``.)
         """
         if not self._pending:
-            self._pending.extend(receive_ready(self.socket, self._buffer, self.batch_size))
+            ready = receive_ready(self.socket, self._buffer, self.batch_size)
+            self._pending.extend(self.table.keep(ready))
             if not self._pending:
                 raise BlockingIOError(errno.EAGAIN, "no datagram queued")
         datagram = self._pending.popleft()
@@ -199,10 +206,8 @@ class McastServer(socketserver.UDPServer):
                 datagram.drops,
             )
             self.drops = datagram.drops
-        source: tuple[Any, ...] = datagram.source
-        if self.address_family == socket.AF_INET6:
-            source = (*source, 0, datagram.interface or 0)  # the scope, to answer link-local
-        return (datagram.payload, self.socket), source
+        # IPv6: with the arrival interface as the scope, to answer a link-local source
+        return (datagram.payload, self.socket), reply_address(datagram)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A STOP stops the server if allowed (else it is ignored); other errors are logged."""

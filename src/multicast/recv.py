@@ -36,19 +36,19 @@ from multicast import defaults
 from multicast.cliargs import add_count, add_join_options, add_timeout, mtool
 from multicast.core import (
     Group,
+    GroupSpec,
     InterfaceSpec,
     IPAddress,
-    bind_socket,
-    join_group,
+    common_family,
+    configure_receiving,
+    join_all,
     parse_address,
     parse_group,
     parse_port,
-    set_isolation,
-    set_reuse,
+    wildcard_host,
 )
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.env import validate_multicast_address
-from multicast.exceptions import GroupError
 from multicast.skt import DEFAULT_TIMEOUT, genSocket
 
 __module__ = "multicast"  # the value the reference documents for this module
@@ -64,8 +64,6 @@ __all__ = [
 ]
 
 module_logger = logging.getLogger(__name__)
-
-GroupSpec = str | IPAddress | Group
 
 
 class Receivable(Protocol):
@@ -89,8 +87,7 @@ def requested_groups(groups: Iterable[GroupSpec] | None, group: GroupSpec | None
     chosen = [parse_group(g) for g in groups or ()]
     if not chosen:
         chosen = [parse_group(group if group is not None else defaults._MCAST_DEFAULT_GROUP)]
-    if len({g.family for g in chosen}) > 1:
-        raise GroupError(f"groups {', '.join(map(str, chosen))} mix IPv4 and IPv6")
+    common_family(chosen)
     return chosen
 
 
@@ -105,9 +102,10 @@ def bind_host(groups: Sequence[Group], bind_group: GroupSpec | None = None) -> s
         return str(parse_address(str(bind_group), what="bind address"))
     if defaults._MCAST_DEFAULT_BIND_IP is not None:
         return defaults._MCAST_DEFAULT_BIND_IP
-    if len(groups) == 1 and groups[0].family == socket.AF_INET:
+    family = common_family(groups) if groups else socket.AF_INET
+    if len(groups) == 1 and family == socket.AF_INET:
         return str(groups[0].address)
-    return "0.0.0.0" if not groups or groups[0].family == socket.AF_INET else "::"
+    return wildcard_host(family)
 
 
 def joinstep(
@@ -129,15 +127,24 @@ def joinstep(
     """
     fallback = bind_group if validate_multicast_address(bind_group) else None
     chosen = requested_groups(groups, fallback)
+    return _joined(chosen, port, iface, bind_group=bind_group, isock=isock, sources=sources)
+
+
+def _joined(
+    groups: list[Group],
+    port: int | str,
+    iface: InterfaceSpec | None,
+    *,
+    bind_group: GroupSpec | None = None,
+    isock: socket.socket | None = None,
+    sources: Sequence[str | IPAddress] = (),
+) -> socket.socket:
+    """:func:`joinstep` for groups already chosen: the core's receiving recipe, then the joins."""
     number = parse_port(port)
-    sock = isock if isock is not None else genSocket(chosen[0].family)
+    sock = isock if isock is not None else genSocket(groups[0].family)
     try:
-        set_reuse(sock)  # (a socket given may lack it)
-        set_isolation(sock)
-        bind_socket(sock, bind_host(chosen, bind_group), number)
-        for group in chosen:
-            for source in sources or (None,):
-                join_group(sock, group, iface, source)
+        table = configure_receiving(sock, bind_host(groups, bind_group), number)
+        join_all(sock, table, groups, iface, sources)
     except BaseException:
         if isock is None:
             sock.close()
@@ -226,7 +233,7 @@ class McastRECV(mtool):
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         show = bool(kwargs.get("is_std")) or sys.stdout.isatty()
         texts: list[str] = []
-        sock = joinstep(
+        sock = _joined(
             requested_groups(kwargs.get("groups"), kwargs.get("group")),
             kwargs.get("port", defaults._MCAST_DEFAULT_PORT),
             kwargs.get("iface"),

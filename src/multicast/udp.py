@@ -23,9 +23,10 @@ Beyond the original, every socket is configured by :mod:`multicast.core`, and a 
 
 Other differences from hio, all on purpose:
 
-- ``open()`` raises a :class:`~multicast.exceptions.SocketOptionError` naming the address
-  when the bind (or any option) fails, and closes the socket; hio returned False and kept
-  the socket. Unknown keyword arguments raise :class:`TypeError` instead of vanishing.
+- ``open()`` raises a :class:`~multicast.exceptions.BindError` naming the address when the
+  bind fails (a :class:`~multicast.exceptions.SocketOptionError` when an option does) and
+  closes the socket; hio returned False and kept the socket. Unknown keyword arguments
+  raise :class:`TypeError` instead of vanishing.
 - Host names are not looked up: ``host`` is an IP literal, ``''`` (every address) or
   ``'localhost'`` (127.0.0.1). Sending to a name still works, as it did in hio.
 - A datagram longer than the peer's buffer (``bs``) is never silently cut. ``receive()``
@@ -55,34 +56,32 @@ from typing import Any, Self
 
 from multicast.core import (
     Datagram,
-    Group,
+    GroupSpec,
     InterfaceSpec,
     IPAddress,
     Membership,
-    arrived_as_joined,
-    bind_socket,
-    enable_receive_metadata,
+    MembershipTable,
+    Payload,
+    common_family,
+    configure_receiving,
     family_of,
-    interfaces_by_group,
-    join_group,
+    join_all,
     new_socket,
     parse_address,
     parse_group,
     parse_port,
     receive_ready,
-    request_receive_buffer,
     request_send_buffer,
     send_datagram,
     set_broadcast,
-    set_isolation,
     set_loopback,
-    set_reuse,
     set_send_interface,
     set_ttl,
+    wildcard_host,
 )
-from multicast.core.constants import MAX_DATAGRAM
+from multicast.core.constants import LINUX, MAX_DATAGRAM
 from multicast.doing import Doer
-from multicast.exceptions import AddressError, ClosedError, GroupError, UnsupportedError
+from multicast.exceptions import AddressError, ClosedError, GroupError
 from multicast.wiring import WireLog
 
 __all__ = ["Address", "Peer", "PeerDoer", "Truncated", "openPeer"]
@@ -90,12 +89,10 @@ __all__ = ["Address", "Peer", "PeerDoer", "Truncated", "openPeer"]
 logger = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-Payload = bytes | bytearray | memoryview
 Handler = Callable[[bytes, Address], object]
 
 # sendto errors that mean "not sent now, send the same datagram again later".
 _SEND_WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ENOMEM})
-_WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 
 
 class Truncated(bytes):
@@ -152,7 +149,7 @@ class Peer:
         bcast: bool = False,
         reopen: bool = False,
         reuse: bool = False,
-        groups: Iterable[str | IPAddress | Group] = (),
+        groups: Iterable[GroupSpec] = (),
         sources: Iterable[str | IPAddress] = (),
         interface: InterfaceSpec | None = None,
         ttl: int = 1,
@@ -182,8 +179,7 @@ class Peer:
         self.loopback = loopback
         self.ls: socket.socket | None = None
         self.opened = False
-        self.memberships: list[Membership] = []
-        self._joined_on: dict[str, frozenset[int]] = {}
+        self._table = MembershipTable()  # what the open socket joined: the arrival filter
         self.truncated = 0  # datagrams received cut to bs
         # Datagrams the kernel dropped on this socket for want of buffer room, as it last
         # reported (SO_RXQ_OVFL): it tells with the next datagram it does queue.
@@ -199,18 +195,16 @@ class Peer:
         if text == "localhost":
             text = "127.0.0.1"
         address = parse_address(text, what=f"peer {self.name!r} host") if text else None
-        first = address
-        if first is None and self.groups:
-            first = self.groups[0].address
-        family = socket.AF_INET if first is None else family_of(first)
-        for other in (*(g.address for g in self.groups), *self.sources):
-            if family_of(other) != family:
-                raise GroupError(
-                    f"peer {self.name!r}: {other} and {first} are of different families"
-                )
+        named = [*([address] if address else []), *self.groups, *self.sources]
+        try:
+            family = (
+                common_family(named, what="host, groups and sources") if named else socket.AF_INET
+            )
+        except GroupError as error:
+            raise GroupError(f"peer {self.name!r}: {error}") from None
         if address is None:
-            return _WILDCARD[family]
-        bound_to_one = address.compressed != _WILDCARD[family]
+            return wildcard_host(family)
+        bound_to_one = address.compressed != wildcard_host(family)
         if self.groups and bound_to_one and address not in {g.address for g in self.groups}:
             raise AddressError(
                 f"peer {self.name!r} bound to {address} would receive none of its groups;"
@@ -243,6 +237,11 @@ class Peer:
     def family(self) -> socket.AddressFamily:
         return family_of(parse_address(self.host))
 
+    @property
+    def memberships(self) -> list[Membership]:
+        """What the open socket joined (nothing while closed)."""
+        return self._table.joined
+
     def actualBufSizes(self) -> tuple[int, int]:
         """The socket's (send, receive) buffer sizes as the kernel reports them; (0, 0) closed."""
         if self.ls is None:
@@ -256,41 +255,42 @@ class Peer:
         """Open, configure and bind the socket, then join the groups; returns True.
 
         An open peer is closed first. Any failure closes the new socket and raises an error
-        naming what failed (a :class:`~multicast.exceptions.SocketOptionError` for the bind).
+        naming what failed (a :class:`~multicast.exceptions.BindError` for the bind).
         """
         self.close()
         host, port = self.ha
         sock = new_socket(self.family)
         try:
-            if self.reuse:
-                set_reuse(sock, port=True)
             if self.bcast:
                 set_broadcast(sock)
-            with contextlib.suppress(UnsupportedError):  # both are Linux-only
-                set_isolation(sock)  # only the groups this peer joined
-                enable_receive_metadata(sock)  # for the kernel's drop counter
             if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < self.bs:
                 request_send_buffer(sock, self.bs)
-            receive_buffer = max(self.bs, self.ReceiveBufSize)
-            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < receive_buffer:
-                request_receive_buffer(sock, receive_buffer)
             set_ttl(sock, self.ttl)
             set_loopback(sock, self.loopback)
             if self.interface is not None:
                 set_send_interface(sock, self.interface)
             sock.setblocking(False)
-            bind_socket(sock, host, port)
-            memberships = [
-                join_group(sock, group, self.interface, source)
-                for group in self.groups
-                for source in self.sources or (None,)
-            ]
+            receive_buffer = max(self.bs, self.ReceiveBufSize)
+            table = configure_receiving(
+                sock,
+                host,
+                port,
+                reuse=self.reuse,
+                reuse_port=self.reuse,
+                isolate=LINUX,  # only the groups this peer joined (Linux-only)
+                metadata=LINUX,  # for the kernel's drop counter (Linux-only)
+                receive_buffer=(
+                    receive_buffer
+                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < receive_buffer
+                    else None
+                ),
+            )
+            join_all(sock, table, self.groups, self.interface, self.sources)
         except BaseException:
             sock.close()
             raise
         self.ls = sock
-        self.memberships = memberships
-        self._joined_on = interfaces_by_group(memberships)
+        self._table = table
         self.ha = (host, sock.getsockname()[1])
         self.drops = 0
         self.opened = True
@@ -306,7 +306,7 @@ class Peer:
             self.ls.close()
             self.ls = None
         self.opened = False
-        self.memberships = []
+        self._table = MembershipTable()
         self._pending.clear()
         return True
 
@@ -326,11 +326,7 @@ class Peer:
         if not self._pending:
             sock = self._socket()
             try:
-                self._pending.extend(
-                    datagram
-                    for datagram in receive_ready(sock, self._buffer)
-                    if arrived_as_joined(datagram, self._joined_on)
-                )
+                self._pending.extend(self._table.keep(receive_ready(sock, self._buffer)))
             except OSError as error:
                 logger.error("peer %r cannot receive: %s", self.name, error)
                 raise

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["WireLog", "openWL"]
+from multicast.core import Payload
 
-Bytes = bytes | bytearray | memoryview
+__all__ = ["WireLog", "openWL"]
 
 
 class WireLog:
@@ -138,21 +138,21 @@ class WireLog:
 
     @staticmethod
     def _who(who: object) -> bytes:
-        if isinstance(who, bytes | bytearray | memoryview):
+        if isinstance(who, Payload):
             return bytes(who)
         return (who if isinstance(who, str) else str(who)).encode()
 
-    def _write(self, log: IO[bytes] | None, dx: bytes, data: Bytes, who: object) -> None:
+    def _write(self, log: IO[bytes] | None, dx: bytes, data: Payload, who: object) -> None:
         if log is None:
             return
         log.seek(0, io.SEEK_END)
         log.write(self.fmt % {b"dx": dx, b"who": self._who(who), b"data": bytes(data)})
 
-    def writeRx(self, data: Bytes, who: object = b"") -> None:
+    def writeRx(self, data: Payload, who: object = b"") -> None:
         """Record ``data`` received from ``who``."""
         self._write(self.rxl, b"Rx", data, who)
 
-    def writeTx(self, data: Bytes, who: object = b"") -> None:
+    def writeTx(self, data: Payload, who: object = b"") -> None:
         """Record ``data`` sent to ``who``."""
         self._write(self.txl, b"Tx", data, who)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 
 import pytest
 
@@ -15,10 +16,12 @@ from multicast.core import (
     Sender,
     bind_socket,
     constants,
+    interfaces,
     join_group,
     list_interfaces,
     new_socket,
     open_receiver,
+    parse_group,
     request_receive_buffer,
     resolve_interface,
     send_datagram,
@@ -26,6 +29,7 @@ from multicast.core import (
     set_unicast_ttl,
 )
 from multicast.exceptions import (
+    BindError,
     GroupError,
     InterfaceError,
     MessageSizeError,
@@ -256,7 +260,7 @@ def test_errors_name_group_and_interface() -> None:
 
 def test_bind_conflict_without_reuse_is_clear() -> None:
     with Receiver(0) as first, contextlib.closing(new_socket()) as plain:
-        with pytest.raises(SocketOptionError, match=f"cannot bind to 0.0.0.0 port {first.port}"):
+        with pytest.raises(BindError, match=f"cannot bind to 0.0.0.0 port {first.port}"):
             bind_socket(plain, None, first.port)
 
 
@@ -272,3 +276,42 @@ def test_unsupported_platform_names_the_feature(monkeypatch: pytest.MonkeyPatch)
             set_isolation(sock)
         with pytest.raises(UnsupportedError, match="group membership"):
             join_group(sock, "239.1.1.1")
+
+
+def test_a_receive_with_a_timeout_leaves_the_socket_timeout_alone() -> None:
+    with (
+        open_receiver(["239.1.1.9"], 0, interfaces="lo") as receiver,
+        _lo_sender(socket.AF_INET) as sender,
+    ):
+        with pytest.raises(TimeoutError):
+            receiver.receive(timeout=0.05)
+        assert receiver.sock.gettimeout() is None
+        late = threading.Timer(0.3, sender.send, (b"late", "239.1.1.9", receiver.port))
+        late.start()
+        try:
+            got = receiver.receive()  # no timeout: waits longer than the one before
+        finally:
+            late.join()
+        assert got.payload == b"late"
+
+
+def test_a_zoned_group_is_resolved_once_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = "ff11::1:9%lo"
+    with open_receiver([group], 0) as receiver, _lo_sender(socket.AF_INET6) as sender:
+        asked: list[str] = []
+        by_name = interfaces.index_by_name
+
+        def counted(sock: socket.socket, name: str) -> int | None:
+            asked.append(name)
+            return by_name(sock, name)
+
+        def no_listing() -> None:
+            raise AssertionError("interfaces were listed to send a datagram")
+
+        monkeypatch.setattr(interfaces, "index_by_name", counted)
+        monkeypatch.setattr(interfaces, "list_interfaces", no_listing)
+        for _ in range(3):
+            sender.send(b"zoned", parse_group(group), receiver.port)
+        got = [receiver.receive(TIMEOUT) for _ in range(3)]
+    assert [d.payload for d in got] == [b"zoned"] * 3
+    assert asked == ["lo"]

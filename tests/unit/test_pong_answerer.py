@@ -23,7 +23,7 @@ def test_a_probe_is_answered_to_its_source_with_the_ttl_it_came_with() -> None:
     answerer = Answerer(responder=0x55)
     answer = answerer.answer(arriving(PROBE))
     assert answer is not None
-    assert (answer.address, answer.port) == PROBER
+    assert answer.destination == PROBER
     reply = parse_frame(answer.payload)
     assert isinstance(reply, Frame)
     assert (reply.sender, reply.sequence, reply.timestamp) == (0x55, 3, 123)
@@ -100,3 +100,9 @@ def test_report() -> None:
     assert report.rejected["foreign"] == 1
     assert report.as_dict()["responder"] == "0000000000000055"
     assert str(report).startswith("answered 1 of 1 probes on 239.1.2.3 port 5000 in 1.500 s")
+
+
+def test_a_link_local_prober_is_answered_by_the_interface_the_probe_arrived_on() -> None:
+    probe = Datagram(PROBE, ("fe80::7", 40000), "ff02::1:2", interface=3, ttl=1, size=len(PROBE))
+    answer = Answerer().answer(probe)
+    assert answer is not None and answer.destination == ("fe80::7", 40000, 0, 3)

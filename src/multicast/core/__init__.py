@@ -1,49 +1,81 @@
 """The core layer: addresses, interfaces and multicast sockets.
 
 Everything else in the package is a face over these names; none of it sets a multicast
-socket option itself.
+socket option itself. Each truth has one module:
+
+- :mod:`~multicast.core.addresses`: groups, sources, ports, TTLs, zones, wildcards, families;
+- :mod:`~multicast.core.interfaces`: interfaces by name, index or address;
+- :mod:`~multicast.core.datagram`: what a received datagram carries (pure);
+- :mod:`~multicast.core.options`: every socket option, and the bind;
+- :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
+- :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving;
+- :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
+- :mod:`~multicast.core.watch`: interface changes, from netlink.
 """
 
 from multicast.core.addresses import (
     Group,
+    GroupSpec,
     IPAddress,
     Scope,
+    common_family,
     family_of,
     parse_address,
     parse_group,
     parse_port,
+    parse_ttl,
+    split_zone,
+    wildcard_host,
+)
+from multicast.core.datagram import (
+    Datagram,
+    Payload,
+    check_payload_size,
+    parse_ancillary,
+    reply_address,
+)
+from multicast.core.endpoints import (
+    Closing,
+    Receiver,
+    ReceiverOptions,
+    Sender,
+    SenderOptions,
+    configure_receiving,
+    open_receiver,
 )
 from multicast.core.interfaces import (
     Interface,
     InterfaceSpec,
+    interface_index,
     list_interfaces,
     multicast_interfaces,
     resolve_interface,
 )
-from multicast.core.sockets import (
-    Closing,
-    Datagram,
-    Membership,
-    Receiver,
-    Sender,
-    arrived_as_joined,
-    bind_socket,
-    check_payload_size,
-    enable_receive_metadata,
-    interface_index,
-    interfaces_by_group,
-    join_group,
-    leave_group,
-    new_socket,
-    open_receiver,
-    parse_ancillary,
+from multicast.core.io import (
     receive_batch,
     receive_datagram,
     receive_ready,
-    request_receive_buffer,
-    request_send_buffer,
     send_datagram,
     send_many,
+    send_reply,
+    send_to,
+    socket_drops,
+)
+from multicast.core.membership import (
+    Membership,
+    MembershipTable,
+    arrived_as_joined,
+    interfaces_by_group,
+    join_all,
+    join_group,
+    leave_group,
+)
+from multicast.core.options import (
+    bind_socket,
+    enable_receive_metadata,
+    new_socket,
+    request_receive_buffer,
+    request_send_buffer,
     set_broadcast,
     set_isolation,
     set_loopback,
@@ -51,7 +83,6 @@ from multicast.core.sockets import (
     set_send_interface,
     set_ttl,
     set_unicast_ttl,
-    socket_drops,
 )
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
@@ -59,6 +90,7 @@ __all__ = [
     "Closing",
     "Datagram",
     "Group",
+    "GroupSpec",
     "IPAddress",
     "Interface",
     "InterfaceChanges",
@@ -66,16 +98,23 @@ __all__ = [
     "InterfaceWatcher",
     "LinkChange",
     "Membership",
+    "MembershipTable",
+    "Payload",
     "Receiver",
+    "ReceiverOptions",
     "Scope",
     "Sender",
+    "SenderOptions",
     "arrived_as_joined",
     "bind_socket",
     "check_payload_size",
+    "common_family",
+    "configure_receiving",
     "enable_receive_metadata",
     "family_of",
     "interface_index",
     "interfaces_by_group",
+    "join_all",
     "join_group",
     "leave_group",
     "list_interfaces",
@@ -86,14 +125,18 @@ __all__ = [
     "parse_ancillary",
     "parse_group",
     "parse_port",
+    "parse_ttl",
     "receive_batch",
     "receive_datagram",
     "receive_ready",
+    "reply_address",
     "request_receive_buffer",
     "request_send_buffer",
     "resolve_interface",
     "send_datagram",
     "send_many",
+    "send_reply",
+    "send_to",
     "set_broadcast",
     "set_isolation",
     "set_loopback",
@@ -102,4 +145,6 @@ __all__ = [
     "set_ttl",
     "set_unicast_ttl",
     "socket_drops",
+    "split_zone",
+    "wildcard_host",
 ]

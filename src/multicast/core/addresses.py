@@ -1,4 +1,10 @@
-"""Group, source and port parsing: pure functions, no I/O, never a DNS lookup.
+"""Address truths: group, source, port and TTL parsing, zones, wildcards and families.
+
+Pure functions, no I/O, never a DNS lookup. Every module of the package asks these instead
+of writing its own check, so each rule has one wording and one error type: a bad address is
+an :class:`~multicast.exceptions.AddressError` (a group: :class:`GroupError`, also for
+groups that mix families), a bad port a :class:`PortError`, a bad TTL an
+:class:`OptionError`.
 
 >>> g = parse_group("239.1.2.3")
 >>> g.scope, g.source_specific
@@ -17,19 +23,26 @@ from __future__ import annotations
 
 import enum
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 
-from multicast.exceptions import AddressError, GroupError, PortError
+from multicast.exceptions import AddressError, GroupError, OptionError, PortError
 
 __all__ = [
+    "MAX_TTL",
     "Group",
+    "GroupSpec",
     "IPAddress",
     "Scope",
+    "common_family",
     "family_of",
     "parse_address",
     "parse_group",
     "parse_port",
+    "parse_ttl",
+    "split_zone",
+    "wildcard_host",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -90,9 +103,64 @@ class Group:
         return f"{text}%{self.interface}" if self.interface else text
 
 
+GroupSpec = str | IPAddress | Group
+"""A group as callers may give it: text (``'ff02::1%eth0'``), an address, or a :class:`Group`."""
+
+_WILDCARD = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
+
+
 def family_of(address: IPAddress) -> socket.AddressFamily:
     """The socket family of an address."""
     return socket.AF_INET if isinstance(address, IPv4Address) else socket.AF_INET6
+
+
+def wildcard_host(family: socket.AddressFamily) -> str:
+    """The host that binds every address of ``family``: ``0.0.0.0`` or ``::``.
+
+    >>> wildcard_host(socket.AF_INET6)
+    '::'
+    """
+    try:
+        return _WILDCARD[family]
+    except KeyError:
+        raise AddressError(f"address family {family!r} is neither IPv4 nor IPv6") from None
+
+
+def common_family(
+    addresses: Iterable[IPAddress | Group], *, what: str = "groups"
+) -> socket.AddressFamily:
+    """The one family that all ``addresses`` share (``what`` names them in the error).
+
+    Raises :class:`GroupError` if there are none, or if they mix IPv4 and IPv6.
+
+    >>> common_family([parse_group("239.1.2.3"), IPv4Address("192.0.2.1")]).name
+    'AF_INET'
+    """
+    listed = list(addresses)
+    families = {a.family if isinstance(a, Group) else family_of(a) for a in listed}
+    if len(families) == 1:
+        return families.pop()
+    if not listed:
+        raise GroupError(f"no {what} given")
+    named = ", ".join(str(a) for a in listed)
+    raise GroupError(f"{what} {named} mix IPv4 and IPv6; use one family")
+
+
+def split_zone(text: str, *, what: str = "address") -> tuple[str, str | None]:
+    """Split ``'fe80::1%eth0'`` into the address and its zone (None when there is no ``%``).
+
+    The zone is kept as written (a name or an index); an empty one is an
+    :class:`AddressError` naming ``what``.
+
+    >>> split_zone("fe80::1%eth0"), split_zone("239.1.2.3")
+    (('fe80::1', 'eth0'), ('239.1.2.3', None))
+    """
+    host, percent, zone = text.partition("%")
+    if not percent:
+        return host, None
+    if not zone:
+        raise AddressError(f"{what} {text!r} has an empty %zone")
+    return host, zone
 
 
 def parse_address(value: str | IPAddress, *, what: str = "address") -> IPAddress:
@@ -100,8 +168,9 @@ def parse_address(value: str | IPAddress, *, what: str = "address") -> IPAddress
     if isinstance(value, IPv4Address | IPv6Address):
         return value
     text = str(value).strip()
+    host, _ = split_zone(text, what=what)
     try:
-        address = ip_address(text.split("%", 1)[0])
+        address = ip_address(host)
     except ValueError:
         raise AddressError(
             f"{what} {text!r} is not an IP address; names are never looked up in DNS"
@@ -115,11 +184,9 @@ def parse_group(value: str | IPAddress | Group) -> Group:
         return value
     text = str(value).strip()
     zone: str | None = None
-    if isinstance(value, str) and "%" in text:
-        text, zone = text.split("%", 1)
-        if not zone:
-            raise GroupError(f"group {value!r} has an empty %zone")
     try:
+        if isinstance(value, str):
+            text, zone = split_zone(text, what="group")
         address = parse_address(text, what="group")
     except AddressError as error:
         raise GroupError(str(error)) from None
@@ -143,3 +210,27 @@ def parse_port(value: int | str, *, allow_zero: bool = False) -> int:
     if not low <= port <= 65535:
         raise PortError(f"port {port} is out of range ({low}-65535)")
     return port
+
+
+MAX_TTL = 255
+"""The largest TTL (IPv6: hop limit) the IP header holds."""
+
+
+def parse_ttl(value: int | str, *, unicast: bool = False) -> int:
+    """Parse a TTL (IPv6: hop limit): a whole number from 0 to :data:`MAX_TTL`.
+
+    0 keeps multicast datagrams on this host; a ``unicast`` TTL starts at 1, since a
+    unicast datagram with TTL 0 could go nowhere. Raises :class:`OptionError`.
+
+    >>> parse_ttl("64"), parse_ttl(0)
+    (64, 0)
+    """
+    try:
+        ttl = int(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"TTL {value!r} is not a whole number") from None
+    low = 1 if unicast else 0
+    if not low <= ttl <= MAX_TTL:
+        kind = "unicast TTL" if unicast else "TTL"
+        raise OptionError(f"{kind} {ttl} is out of range ({low}-{MAX_TTL})")
+    return ttl

@@ -5,10 +5,10 @@ writes into (payload slots, source addresses, control messages, iovecs and messa
 is allocated once per :class:`BatchReceiver` or :class:`BatchSender`; per datagram only the
 payload handed to the caller is copied out. Source addresses and ancillary data repeat from
 datagram to datagram, so their decoded forms are remembered by their raw bytes and the
-core's :func:`~multicast.core.sockets.parse_ancillary` runs only on records not seen before.
+core's :func:`~multicast.core.datagram.parse_ancillary` runs only on records not seen before.
 
-:func:`~multicast.core.sockets.receive_ready`, :func:`~multicast.core.sockets.receive_batch`
-and :func:`~multicast.core.sockets.send_many` use this module when :data:`AVAILABLE`; each
+:func:`~multicast.core.io.receive_ready`, :func:`~multicast.core.io.receive_batch`
+and :func:`~multicast.core.io.send_many` use this module when :data:`AVAILABLE`; each
 thread keeps its own buffers (:func:`receiver`, :func:`sender`). Without a C compiler at
 install time: ctypes only.
 """
@@ -24,7 +24,14 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
-from multicast.core import constants, sockets
+from multicast.core import constants
+from multicast.core.datagram import (
+    ANCILLARY_SPACE,
+    Datagram,
+    Payload,
+    check_payload_size,
+    parse_ancillary,
+)
 from multicast.exceptions import UnsupportedError
 
 __all__ = [
@@ -69,7 +76,7 @@ class _Mmsghdr(ctypes.Structure):
 _SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
 _MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
 _NAME_SPACE = 32  # a sockaddr_in6 (28 bytes), kept 8-aligned
-_CONTROL_SPACE = sockets._ANCILLARY_SPACE
+_CONTROL_SPACE = ANCILLARY_SPACE
 _ORIGIN_SPACE = _NAME_SPACE + _CONTROL_SPACE
 
 
@@ -181,7 +188,7 @@ class BatchReceiver:
     """Reads up to :data:`SLOTS` datagrams of up to ``size`` bytes per ``recvmmsg`` call.
 
     A datagram longer than ``size`` comes back cut, with ``truncated`` set and its real
-    ``size``, exactly as :func:`~multicast.core.sockets.receive_datagram` reports it.
+    ``size``, exactly as :func:`~multicast.core.io.receive_datagram` reports it.
     One thread at a time: :func:`receiver` gives each thread its own.
     """
 
@@ -215,16 +222,14 @@ class BatchReceiver:
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
-    def receive(
-        self, sock: socket.socket, limit: int, *, wait: bool = False
-    ) -> list[sockets.Datagram]:
+    def receive(self, sock: socket.socket, limit: int, *, wait: bool = False) -> list[Datagram]:
         """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
 
         With ``wait``, a blocking socket first waits for one datagram, in the same call.
         """
         fd, recvmmsg, pointer = sock.fileno(), self._recvmmsg, self._pointer
         flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
-        ready: list[sockets.Datagram] = []
+        ready: list[Datagram] = []
         while len(ready) < limit:
             wanted = min(self.slots, limit - len(ready))
             if self._written:
@@ -242,12 +247,12 @@ class BatchReceiver:
             flags = _RECEIVE_FLAGS
         return ready
 
-    def _collect(self, count: int, ready: list[sockets.Datagram]) -> None:
+    def _collect(self, count: int, ready: list[Datagram]) -> None:
         """Turn the first ``count`` slots into datagrams: the per-datagram hot loop.
 
         It runs on every wake-up, often for one datagram: nothing is set up before the loop.
         """
-        append, known, size, datagram = ready.append, self._known, self.size, sockets.Datagram
+        append, known, size, datagram = ready.append, self._known, self.size, Datagram
         headers, origins, payloads = self._views
         for index in range(count):
             controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
@@ -273,7 +278,7 @@ class BatchReceiver:
 
     def _learn(self, raw: bytes) -> _Origin:
         """Decode a slot's source address and control messages (with the core's parser)."""
-        meta = sockets.parse_ancillary(_control_records(raw[_NAME_SPACE:]))
+        meta = parse_ancillary(_control_records(raw[_NAME_SPACE:]))
         origin = (_decode_source(raw), meta.group, meta.interface, meta.ttl, meta.drops)
         if len(self._known) >= _MEMORY_LIMIT:
             self._known.clear()
@@ -331,7 +336,7 @@ class BatchSender:
         self._namelen = 0
         self.busy = False  # inside send(): a payload iterator that sends needs other buffers
 
-    def send(self, sock: socket.socket, payloads: Iterable[sockets.Payload], name: bytes) -> int:
+    def send(self, sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
         """Send each payload to the destination ``name`` (see :func:`encode_address`).
 
         Returns how many were sent; stops early when a non-blocking socket would block. A
@@ -348,13 +353,13 @@ class BatchSender:
         self,
         fd: int,
         family: socket.AddressFamily,
-        payloads: Iterable[sockets.Payload],
+        payloads: Iterable[Payload],
         name: bytes,
     ) -> int:
         self._set_destination(name)
         view, limit = memoryview(self._payloads), constants.MAX_PAYLOAD[family]
         iterator = iter(payloads)
-        carried: sockets.Payload | None = None  # taken from the iterator, not yet copied
+        carried: Payload | None = None  # taken from the iterator, not yet copied
         sent = 0
         while True:
             count = used = 0
@@ -368,7 +373,7 @@ class BatchSender:
                         payload = payload.cast("B")  # as sendto would: its bytes, whatever format
                     size = len(payload)
                     if size > limit:
-                        sockets.check_payload_size(family, size)  # raises, naming the size
+                        check_payload_size(family, size)  # raises, naming the size
                     if used + size > self.capacity:
                         carried = payload
                         break

@@ -43,7 +43,9 @@ SIOCGIFNAME = 0x8910  # interface name of an index
 SIOCGIFINDEX = 0x8933  # interface index of a name
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8
+IFF_RUNNING = 0x40  # operationally up: carrier and the link watcher agree
 IFF_MULTICAST = 0x1000
+MAX_INTERFACE_NAME = 15  # longest interface name: IFNAMSIZ (16) less its terminating NUL
 
 # Largest UDP payload: 65535 less the IPv4 (20) and UDP (8) headers; IPv6 has no IP header
 # inside its 65535-byte payload length, so only the UDP header counts (jumbograms aside).

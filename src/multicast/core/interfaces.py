@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from multicast.core import constants
-from multicast.core.addresses import IPAddress
+from multicast.core.addresses import IPAddress, split_zone
 from multicast.exceptions import InterfaceError
 
 __all__ = [
     "Interface",
     "InterfaceSpec",
     "index_by_name",
+    "interface_index",
     "list_interfaces",
     "multicast_interfaces",
     "name_by_index",
     "resolve_interface",
+    "zone_index",
 ]
 
 
@@ -63,7 +65,7 @@ def _addresses() -> dict[str, list[IPAddress]]:
     for adapter in ifaddr.get_adapters():
         for entry in adapter.ips:
             text = entry.ip[0] if isinstance(entry.ip, tuple) else entry.ip
-            found.setdefault(adapter.name, []).append(ip_address(text.split("%", 1)[0]))
+            found.setdefault(adapter.name, []).append(ip_address(split_zone(text)[0]))
     return found
 
 
@@ -116,7 +118,7 @@ def resolve_interface(spec: InterfaceSpec) -> Interface:
         match = [i for i in interfaces if i.name == text]
     if not match:
         try:
-            address = ip_address(text.split("%", 1)[0])
+            address = ip_address(split_zone(text)[0])
         except ValueError:
             pass
         else:
@@ -127,7 +129,13 @@ def resolve_interface(spec: InterfaceSpec) -> Interface:
     return match[0]
 
 
-_IFNAMSIZ = 15  # longest interface name (IFNAMSIZ less its terminating NUL)
+def interface_index(interface: InterfaceSpec | None) -> int:
+    """Index of an interface given by name, index or address; 0 (the kernel's choice) for None."""
+    if interface is None:
+        return 0
+    return resolve_interface(interface).index
+
+
 _IFREQ_INDEX = struct.Struct("16si")  # struct ifreq: name, then ifr_ifindex
 
 
@@ -138,7 +146,7 @@ def index_by_name(sock: socket.socket, name: str) -> int | None:
     namespace whichever thread calls it.
     """
     raw = os.fsencode(name)
-    if not 0 < len(raw) <= _IFNAMSIZ or b"\0" in raw:
+    if not 0 < len(raw) <= constants.MAX_INTERFACE_NAME or b"\0" in raw:
         return None
     try:
         result = fcntl.ioctl(sock.fileno(), constants.SIOCGIFINDEX, _IFREQ_INDEX.pack(raw, 0))
@@ -155,3 +163,17 @@ def name_by_index(sock: socket.socket, index: int) -> str | None:
     except (OSError, struct.error):
         return None
     return os.fsdecode(_IFREQ_INDEX.unpack_from(result)[0].split(b"\0", 1)[0])
+
+
+def zone_index(sock: socket.socket, zone: str) -> int:
+    """The interface index an IPv6 ``%zone`` names (an index, or a name asked through ``sock``).
+
+    One ``ioctl`` at most, never a listing of every interface: resolve a zone once per
+    destination, not per datagram.
+    """
+    if zone.isdigit():
+        return int(zone)
+    index = index_by_name(sock, zone)
+    if index is None:
+        raise InterfaceError(f"unknown interface {zone!r} in a %zone")
+    return index

@@ -4,7 +4,7 @@ A :class:`InterfaceWatcher` is a non-blocking ``AF_NETLINK`` socket subscribed t
 notifications (``RTMGRP_LINK``: an interface appeared, changed state or was deleted) and,
 by default, route notifications (a route appeared or went: where the routing table sends a
 group may have changed). Add it to a selector or poll it; :meth:`InterfaceWatcher.changes`
-drains what arrived. :meth:`multicast.core.Receiver.rejoin` acts on the changes, and a
+drains what arrived. :func:`multicast.core.membership.rejoin` acts on the changes, and a
 receiver made with ``watch_interfaces=True`` does that by itself.
 
 Only what a receiver needs is parsed (index, name, up/running, removed); everything else in
@@ -25,7 +25,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from multicast.exceptions import SocketOptionError, UnsupportedError
+from multicast.core import constants
+from multicast.exceptions import BindError, UnsupportedError
 
 __all__ = ["InterfaceChanges", "InterfaceWatcher", "LinkChange", "parse_messages"]
 
@@ -39,9 +40,6 @@ _RTM_NEWLINK, _RTM_DELLINK = 16, 17
 _RTM_NEWROUTE, _RTM_DELROUTE = 24, 25
 _IFLA_IFNAME = 3
 _AF_UNSPEC = 0  # link messages of the device itself (AF_BRIDGE ones describe bridge ports)
-# linux/if.h
-_IFF_UP = 0x1
-_IFF_RUNNING = 0x40  # operationally up: carrier and the link watcher agree
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change mask
@@ -117,8 +115,8 @@ def _link_change(kind: int, body: memoryview) -> LinkChange | None:
     return LinkChange(
         index=index,
         name=_link_name(body[_IFINFO.size :]),
-        up=bool(flags & _IFF_UP),
-        running=bool(flags & _IFF_RUNNING),
+        up=bool(flags & constants.IFF_UP),
+        running=bool(flags & constants.IFF_RUNNING),
         removed=kind == _RTM_DELLINK,
     )
 
@@ -172,9 +170,7 @@ class InterfaceWatcher:
         except OSError as error:
             self.sock.close()
             code = error.errno or errno.EINVAL
-            raise SocketOptionError(
-                code, f"cannot watch interfaces: {error.strerror or error}"
-            ) from error
+            raise BindError(code, f"cannot watch interfaces: {error.strerror or error}") from error
         self._buffer = bytearray(_BUFFER)
 
     def fileno(self) -> int:

@@ -49,6 +49,7 @@ from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import IO, Any, ParamSpec, TypeVar
 
 from multicast.core import Closing
+from multicast.core.constants import MAX_INTERFACE_NAME
 from multicast.exceptions import MulticastError
 
 __all__ = [
@@ -68,7 +69,6 @@ _SETTLE = 5.0  # seconds for a new link to carry traffic
 _STOP = 2.0  # seconds a process gets to end after each signal at tear-down
 _NETNS_DIR = "/run/netns"  # where `ip netns add` keeps its namespaces
 _CLONE_NEWNET = 0x40000000
-_IFNAMSIZ = 15  # longest interface name Linux accepts
 _libc = ctypes.CDLL(None, use_errno=True)
 _beds = itertools.count(1)
 _indexes = itertools.count(100)  # interface indexes for veth ends, never used twice
@@ -495,9 +495,9 @@ class Testbed(Closing):
         name = name or f"h{number}"
         if number > 254:
             raise ValueError("a test bed holds at most 254 hosts")
-        if not name.isidentifier() or len(name) > _IFNAMSIZ:
+        if not name.isidentifier() or len(name) > MAX_INTERFACE_NAME:
             raise ValueError(
-                f"host name {name!r} must be an identifier of 1-{_IFNAMSIZ} characters"
+                f"host name {name!r} must be an identifier of 1-{MAX_INTERFACE_NAME} characters"
             )
         if any(h.name == name for h in self.hosts):
             raise ValueError(f"there is already a host called {name!r}")

@@ -15,11 +15,10 @@ from multicast.core import (
     Sender,
     open_receiver,
     parse_group,
-    send_many,
     socket_drops,
 )
 from multicast.core.constants import MAX_DATAGRAM
-from multicast.exceptions import OptionError, SocketOptionError
+from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
 
 __all__ = ["DRAIN_LIMIT", "Joined", "check_limits", "rejection_counts", "send_counted"]
@@ -37,20 +36,18 @@ def send_counted(
     kernel allows); returns how many went out. The kernel having no room for one
     (``ENOBUFS``, ``EAGAIN``) ends the batch early.
 
-    Any other refusal (no route to the group, say) raises :class:`SocketOptionError`.
+    Any other refusal (no route to the group, say) raises
+    :class:`~multicast.exceptions.SendError`.
     """
     try:
         if len(payloads) == 1:
             sender.send(payloads[0], group, port)
             return 1
-        return send_many(sender.sock, payloads, group, port)
+        return sender.send_many(payloads, group, port)
     except OSError as error:
         if error.errno in _TRANSIENT:
             return 0
-        raise SocketOptionError(
-            error.errno or errno.EIO,
-            f"cannot send to {group} port {port}: {error.strerror or error}",
-        ) from error
+        raise
 
 
 def rejection_counts() -> dict[str, int]:

@@ -16,7 +16,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv6Address, ip_address
 
 from multicast.cliargs import check_sources
 from multicast.core import (
@@ -24,9 +23,11 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
-    send_datagram,
+    reply_address,
+    send_to,
     set_unicast_ttl,
 )
+from multicast.core.datagram import SocketAddress
 from multicast.tools.common import Joined, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
@@ -87,22 +88,16 @@ class PongReport:
         )
 
 
-def _reply_address(datagram: Datagram) -> str:
-    """Where to answer: the source address, with the arrival interface for IPv6 link-local."""
-    host = datagram.source[0]
-    address = ip_address(host.split("%", 1)[0])
-    if isinstance(address, IPv6Address) and address.is_link_local and datagram.interface:
-        return f"{address}%{datagram.interface}"
-    return host
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A reply to send: ``payload`` to ``address`` and ``port``, by unicast."""
+    """A reply to send: ``payload`` to ``destination``, by unicast.
+
+    The destination is the probe's source, with (IPv6) the interface the probe arrived on:
+    a link-local prober is answered by that interface's index, never by a name looked up.
+    """
 
     payload: bytes
-    address: str
-    port: int
+    destination: SocketAddress
 
 
 class Answerer:
@@ -135,7 +130,7 @@ class Answerer:
         if len(reply) > datagram.size:
             self.oversized += 1
             return None
-        return Answer(reply, _reply_address(datagram), datagram.source[1])
+        return Answer(reply, reply_address(datagram))
 
     def sent(self, delivered: bool) -> None:
         """Count the outcome of sending an answer: given to the kernel, or refused by it."""
@@ -221,7 +216,7 @@ class Pong(Joined):
         if answer is None:
             return False
         try:
-            send_datagram(self.receiver.sock, answer.payload, answer.address, answer.port)
+            send_to(self.receiver.sock, answer.payload, answer.destination)
         except OSError as error:
             if error.errno not in _SEND_REFUSALS:
                 raise

@@ -1,0 +1,447 @@
+"""The usual configurations: the one receiving recipe, :class:`Receiver` and :class:`Sender`.
+
+:func:`configure_receiving` is how every receiving socket of the package is made ready
+(:class:`Receiver`, RECV's ``joinstep``, HEAR's server, the UDP peer): the same options in
+the same order, the bind, and a :class:`~multicast.core.membership.MembershipTable` whose
+filter each of them applies to what it reads.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Self, TypedDict, Unpack
+
+from multicast.core import constants
+from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
+from multicast.core.datagram import Datagram, Payload, SocketAddress
+from multicast.core.interfaces import (
+    Interface,
+    InterfaceSpec,
+    multicast_interfaces,
+    name_by_index,
+)
+from multicast.core.io import (
+    destination,
+    receive_batch,
+    receive_datagram,
+    receive_ready,
+    send_many_to,
+    send_to,
+)
+from multicast.core.membership import (
+    Membership,
+    MembershipTable,
+    apply_membership,
+    join_all,
+    membership_for,
+    rejoin,
+)
+from multicast.core.options import (
+    bind_socket,
+    enable_receive_metadata,
+    new_socket,
+    request_receive_buffer,
+    set_isolation,
+    set_loopback,
+    set_reuse,
+    set_send_interface,
+    set_ttl,
+)
+from multicast.core.watch import InterfaceWatcher
+
+__all__ = [
+    "Closing",
+    "Receiver",
+    "ReceiverOptions",
+    "Sender",
+    "SenderOptions",
+    "configure_receiving",
+    "open_receiver",
+]
+
+_DESTINATIONS_KEPT = 64  # resolved destinations a sender remembers before starting afresh
+
+
+class Closing(ABC):
+    """Something released by :meth:`close`; ``with`` and ``async with`` close it at the end."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what this holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def configure_receiving(
+    sock: socket.socket,
+    address: str | IPAddress | None,
+    port: int,
+    *,
+    reuse: bool = True,
+    reuse_port: bool = False,
+    isolate: bool = True,
+    metadata: bool = True,
+    receive_buffer: int | None = None,
+) -> MembershipTable:
+    """Make ``sock`` ready to receive multicast, and return its (empty) membership table.
+
+    In this order: share the port with other receivers of the host (``reuse``:
+    ``SO_REUSEADDR``; ``reuse_port`` adds ``SO_REUSEPORT``), deliver only the groups the
+    socket joins (``isolate``), report each datagram's destination, arrival interface, TTL
+    and the kernel's drop count (``metadata``), ask for a receive buffer of
+    ``receive_buffer`` bytes, and bind ``address`` (None: every address) and ``port``.
+
+    Join with :func:`~multicast.core.membership.join_all` into the table returned, and pass
+    what is read through its :meth:`~multicast.core.membership.MembershipTable.keep`.
+    """
+    if reuse or reuse_port:
+        set_reuse(sock, port=reuse_port)
+    if isolate:
+        set_isolation(sock)
+    if metadata:
+        enable_receive_metadata(sock)
+    if receive_buffer:
+        request_receive_buffer(sock, receive_buffer)
+    bind_socket(sock, address, port)
+    return MembershipTable()
+
+
+class _Endpoint(Closing):
+    """Shared life cycle of :class:`Receiver` and :class:`Sender`."""
+
+    sock: socket.socket
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self.sock.family
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() < 0
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """The ``time.monotonic`` time at which ``timeout`` seconds from now end (None: never)."""
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+class Receiver(_Endpoint):
+    """A socket bound to ``port`` that joins groups and reads datagrams with their metadata.
+
+    By default it is isolated (it never delivers a group it did not join), shares the port
+    with other receivers on the host (``SO_REUSEADDR``) and reads whole datagrams. IPv6
+    datagrams of a group that arrive on an interface the group was not joined on are
+    dropped and counted (:attr:`wrong_interface`).
+
+    Deleting an interface takes its memberships away; :meth:`rejoin` brings them back once
+    an interface of the same name exists again. After :meth:`watch_interfaces` the receiver
+    does that by itself, on every call that receives.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        family: socket.AddressFamily = socket.AF_INET,
+        bind_address: str | IPAddress | None = None,
+        reuse_port: bool = False,
+        isolate: bool = True,
+        receive_buffer: int | None = None,
+        max_size: int = constants.MAX_DATAGRAM,
+        blocking: bool = True,
+    ) -> None:
+        self.sock = new_socket(family)
+        try:
+            self.table = configure_receiving(
+                self.sock,
+                bind_address,
+                port,
+                reuse_port=reuse_port,
+                isolate=isolate,
+                receive_buffer=receive_buffer,
+            )
+            self.sock.setblocking(blocking)
+        except BaseException:
+            self.sock.close()
+            raise
+        self.receive_buffer: int = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.buffer = bytearray(max_size)
+        self.watcher: InterfaceWatcher | None = None
+        self.drops = 0
+
+    @property
+    def port(self) -> int:
+        port: int = self.sock.getsockname()[1]
+        return port
+
+    @property
+    def memberships(self) -> list[Membership]:
+        """What the kernel holds for this socket now."""
+        return self.table.joined
+
+    @property
+    def waiting(self) -> list[Membership]:
+        """Memberships a deleted interface took away, until :meth:`rejoin` restores them."""
+        return self.table.waiting
+
+    @property
+    def wrong_interface(self) -> int:
+        """IPv6 datagrams dropped for arriving on an interface their group was not joined on."""
+        return self.table.wrong_interface
+
+    def join(
+        self,
+        group: GroupSpec,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+    ) -> Membership:
+        return join_all(self.sock, self.table, [parse_group(group)], interface, [source])[0]
+
+    def leave(
+        self,
+        group: GroupSpec,
+        interface: InterfaceSpec | None = None,
+        source: str | IPAddress | None = None,
+    ) -> Membership:
+        membership = membership_for(self.sock.family, parse_group(group), interface, source)
+        index = membership.interface
+        waiting = self.table.waiting_as(
+            membership, name_by_index(self.sock, index) if index else None
+        )
+        if waiting is not None:  # its interface went away: the kernel holds nothing
+            self.table.remove(waiting)
+            return waiting
+        apply_membership(self.sock, membership, join=False)
+        self.table.remove(membership)
+        return membership
+
+    def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
+        """Join again what deleted interfaces took away, where they are back; the new joins.
+
+        See :func:`multicast.core.membership.rejoin`: ``removed`` are the indexes of the
+        interfaces deleted since the last call.
+        """
+        return rejoin(self.sock, self.table, removed)
+
+    def watch_interfaces(self) -> InterfaceWatcher:
+        """From now on, act on interface changes before every receive: rejoin by itself.
+
+        The watcher listens in the network namespace of the calling thread, which must be
+        the socket's (call it where the receiver was made). It closes with the receiver.
+        """
+        if self.watcher is None:
+            self.watcher = InterfaceWatcher()
+        return self.watcher
+
+    def follow_interfaces(self) -> list[Membership]:
+        """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
+        if self.watcher is None:
+            return []
+        changes = self.watcher.changes()
+        return self.rejoin(changes.removed) if changes else []
+
+    def _wait(self, deadline: float | None) -> bool:
+        """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
+        interface changes meanwhile; True if one is queued. The socket's timeout is untouched."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if self.watcher is not None:
+            poller.register(self.watcher, select.POLLIN)
+        while True:
+            self.follow_interfaces()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
+            if self.sock.fileno() in ready:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.close()
+        super().close()
+
+    def _accepted(self, datagram: Datagram) -> bool:
+        self.drops = max(self.drops, datagram.drops)
+        return self.table.accepts(datagram)
+
+    def receive(self, timeout: float | None = None) -> Datagram:
+        """The next datagram; raises :class:`TimeoutError` after ``timeout`` seconds.
+
+        A wait with a ``timeout`` polls: the socket's own timeout (see
+        :meth:`socket.socket.settimeout`) is never changed.
+        """
+        if timeout is None and self.watcher is None:  # one blocking call per datagram
+            while True:
+                datagram = receive_datagram(self.sock, self.buffer)
+                if self._accepted(datagram):
+                    return datagram
+        deadline = _deadline(timeout)
+        while True:
+            if not self._wait(deadline):
+                raise TimeoutError("timed out")
+            try:
+                datagram = receive_datagram(self.sock, self.buffer, constants.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if self._accepted(datagram):
+                return datagram
+
+    def receive_ready(self, limit: int = 1024) -> list[Datagram]:
+        """Every datagram already queued (at most ``limit``), without blocking."""
+        self.follow_interfaces()
+        return self._taken(receive_ready(self.sock, self.buffer, limit))
+
+    def receive_batch(self, limit: int = 1024, timeout: float | None = None) -> list[Datagram]:
+        """Wait for a datagram (``timeout`` seconds at most), then take every one queued.
+
+        See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
+        """
+        if self.watcher is not None:
+            if not self._wait(_deadline(timeout)):
+                return []
+            return self._taken(receive_ready(self.sock, self.buffer, limit))
+        return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
+
+    def _taken(self, ready: list[Datagram]) -> list[Datagram]:
+        """Note the kernel's drop count; keep what arrived where its group was joined."""
+        if ready:
+            self.drops = max(self.drops, ready[-1].drops)
+        return self.table.keep(ready)
+
+
+class ReceiverOptions(TypedDict, total=False):
+    """How a :class:`Receiver` is made, beyond its port and family: its keyword arguments."""
+
+    bind_address: str | IPAddress | None
+    reuse_port: bool
+    isolate: bool
+    receive_buffer: int | None
+    max_size: int
+    blocking: bool
+
+
+class SenderOptions(TypedDict, total=False):
+    """How a :class:`Sender` is made, beyond its family: its keyword arguments."""
+
+    ttl: int
+    interface: InterfaceSpec | None
+    loopback: bool
+    source: str | IPAddress | None
+    source_port: int
+
+
+class Sender(_Endpoint):
+    """A socket that sends multicast datagrams with a set TTL, interface and loopback.
+
+    A destination (an IPv6 group's ``%zone`` too) is resolved the first time it is sent to.
+    """
+
+    def __init__(
+        self,
+        family: socket.AddressFamily = socket.AF_INET,
+        *,
+        ttl: int = 1,
+        interface: InterfaceSpec | None = None,
+        loopback: bool = True,
+        source: str | IPAddress | None = None,
+        source_port: int = 0,
+    ) -> None:
+        self.sock = new_socket(family)
+        try:
+            set_ttl(self.sock, ttl)
+            set_loopback(self.sock, loopback)
+            if interface is not None:
+                set_send_interface(self.sock, interface)
+            if source is not None or source_port:
+                bind_socket(self.sock, source, source_port)
+        except BaseException:
+            self.sock.close()
+            raise
+        self._destinations: dict[tuple[str | IPAddress | Group, int], SocketAddress] = {}
+
+    def destination(self, group: str | IPAddress | Group, port: int) -> SocketAddress:
+        """The ``sendto`` address of ``group`` and ``port``, resolved once and remembered."""
+        key = (group, port)
+        found = self._destinations.get(key)
+        if found is None:
+            if len(self._destinations) >= _DESTINATIONS_KEPT:
+                self._destinations.clear()
+            found = self._destinations[key] = destination(self.sock, group, port)
+        return found
+
+    def send(self, payload: Payload, group: str | IPAddress | Group, port: int) -> int:
+        """Send ``payload`` to ``group`` and ``port``; returns the bytes sent."""
+        return send_to(self.sock, payload, self.destination(group, port))
+
+    def send_many(
+        self, payloads: Iterable[Payload], group: str | IPAddress | Group, port: int
+    ) -> int:
+        """Send each payload as one datagram (batched on Linux); returns how many were sent.
+
+        See :func:`~multicast.core.io.send_many_to`.
+        """
+        return send_many_to(self.sock, payloads, self.destination(group, port))
+
+
+def open_receiver(
+    groups: Sequence[GroupSpec],
+    port: int,
+    *,
+    interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
+    sources: Sequence[str | IPAddress | None] = (),
+    every_interface: bool = False,
+    watch_interfaces: bool = False,
+    **options: Unpack[ReceiverOptions],
+) -> Receiver:
+    """A :class:`Receiver` on ``port`` that joined every group on every interface given.
+
+    ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
+    multicast-capable interface with an address of the groups' family. With ``sources`` the
+    joins are source-specific, one per (source, group). With ``watch_interfaces`` the
+    receiver rejoins by itself after an interface it joined on is deleted and made again
+    (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
+    (:class:`ReceiverOptions`).
+    """
+    parsed = [parse_group(g) for g in groups]
+    family = common_family(parsed)
+    where: list[InterfaceSpec | None]
+    if every_interface:
+        where = list(multicast_interfaces(family))
+    elif interfaces is None:
+        where = [None]
+    elif isinstance(interfaces, str | int | Interface) or not isinstance(interfaces, Sequence):
+        where = [interfaces]
+    else:
+        where = list(interfaces)
+    receiver = Receiver(port, family=family, **options)
+    try:
+        if watch_interfaces:  # before joining: no change may slip between the two
+            receiver.watch_interfaces()
+        for group in parsed:
+            for interface in where:
+                join_all(receiver.sock, receiver.table, [group], interface, sources)
+    except BaseException:
+        receiver.close()
+        raise
+    return receiver

@@ -1,0 +1,370 @@
+"""Group membership: the RFC 3678 requests, joining and leaving, and a table of what is joined.
+
+Membership uses the protocol-independent options (``MCAST_JOIN_GROUP``,
+``MCAST_JOIN_SOURCE_GROUP``) with an interface index, so any-source and source-specific
+joins work the same way on IPv4 and IPv6.
+
+A :class:`MembershipTable` is plain data, no socket: what a socket has joined (on which
+interface index, under which interface name), what waits for a deleted interface to come
+back, and the arrival filter that drops IPv6 datagrams of a group that arrived on an
+interface it was not joined on. :func:`join_all` and :func:`rejoin` make the system calls
+and tell the table; every receiving socket of the package (:class:`~multicast.core.Receiver`,
+RECV, HEAR, the UDP peer) keeps one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+
+from multicast.core import constants
+from multicast.core.addresses import (
+    Group,
+    GroupSpec,
+    IPAddress,
+    family_of,
+    parse_address,
+    parse_group,
+)
+from multicast.core.datagram import Datagram
+from multicast.core.interfaces import InterfaceSpec, index_by_name, interface_index, name_by_index
+from multicast.core.options import ip_level, require_linux, set_option
+from multicast.exceptions import GroupError, SocketOptionError
+
+__all__ = [
+    "Membership",
+    "MembershipTable",
+    "apply_membership",
+    "arrived_as_joined",
+    "interfaces_by_group",
+    "join_all",
+    "join_group",
+    "leave_group",
+    "membership_for",
+    "rejoin",
+]
+
+
+class _SockaddrStorage(ctypes.Structure):
+    _fields_ = (
+        ("family", ctypes.c_ushort),
+        ("padding", ctypes.c_char * (128 - 2 - ctypes.sizeof(ctypes.c_ulong))),
+        ("align", ctypes.c_ulong),
+    )
+
+
+class _GroupReq(ctypes.Structure):
+    _fields_ = (("interface", ctypes.c_uint32), ("group", _SockaddrStorage))
+
+
+class _GroupSourceReq(ctypes.Structure):
+    _fields_ = (
+        ("interface", ctypes.c_uint32),
+        ("group", _SockaddrStorage),
+        ("source", _SockaddrStorage),
+    )
+
+
+def _sockaddr(address: IPAddress) -> _SockaddrStorage:
+    storage = _SockaddrStorage()
+    if isinstance(address, IPv4Address):
+        raw = struct.pack("=HH4s8x", socket.AF_INET, 0, address.packed)
+    else:
+        raw = struct.pack("=HHI16sI", socket.AF_INET6, 0, 0, address.packed, 0)
+    ctypes.memmove(ctypes.addressof(storage), raw, len(raw))
+    return storage
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A group joined on one interface, optionally for one source only (SSM)."""
+
+    group: Group
+    interface: int = 0  # 0: the interface the routing table picks
+    source: IPAddress | None = None
+
+    def __str__(self) -> str:
+        where = f" on interface {self.interface}" if self.interface else ""
+        return f"({self.source}, {self.group}){where}" if self.source else f"{self.group}{where}"
+
+
+def interfaces_by_group(memberships: Iterable[Membership]) -> dict[str, frozenset[int]]:
+    """For each IPv6 group joined on specific interfaces only, the indexes of those interfaces.
+
+    Linux matches an IPv6 socket's memberships by group alone: a group joined on ``eth1``
+    is also delivered from ``eth0`` once any socket of the host joined it there. IPv4
+    checks the interface itself, and a group joined anywhere (index 0) takes every arrival,
+    so neither appears here.
+    """
+    anywhere: set[str] = set()
+    joined: dict[str, set[int]] = {}
+    for membership in memberships:
+        if membership.group.family != socket.AF_INET6:
+            continue
+        key = membership.group.address.compressed
+        if membership.interface:
+            joined.setdefault(key, set()).add(membership.interface)
+        else:
+            anywhere.add(key)
+    return {group: frozenset(indexes) for group, indexes in joined.items() if group not in anywhere}
+
+
+def arrived_as_joined(datagram: Datagram, joined_on: dict[str, frozenset[int]]) -> bool:
+    """False for a datagram to a group that arrived on an interface the group was not joined on."""
+    allowed = joined_on.get(datagram.group) if datagram.group else None
+    return allowed is None or datagram.interface in allowed
+
+
+class MembershipTable:
+    """What one socket has joined, what waits for its interface, and the arrival filter.
+
+    No socket and no system call: the functions that join and leave (:func:`join_all`,
+    :func:`rejoin`, :meth:`multicast.core.Receiver.leave`) tell the table what the kernel
+    now holds. An interface name is kept for each membership made on a named interface,
+    so that one deleted and made again (under a new index) can be found by its name.
+    """
+
+    def __init__(self) -> None:
+        self.joined: list[Membership] = []
+        # Memberships an interface took away when it was deleted, until they are joined again.
+        self.waiting: list[Membership] = []
+        self.wrong_interface = 0  # datagrams dropped for arriving where their group was not joined
+        self._names: dict[Membership, str] = {}
+        self._allowed: dict[str, frozenset[int]] = {}
+
+    def name_of(self, membership: Membership) -> str | None:
+        """The name of the interface ``membership`` was made on; None where the kernel chose."""
+        return self._names.get(membership)
+
+    def add(self, membership: Membership, name: str | None = None) -> None:
+        """Note a membership the kernel now holds, on the interface called ``name``."""
+        self.joined.append(membership)
+        if name is not None:
+            self._names[membership] = name
+        self._refilter()
+
+    def remove(self, membership: Membership) -> None:
+        """Forget a membership that was left, joined or waiting."""
+        if membership in self.waiting:
+            self.waiting.remove(membership)
+        else:
+            self.joined.remove(membership)
+            self._refilter()
+        self._names.pop(membership, None)
+
+    def waiting_as(self, membership: Membership, name: str | None) -> Membership | None:
+        """The waiting membership that ``membership`` (on interface ``name``) stands for: the
+        same group and source on an interface of the same name (which may be back under a new
+        index), or both where the kernel chose."""
+        for waiting in self.waiting:
+            same = (waiting.group, waiting.source, self._names.get(waiting)) == (
+                membership.group,
+                membership.source,
+                name,
+            )
+            if same and (name is not None or waiting.interface == membership.interface == 0):
+                return waiting
+        return None
+
+    def displaced(
+        self, removed: Iterable[int], index_of: Callable[[str], int | None]
+    ) -> list[Membership]:
+        """Joined memberships whose interface is gone: its index is among ``removed``, or its
+        name now has no index or another one (``index_of`` asks)."""
+        gone = set(removed)
+        return [
+            membership
+            for membership in self.joined
+            if membership.interface in gone
+            or (
+                (name := self._names.get(membership)) is not None
+                and index_of(name) != membership.interface
+            )
+        ]
+
+    def routed_groups(self) -> set[Group]:
+        """The groups joined where the routing table chose the interface."""
+        return {m.group for m in self.joined if m.interface == 0}
+
+    def suspend(self, memberships: Iterable[Membership]) -> None:
+        """Move joined memberships to :attr:`waiting` (the kernel no longer holds them)."""
+        for membership in memberships:
+            self.joined.remove(membership)
+            self.waiting.append(membership)
+        self._refilter()
+
+    def suspend_routed(self, group: Group) -> None:
+        """Move the memberships of ``group`` made where the routing table chose to waiting."""
+        self.suspend([m for m in self.joined if m.group == group and m.interface == 0])
+
+    def due(self, index_of: Callable[[str], int | None]) -> list[tuple[Membership, Membership]]:
+        """Each waiting membership that can be joined again, with the membership to join: on
+        the interface of its name where ``index_of`` finds one, else where the kernel chooses."""
+        ready: list[tuple[Membership, Membership]] = []
+        for membership in self.waiting:
+            name = self._names.get(membership)
+            index = index_of(name) if name is not None else 0
+            if index is not None:
+                ready.append((membership, replace(membership, interface=index)))
+        return ready
+
+    def restore(self, waiting: Membership, fresh: Membership) -> None:
+        """Note that ``waiting`` was joined again, as ``fresh``."""
+        self.waiting.remove(waiting)
+        name = self._names.pop(waiting, None)
+        self.add(fresh, name)
+
+    def accepts(self, datagram: Datagram) -> bool:
+        """Whether ``datagram`` arrived where its group was joined (counted when not)."""
+        if arrived_as_joined(datagram, self._allowed):
+            return True
+        self.wrong_interface += 1
+        return False
+
+    def keep(self, datagrams: list[Datagram]) -> list[Datagram]:
+        """The ``datagrams`` that arrived where their group was joined (the rest counted)."""
+        if not self._allowed or not datagrams:
+            return datagrams
+        kept = [d for d in datagrams if arrived_as_joined(d, self._allowed)]
+        self.wrong_interface += len(datagrams) - len(kept)
+        return kept
+
+    def _refilter(self) -> None:
+        self._allowed = interfaces_by_group(self.joined)
+
+
+def membership_for(
+    family: socket.AddressFamily,
+    group: Group,
+    interface: InterfaceSpec | None,
+    source: str | IPAddress | None,
+) -> Membership:
+    """The membership a socket of ``family`` makes for these arguments (the interface of a
+    ``%zone`` group when ``interface`` is None); checks that the families agree."""
+    if group.family != family:
+        raise GroupError(f"group {group} is not of this socket's address family")
+    index = interface_index(interface if interface is not None else group.interface)
+    if source is None:
+        return Membership(group, index)
+    source_address = parse_address(source, what="source")
+    if family_of(source_address) != family:
+        raise GroupError(f"source {source_address} and group {group} are of different families")
+    return Membership(group, index, source_address)
+
+
+def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> None:
+    """Join (or leave) ``membership`` on ``sock``: one ``setsockopt``."""
+    require_linux("group membership through MCAST_JOIN_GROUP")
+    request: ctypes.Structure
+    if membership.source is None:
+        option = constants.MCAST_JOIN_GROUP if join else constants.MCAST_LEAVE_GROUP
+        request = _GroupReq(membership.interface, _sockaddr(membership.group.address))
+    else:
+        option = constants.MCAST_JOIN_SOURCE_GROUP if join else constants.MCAST_LEAVE_SOURCE_GROUP
+        request = _GroupSourceReq(
+            membership.interface,
+            _sockaddr(membership.group.address),
+            _sockaddr(membership.source),
+        )
+    verb = "join" if join else "leave"
+    set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
+
+
+def join_group(
+    sock: socket.socket,
+    group: GroupSpec,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+) -> Membership:
+    """Join ``group`` on ``interface`` (any source, or only ``source`` for SSM)."""
+    membership = membership_for(sock.family, parse_group(group), interface, source)
+    apply_membership(sock, membership, join=True)
+    return membership
+
+
+def leave_group(
+    sock: socket.socket,
+    group: GroupSpec,
+    interface: InterfaceSpec | None = None,
+    source: str | IPAddress | None = None,
+) -> Membership:
+    """Leave a membership made by :func:`join_group` with the same arguments."""
+    membership = membership_for(sock.family, parse_group(group), interface, source)
+    apply_membership(sock, membership, join=False)
+    return membership
+
+
+def join_all(
+    sock: socket.socket,
+    table: MembershipTable,
+    groups: Iterable[Group],
+    interface: InterfaceSpec | None = None,
+    sources: Iterable[str | IPAddress | None] = (),
+) -> list[Membership]:
+    """Join every group (parsed already) on ``interface``, from each of ``sources`` (none:
+    any source), and note each membership in ``table``; the memberships, in order."""
+    wanted = list(sources) or [None]
+    joined = []
+    for group in groups:
+        for source in wanted:
+            membership = membership_for(sock.family, group, interface, source)
+            apply_membership(sock, membership, join=True)
+            index = membership.interface
+            table.add(membership, name_by_index(sock, index) if index else None)
+            joined.append(membership)
+    return joined
+
+
+def rejoin(
+    sock: socket.socket, table: MembershipTable, removed: Iterable[int] = ()
+) -> list[Membership]:
+    """Join again what deleted interfaces took away, where they are back; the new joins.
+
+    ``removed`` are the indexes of interfaces deleted since the last call (what an
+    :class:`~multicast.core.watch.InterfaceWatcher` reports). Their memberships move to the
+    table's waiting list, as does any membership whose interface name has vanished or now
+    belongs to another index, deleted or not. Waiting memberships are joined again on the
+    interface of the same name, or, where the routing table chose the interface, wherever it
+    now routes the group; those that cannot be yet keep waiting for the next call. An
+    interface that only went down and up needs nothing: the kernel keeps memberships.
+    """
+    gone = {index for index in removed if index > 0}
+
+    def index_of(name: str) -> int | None:
+        return index_by_name(sock, name)
+
+    displaced = table.displaced(gone, index_of)
+    for membership in displaced:
+        _quietly_leave(sock, membership.group, membership.interface)
+    table.suspend(displaced)
+    for index in gone:
+        # The kernel joined these where the group was routed when they were made: leaving
+        # the deleted interface succeeds only for a group that was joined there.
+        for group in table.routed_groups():
+            if _quietly_leave(sock, group, index):
+                table.suspend_routed(group)
+    joined: list[Membership] = []
+    for waiting, fresh in table.due(index_of):
+        try:
+            apply_membership(sock, fresh, join=True)
+        except SocketOptionError as error:
+            if error.errno != errno.EADDRINUSE:  # e.g. no route to the group yet
+                continue
+        table.restore(waiting, fresh)
+        joined.append(fresh)
+    return joined
+
+
+def _quietly_leave(sock: socket.socket, group: Group, index: int) -> bool:
+    """Drop every membership of ``group`` on interface ``index`` from the kernel, even if the
+    interface is gone; False if there was none."""
+    try:
+        apply_membership(sock, Membership(group, index), join=False)
+    except SocketOptionError:
+        return False
+    return True

@@ -1,0 +1,202 @@
+"""Socket options: every ``setsockopt`` of the package goes through :func:`set_option`.
+
+The setters take a plain :class:`socket.socket`, so every face of the package (the reference
+API, the event layer, the peer, asyncio, the tools) configures its sockets through them.
+An option the kernel refuses raises :class:`~multicast.exceptions.SocketOptionError` naming
+the option and its subject; a refused bind raises :class:`~multicast.exceptions.BindError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import struct
+
+from multicast.core import constants
+from multicast.core.addresses import IPAddress, parse_ttl, wildcard_host
+from multicast.core.interfaces import InterfaceSpec, interface_index
+from multicast.exceptions import BindError, SocketOptionError, UnsupportedError
+
+__all__ = [
+    "bind_socket",
+    "enable_receive_metadata",
+    "ip_level",
+    "new_socket",
+    "request_receive_buffer",
+    "request_send_buffer",
+    "require_linux",
+    "set_broadcast",
+    "set_isolation",
+    "set_loopback",
+    "set_option",
+    "set_reuse",
+    "set_send_interface",
+    "set_ttl",
+    "set_unicast_ttl",
+]
+
+_IP_MREQN = struct.Struct("=4s4si")  # struct ip_mreqn: group, local address, interface index
+
+
+def set_option(sock: socket.socket, level: int, option: int, value: int | bytes, what: str) -> None:
+    """``setsockopt``; a refusal raises :class:`SocketOptionError` saying it could not ``what``."""
+    try:
+        sock.setsockopt(level, option, value)
+    except OSError as error:
+        code = error.errno or errno.EINVAL
+        raise SocketOptionError(code, f"cannot {what}: {error.strerror or error}") from error
+
+
+def ip_level(sock: socket.socket) -> int:
+    """The protocol level of the socket's IP options: ``IPPROTO_IP`` or ``IPPROTO_IPV6``."""
+    return socket.IPPROTO_IP if sock.family == socket.AF_INET else socket.IPPROTO_IPV6
+
+
+def require_linux(feature: str) -> None:
+    """Raise :class:`UnsupportedError` naming ``feature`` anywhere but on Linux."""
+    if not constants.LINUX:
+        raise UnsupportedError(f"{feature} is supported on Linux only")
+
+
+def new_socket(family: socket.AddressFamily = socket.AF_INET) -> socket.socket:
+    """A UDP socket of ``family`` (IPv6 sockets are IPv6-only)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    if family == socket.AF_INET6:
+        set_option(sock, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1, "make the socket IPv6-only")
+    return sock
+
+
+def set_reuse(sock: socket.socket, *, port: bool = False) -> None:
+    """Let several sockets bind the same address and port (``SO_REUSEADDR``; ``SO_REUSEPORT``)."""
+    set_option(sock, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1, "set SO_REUSEADDR")
+    if port:
+        set_option(sock, socket.SOL_SOCKET, socket.SO_REUSEPORT, 1, "set SO_REUSEPORT")
+
+
+def set_isolation(sock: socket.socket, enabled: bool = True) -> None:
+    """Deliver only the groups this socket joined (``IP[V6]_MULTICAST_ALL`` off).
+
+    Without it, Linux hands a socket bound to the wildcard address every group that any
+    socket on the host joined on its port.
+    """
+    require_linux("group isolation (IP_MULTICAST_ALL)")
+    option = (
+        constants.IP_MULTICAST_ALL
+        if sock.family == socket.AF_INET
+        else constants.IPV6_MULTICAST_ALL
+    )
+    set_option(sock, ip_level(sock), option, int(not enabled), "set IP_MULTICAST_ALL")
+
+
+def request_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a receive buffer of ``size`` bytes; return what the kernel granted (``SO_RCVBUF``).
+
+    Linux reports twice the size it accepted (half is bookkeeping) and caps the request at
+    ``net.core.rmem_max``; where the process is privileged, ``SO_RCVBUFFORCE`` lifts the cap.
+    """
+    if size <= 0:
+        raise ValueError(f"receive buffer size must be positive, not {size}")
+    set_option(sock, socket.SOL_SOCKET, socket.SO_RCVBUF, size, f"set SO_RCVBUF to {size}")
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if granted < 2 * size and constants.LINUX:
+        with contextlib.suppress(SocketOptionError):  # not privileged: keep what rmem_max allowed
+            set_option(sock, socket.SOL_SOCKET, constants.SO_RCVBUFFORCE, size, "force SO_RCVBUF")
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return granted
+
+
+def request_send_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a send buffer of ``size`` bytes; return what the kernel granted (``SO_SNDBUF``).
+
+    As for receive buffers, Linux reports twice the size it accepted and caps the request
+    at ``net.core.wmem_max``.
+    """
+    if size <= 0:
+        raise ValueError(f"send buffer size must be positive, not {size}")
+    set_option(sock, socket.SOL_SOCKET, socket.SO_SNDBUF, size, f"set SO_SNDBUF to {size}")
+    granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return granted
+
+
+def set_broadcast(sock: socket.socket, enabled: bool = True) -> None:
+    """Whether this IPv4 socket may send to broadcast addresses (``SO_BROADCAST``)."""
+    state = "on" if enabled else "off"
+    set_option(
+        sock, socket.SOL_SOCKET, socket.SO_BROADCAST, int(enabled), f"turn broadcast {state}"
+    )
+
+
+def enable_receive_metadata(sock: socket.socket) -> None:
+    """Ask for destination, interface, TTL and the drop counter with every datagram."""
+    require_linux("receive metadata (IP_PKTINFO, SO_RXQ_OVFL)")
+    if sock.family == socket.AF_INET:
+        set_option(sock, socket.IPPROTO_IP, constants.IP_PKTINFO, 1, "set IP_PKTINFO")
+        set_option(sock, socket.IPPROTO_IP, constants.IP_RECVTTL, 1, "set IP_RECVTTL")
+    else:
+        set_option(sock, socket.IPPROTO_IPV6, constants.IPV6_RECVPKTINFO, 1, "set IPV6_RECVPKTINFO")
+        set_option(
+            sock, socket.IPPROTO_IPV6, constants.IPV6_RECVHOPLIMIT, 1, "set IPV6_RECVHOPLIMIT"
+        )
+    set_option(sock, socket.SOL_SOCKET, constants.SO_RXQ_OVFL, 1, "set SO_RXQ_OVFL")
+
+
+# (unicast, family) -> the option that sets the TTL or hop limit, and what it is called.
+_HOPS = {
+    (False, socket.AF_INET): (socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, "TTL"),
+    (False, socket.AF_INET6): (socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, "hop limit"),
+    (True, socket.AF_INET): (socket.IPPROTO_IP, socket.IP_TTL, "unicast TTL"),
+    (True, socket.AF_INET6): (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, "unicast hop limit"),
+}
+
+
+def _set_hops(sock: socket.socket, ttl: int, *, unicast: bool) -> None:
+    ttl = parse_ttl(ttl, unicast=unicast)
+    level, option, name = _HOPS[unicast, sock.family]
+    set_option(sock, level, option, ttl, f"set {name} {ttl}")
+
+
+def set_ttl(sock: socket.socket, ttl: int) -> None:
+    """TTL (IPv4) or hop limit (IPv6) of multicast datagrams sent: 0 keeps them on this host."""
+    _set_hops(sock, ttl, unicast=False)
+
+
+def set_unicast_ttl(sock: socket.socket, ttl: int) -> None:
+    """TTL (IPv4) or hop limit (IPv6) of unicast datagrams sent, such as replies to a prober."""
+    _set_hops(sock, ttl, unicast=True)
+
+
+def set_loopback(sock: socket.socket, enabled: bool) -> None:
+    """Whether this host's own receivers get the multicast datagrams this socket sends."""
+    option = (
+        socket.IP_MULTICAST_LOOP if sock.family == socket.AF_INET else socket.IPV6_MULTICAST_LOOP
+    )
+    state = "on" if enabled else "off"
+    set_option(sock, ip_level(sock), option, int(enabled), f"turn multicast loopback {state}")
+
+
+def set_send_interface(sock: socket.socket, interface: InterfaceSpec | None) -> None:
+    """The interface that multicast datagrams leave by (None: the routing table decides)."""
+    index = interface_index(interface)
+    if sock.family == socket.AF_INET:
+        request = _IP_MREQN.pack(bytes(4), bytes(4), index)
+        set_option(sock, socket.IPPROTO_IP, socket.IP_MULTICAST_IF, request, f"send on {interface}")
+    else:
+        set_option(
+            sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index, f"send on {interface}"
+        )
+
+
+def bind_socket(sock: socket.socket, address: str | IPAddress | None, port: int) -> None:
+    """Bind to ``address`` (None: every address of the socket's family) and ``port``.
+
+    A refusal raises :class:`BindError` naming the address and port.
+    """
+    host = str(address) if address is not None else wildcard_host(sock.family)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        code = error.errno or errno.EINVAL
+        raise BindError(
+            code, f"cannot bind to {host} port {port}: {error.strerror or error}"
+        ) from error
