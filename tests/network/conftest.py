@@ -1,8 +1,8 @@
 """The guard and fixtures of ``tests/network``: tests that send, join or build hosts.
 
 They run only in the private network namespace that ``scripts/netns-run`` makes (``make test``
-and ``make unit`` do): when any of them is selected elsewhere, the session stops before the
-first test, with one line. ``tests/unit`` needs no namespace.
+and ``make unit`` do): elsewhere, a session that collects this folder stops before its first
+test, saying why. ``tests/unit`` needs no namespace.
 """
 
 from __future__ import annotations
