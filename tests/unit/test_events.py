@@ -17,6 +17,8 @@ from multicast.exceptions import GroupError
 
 from support.events import GROUP, TIMEOUT, ReadOnly, ReadWrite, Recorder, WriteOnly
 
+pytestmark = pytest.mark.usefixtures("default_poller_left_clean")
+
 # --- import and the documented names --------------------------------------------------------
 
 
