@@ -1,4 +1,5 @@
 # Every target that sends or joins runs inside scripts/netns-run: a private network namespace.
+# Only unit-pure runs outside one: tests/unit refuses the network to its tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ NETNS  := scripts/netns-run
 # Debian packages the tests use; `make system-deps` installs the missing ones.
 DEBS   := iproute2 util-linux socat iperf sockperf smcroute
 
-.PHONY: demo test lint typecheck unit soak bench system-deps clean
+.PHONY: demo test lint typecheck unit unit-pure soak bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +33,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src examples
 
+# tests/unit and tests/network (pyproject's testpaths), in the namespace.
 unit: $(STAMP) system-deps
 	$(NETNS) $(BIN)/python -m pytest -m "not soak"
+
+# tests/unit alone, as the calling user, with no namespace and no Debian package.
+unit-pure: $(STAMP)
+	$(BIN)/python -m pytest -m "not soak" tests/unit
 
 test: lint typecheck unit
 

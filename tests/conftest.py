@@ -1,51 +1,52 @@
-"""Session guard and shared fixtures.
+"""Fixtures shared by ``tests/unit`` and ``tests/network``.
 
-Every test may send or join multicast groups, so the whole session refuses to start unless it
-runs in the private network namespace that ``scripts/netns-run`` makes (``make test`` does).
+Each folder's own conftest adds its guard: ``tests/unit`` keeps its tests off the network,
+``tests/network`` runs only inside the private namespace of ``scripts/netns-run``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from multicast.testing import Testbed, private_namespace_problem
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    problem = private_namespace_problem()
-    if problem is not None:
-        pytest.exit(
-            f"tests send multicast and must run in a private network namespace: {problem}; "
-            "run them as `scripts/netns-run .venv/bin/python -m pytest` (or `make test`)",
-            returncode=3,
-        )
+import multicast
+from multicast import defaults
+from multicast.events import Multicaster, MulticastListener, Poller, _defaultPoller
 
 
 @pytest.fixture
-def testbed() -> Iterator[Testbed]:
-    """An empty test bed: add hosts, links and bridges; all of it is removed afterwards."""
-    with Testbed() as bed:
-        yield bed
+def default_poller_left_clean() -> Iterator[None]:
+    """Close whatever a test left registered with the default poller."""
+    yield
+    for registration in list(_defaultPoller._registered.values()):
+        target = registration.target
+        if isinstance(target, MulticastListener | Multicaster):
+            target.close()
+        else:
+            _defaultPoller.unregister(target)
 
 
 @pytest.fixture
-def exit_stack() -> Iterator[contextlib.ExitStack]:
-    """Sockets and other resources a test enters here are closed when it ends, pass or fail."""
-    with contextlib.ExitStack() as stack:
-        yield stack
+def poller() -> Iterator[Poller]:
+    """A poller of the test's own (the default one is shared by the whole process)."""
+    with Poller() as own:
+        yield own
 
 
-@pytest.fixture(scope="session")
-def other_source() -> Iterator[dict[socket.AddressFamily, str]]:
-    """A second local source address per family (on ``lo``), for source-specific tests on one
-    host: ``127.0.0.2`` is local already; the IPv6 one is added for the session."""
-    addresses = {socket.AF_INET: "127.0.0.2", socket.AF_INET6: "2001:db8:ffff::2"}
-    ipv6 = addresses[socket.AF_INET6] + "/128"
-    subprocess.run(["ip", "-6", "addr", "add", ipv6, "dev", "lo", "nodad"], check=True)
-    yield addresses
-    subprocess.run(["ip", "-6", "addr", "del", ipv6, "dev", "lo"], check=True)
+@pytest.fixture
+def changed_defaults() -> Iterator[None]:
+    """Assign every default through the package, as a program may; restore them afterwards."""
+    names = [name for name in defaults.__all__ if name.startswith("_MCAST_DEFAULT_")]
+    saved = {name: getattr(defaults, name) for name in names}
+    multicast._MCAST_DEFAULT_PORT = 50123
+    multicast._MCAST_DEFAULT_GROUP = "239.7.7.7"
+    multicast._MCAST_DEFAULT_GROUPS = ["239.7.7.8"]
+    multicast._MCAST_DEFAULT_TTL = 9
+    multicast._MCAST_DEFAULT_BIND_IP = "0.0.0.0"
+    multicast._MCAST_DEFAULT_BUFFER_SIZE = 100
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(defaults, name, value)

@@ -1,6 +1,7 @@
 """The package face: its names load on first use, its defaults live in ``multicast.defaults``.
 
-No socket is bound or joined here: these tests run anywhere.
+No socket is opened here: these tests run anywhere (the defaults reaching HEAR's server, which
+opens one, are in ``tests/network/test_package_face.py``).
 """
 
 from __future__ import annotations
@@ -8,16 +9,11 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 import multicast
 from multicast import defaults, exceptions, exitcodes
-from multicast.__main__ import McastDispatch
-from multicast.cliargs import Parser, add_port, add_ttl, chosen_groups
-from multicast.hear import McastServer
-from multicast.recv import bind_host, requested_groups
 from multicast.testing import TestbedError
 
 
@@ -78,24 +74,6 @@ def test_the_test_bed_error_is_a_multicast_error() -> None:
     assert issubclass(TestbedError, RuntimeError)
 
 
-@pytest.fixture
-def changed_defaults() -> Iterator[None]:
-    """Assign every default through the package, as a program may; restore them afterwards."""
-    names = [name for name in defaults.__all__ if name.startswith("_MCAST_DEFAULT_")]
-    saved = {name: getattr(defaults, name) for name in names}
-    multicast._MCAST_DEFAULT_PORT = 50123
-    multicast._MCAST_DEFAULT_GROUP = "239.7.7.7"
-    multicast._MCAST_DEFAULT_GROUPS = ["239.7.7.8"]
-    multicast._MCAST_DEFAULT_TTL = 9
-    multicast._MCAST_DEFAULT_BIND_IP = "0.0.0.0"
-    multicast._MCAST_DEFAULT_BUFFER_SIZE = 100
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(defaults, name, value)
-
-
 @pytest.mark.usefixtures("changed_defaults")
 def test_assigning_a_default_through_the_package_assigns_it_in_defaults() -> None:
     assert (defaults._MCAST_DEFAULT_PORT, defaults._MCAST_DEFAULT_GROUP) == (50123, "239.7.7.7")
@@ -105,23 +83,6 @@ def test_assigning_a_default_through_the_package_assigns_it_in_defaults() -> Non
     assert not any(name.startswith("_MCAST_DEFAULT_") for name in vars(multicast))
     with pytest.raises(AttributeError):
         del multicast._MCAST_DEFAULT_PORT
-
-
-@pytest.mark.usefixtures("changed_defaults")
-def test_the_faces_use_defaults_assigned_after_import() -> None:
-    parser = Parser(prog="demo")
-    add_port(parser)
-    add_ttl(parser)
-    args = parser.parse_args([])
-    assert (args.port, args.ttl) == (50123, 9)
-    assert [str(g) for g in chosen_groups(args)] == ["239.7.7.7"]
-    for command in ("SAY", "RECV", "HEAR"):
-        namespace, _ = McastDispatch.parseArgs([command])
-        assert namespace.port == 50123, command
-    assert [str(g) for g in requested_groups(None, None)] == ["239.7.7.7"]
-    assert bind_host(requested_groups(None, None)) == "0.0.0.0"
-    with McastServer(("", 0), None, bind_and_activate=False) as server:
-        assert server.server_address == ("239.7.7.7", 50123)
 
 
 def test_other_attributes_of_the_package_behave_as_usual() -> None:

@@ -15,6 +15,7 @@ process's signals, file descriptors and standard streams out of reach of what it
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import io
@@ -259,8 +260,7 @@ BOUNDS = {
 def command_options() -> dict[str, list[tuple[str, bool]]]:
     """Each command of the real parser: its option strings, and whether each takes a value."""
     parser = McastDispatch().buildArgs(None)
-    (commands,) = (a for a in parser._actions if isinstance(a.choices, dict))  # the subparsers
-    assert isinstance(commands.choices, dict)
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return {
         name: [(o, action.nargs != 0) for action in sub._actions for o in action.option_strings]
         for name, sub in commands.choices.items()

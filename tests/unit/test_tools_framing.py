@@ -48,15 +48,23 @@ def test_doctests() -> None:
 @given(st.binary(max_size=400), keys)
 def test_any_bytes_give_a_frame_or_a_rejection(data: bytes, key: bytes | None) -> None:
     result = parse_frame(data, key)
-    assert isinstance(result, Frame | Rejection)
     if isinstance(result, Frame):
         assert result.size == len(data)
+        assert result.authenticated is (key is not None)
+    else:  # foreign exactly when the bytes cannot be ours: too short or without the magic
+        foreign = len(data) < HEADER_SIZE or not data.startswith(MAGIC)
+        assert (result.reason is Reason.FOREIGN) is foreign
 
 
 @given(st.binary(max_size=200), keys)
 def test_bytes_after_the_magic_give_a_frame_or_a_rejection(data: bytes, key: bytes | None) -> None:
     result = parse_frame(MAGIC + data, key)
-    assert isinstance(result, Frame | Rejection)
+    if isinstance(result, Frame):
+        assert result.size == len(MAGIC + data)
+    elif len(MAGIC + data) >= HEADER_SIZE:  # our magic on a whole header: never foreign
+        assert result.reason is not Reason.FOREIGN
+    else:
+        assert result.reason is Reason.FOREIGN
 
 
 @given(

@@ -11,11 +11,12 @@ from contextlib import ExitStack
 from ipaddress import ip_address
 
 import pytest
-from host_helpers import PORT, receiver, send
 
 from multicast.core import Sender, interfaces, send_reply
 from multicast.hear import HearUDPHandler, McastServer
 from multicast.testing import Testbed
+
+from support.hosts import PORT, receiver, send
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 GROUP = "ff0e::5:1"

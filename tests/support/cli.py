@@ -1,4 +1,5 @@
-"""Helpers shared by the tests of the reference API and the command line (no tests here)."""
+"""The ``multicast`` command for the tests of the command line and the reference API: run as a
+process or in-process with its tools' work recorded instead of done."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import IO
+from typing import IO, Any
+from unittest import mock
 
 from multicast.core import Sender
 
@@ -138,3 +140,16 @@ def send_until_exit(process: subprocess.Popen[str], payload: bytes, group: str, 
 
 def stderr_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def recording(tool: type[Any]) -> Iterator[list[dict[str, Any]]]:
+    """Record the keywords ``tool.doStep`` is called with, instead of running it."""
+    calls: list[dict[str, Any]] = []
+
+    def record(self: object, *args: object, **kwargs: Any) -> tuple[bool, None]:
+        calls.append(kwargs)
+        return True, None
+
+    with mock.patch.object(tool, "doStep", record):
+        yield calls

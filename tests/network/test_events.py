@@ -5,7 +5,6 @@ Runs inside the private namespace of scripts/netns-run, on `lo`.
 
 from __future__ import annotations
 
-import os
 import re
 import selectors
 import socket
@@ -14,64 +13,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 import multicast
 from multicast import events
 from multicast.core import Sender
-from multicast.events import (
-    READ_BUDGET,
-    Multicaster,
-    MulticastListener,
-    Poller,
-    _defaultPoller,
-    listen,
-    sendto,
-)
+from multicast.events import READ_BUDGET, Multicaster, Poller, _defaultPoller, listen, sendto
 from multicast.exceptions import GroupError
 from multicast.testing import Testbed
 
-GROUP = "239.3.0.1"
+from support import ACCEPTANCE
+from support.events import GROUP, TIMEOUT, ReadOnly, ReadWrite, Recorder
+
+pytestmark = pytest.mark.usefixtures("default_poller_left_clean")
+
 OTHER_GROUP = "239.3.0.2"
-TIMEOUT = 2.0
-ACCEPTANCE = Path(__file__).resolve().parents[2] / "shared/acceptance/seed_003_poller.txt"
-
-
-@pytest.fixture(autouse=True)
-def default_poller_left_clean() -> Iterator[None]:
-    """Close whatever a test left registered with the default poller."""
-    yield
-    for registration in list(_defaultPoller._registered.values()):
-        target = registration.target
-        if isinstance(target, MulticastListener | Multicaster):
-            target.close()
-        else:
-            _defaultPoller.unregister(target)
-
-
-@pytest.fixture
-def poller() -> Iterator[Poller]:
-    with Poller() as own:
-        yield own
-
-
-class Recorder(MulticastListener):
-    """Keeps every packet it is handed; stops after ``stop_after`` packets if given."""
-
-    def __init__(self, *args: object, stop_after: int | None = None, **options: object) -> None:
-        self.packets: list[tuple[bytes, tuple[str, int]]] = []
-        self.stop_after = stop_after
-        super().__init__(*args, **options)  # type: ignore[arg-type]
-
-    def handle_packet(self, packet: bytes, addr: tuple[str, int]) -> bool:
-        self.packets.append((packet, addr))
-        return len(self.packets) == self.stop_after
-
-    @property
-    def payloads(self) -> list[bytes]:
-        return [packet for packet, _ in self.packets]
+POLLER_EXAMPLES = ACCEPTANCE / "seed_003_poller.txt"
 
 
 class Numbers(Multicaster):
@@ -83,41 +41,6 @@ class Numbers(Multicaster):
 
     def __iter__(self) -> Iterator[bytes]:
         return (str(n).encode() for n in range(self.count))
-
-
-class Pipe:
-    """A datagram socket pair with handlers that record their calls (no multicast)."""
-
-    def __init__(self) -> None:
-        self.inside, self.outside = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.calls: list[str] = []
-
-    def fileno(self) -> int:
-        return self.inside.fileno()
-
-    def close(self) -> None:
-        self.inside.close()
-        self.outside.close()
-
-
-class ReadWrite(Pipe):
-    def handle_read(self) -> None:
-        self.calls.append("read")
-        self.inside.recv(100)
-
-    def handle_write(self) -> None:
-        self.calls.append("write")
-
-
-class ReadOnly(Pipe):
-    def handle_read(self) -> None:
-        self.calls.append("read")
-        self.inside.recv(100)
-
-
-class WriteOnly(Pipe):
-    def handle_write(self) -> None:
-        self.calls.append("write")
 
 
 def _poll_until(poller: Poller, done: Callable[[], object], rounds: int = 200) -> None:
@@ -132,35 +55,10 @@ def _poll_until(poller: Poller, done: Callable[[], object], rounds: int = 200) -
 # --- import and the documented names --------------------------------------------------------
 
 
-def test_import_opens_no_file_descriptor() -> None:
-    script = (
-        "import os\n"
-        "before = set(os.listdir('/proc/self/fd'))\n"
-        "import multicast, multicast.events, multicast.aio\n"
-        "after = set(os.listdir('/proc/self/fd'))\n"
-        "assert multicast._defaultPoller._selector is None\n"
-        "print(len(after - before))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "0"
-
-
-def test_package_names_of_document_003() -> None:
-    assert multicast._defaultPoller is events._defaultPoller
-    assert multicast.poll == _defaultPoller.poll
-    assert multicast.loop == _defaultPoller.loop
-    assert multicast.register == _defaultPoller.register
-    assert multicast.unregister == _defaultPoller.unregister
-    for name in ("sendto", "listen", "Multicaster", "MulticastListener", "Poller"):
-        assert getattr(multicast, name) is getattr(events, name)
-
-
-@pytest.mark.skipif(not ACCEPTANCE.exists(), reason="shared/acceptance is not beside the repo")
+@pytest.mark.skipif(not POLLER_EXAMPLES.exists(), reason="shared/acceptance is not beside the repo")
 def test_acceptance_examples_of_document_003() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "doctest", str(ACCEPTANCE)],
+        [sys.executable, "-m", "doctest", str(POLLER_EXAMPLES)],
         check=False,
         capture_output=True,
         text=True,
@@ -244,11 +142,6 @@ def test_listen_times_out_with_a_clear_error() -> None:
     assert not _defaultPoller._registered
 
 
-def test_limit_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="limit 0"):
-        listen(ip=GROUP, port=0, limit=0)
-
-
 # --- MulticastListener ------------------------------------------------------------------------
 
 
@@ -266,14 +159,6 @@ def test_listener_filters_by_regex_and_by_callable(poller: Poller) -> None:
         _poll_until(poller, lambda: len(by_call.packets) == 2)
     assert by_bytes.payloads == by_text.payloads == by_pattern.payloads == [b"keep this"]
     assert by_call.payloads == [b"drop keep", b"keep this"]
-
-
-def test_invalid_filter_is_named() -> None:
-    with pytest.raises(TypeError, match="42 is neither a callable"):
-        Recorder(42, GROUP, 0)
-    with pytest.raises(TypeError, match="neither a callable"):
-        Recorder(re.compile("text"), GROUP, 0)
-    assert not _defaultPoller._registered
 
 
 def test_filter_given_as_class_attribute_is_shadowed_by_the_constructor(poller: Poller) -> None:
@@ -329,16 +214,6 @@ def test_ipv6_and_source_specific_listeners(poller: Poller) -> None:
     assert (ipv6.payloads, ipv6.packets[0][1][0]) == ([b"six"], "::1")
     assert chosen.payloads == [b"ssm"]
     assert other.payloads == []
-
-
-def test_listener_is_abstract_and_bad_arguments_are_named() -> None:
-    with pytest.raises(TypeError, match="abstract"):
-        MulticastListener()  # type: ignore[abstract]
-    with pytest.raises(ValueError, match="mtu 0"):
-        Recorder(None, GROUP, 0, 0)
-    with pytest.raises(GroupError, match=r"192\.0\.2\.1"):
-        Recorder(None, "192.0.2.1", 0)
-    assert not _defaultPoller._registered
 
 
 # --- Multicaster ------------------------------------------------------------------------------
@@ -435,30 +310,6 @@ def test_flooded_listener_starves_neither_listeners_nor_multicasters(poller: Pol
 # --- Poller -----------------------------------------------------------------------------------
 
 
-def test_combined_event_mask_dispatches_both_handlers(poller: Poller) -> None:
-    pipe = ReadWrite()
-    try:
-        pipe.outside.send(b"x")
-        poller.register(pipe)
-        poller.poll(TIMEOUT)
-        assert pipe.calls == ["read", "write"]
-    finally:
-        pipe.close()
-
-
-def test_objects_with_only_one_handler_register(poller: Poller) -> None:
-    reader, writer = ReadOnly(), WriteOnly()
-    try:
-        poller.register(reader)
-        poller.register(writer)
-        reader.outside.send(b"x")
-        poller.poll(TIMEOUT)
-        assert (reader.calls, writer.calls) == (["read"], ["write"])
-    finally:
-        reader.close()
-        writer.close()
-
-
 def test_flags_narrow_the_events_and_must_match_handlers(poller: Poller) -> None:
     both, reader = ReadWrite(), ReadOnly()
     try:
@@ -478,81 +329,6 @@ def test_flags_narrow_the_events_and_must_match_handlers(poller: Poller) -> None
     finally:
         both.close()
         reader.close()
-
-
-def test_unregister_keeps_the_file_open_and_the_poller_usable(poller: Poller) -> None:
-    reader = ReadOnly()
-    try:
-        poller.register(reader)
-        poller.unregister(reader)
-        assert not poller.polling  # the last one left
-        os.fstat(reader.fileno())  # still open
-        with pytest.raises(KeyError, match="not registered"):
-            poller.unregister(reader)
-        poller.register(reader)
-        reader.outside.send(b"x")
-        poller.poll(TIMEOUT)
-        assert reader.calls == ["read"]
-        poller.unregister(reader.fileno())
-    finally:
-        reader.close()
-
-
-def test_handler_that_unregisters_another_skips_its_events(poller: Poller) -> None:
-    first, second = ReadOnly(), ReadOnly()
-
-    def unregistering(this: ReadOnly, other: ReadOnly) -> None:
-        this.calls.append("read")
-        poller.unregister(other)
-
-    first.handle_read = lambda: unregistering(first, second)  # type: ignore[method-assign]
-    second.handle_read = lambda: unregistering(second, first)  # type: ignore[method-assign]
-    try:
-        poller.register(first)
-        poller.register(second)
-        second.outside.send(b"x")
-        first.outside.send(b"x")
-        poller.poll(TIMEOUT)
-        assert sorted([first.calls, second.calls]) == [[], ["read"]]  # the later one skipped
-    finally:
-        first.close()
-        second.close()
-
-
-def test_handler_errors_propagate_and_the_poller_goes_on(poller: Poller) -> None:
-    class Failing(ReadOnly):
-        def handle_read(self) -> None:
-            super().handle_read()
-            raise RuntimeError("handler failed")
-
-    failing = Failing()
-    try:
-        poller.register(failing)
-        failing.outside.send(b"x")
-        with pytest.raises(RuntimeError, match="handler failed"):
-            poller.poll(TIMEOUT)
-        failing.outside.send(b"y")
-        with pytest.raises(RuntimeError):
-            poller.poll(TIMEOUT)
-        assert failing.calls == ["read", "read"]
-    finally:
-        failing.close()
-
-
-def test_fd_closed_without_unregistering_can_be_reused(poller: Poller) -> None:
-    stale = ReadOnly()
-    number = stale.fileno()
-    poller.register(stale)
-    stale.close()
-    fresh = ReadOnly()
-    try:
-        assert fresh.fileno() == number  # the kernel hands out the lowest free fd
-        poller.register(fresh)
-        fresh.outside.send(b"x")
-        poller.poll(TIMEOUT)
-        assert fresh.calls == ["read"]
-    finally:
-        fresh.close()
 
 
 @pytest.mark.parametrize("interval", [0, 30])

@@ -8,7 +8,6 @@ import pty
 import selectors
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,43 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multicast.cli import McastDispatch, main
-from multicast.cliargs import Tool
 from multicast.exceptions import MulticastError
 from multicast.tools import TOOLS, run_stream
-from multicast.tools.doctor import parse_igmp
 
-LIMIT = 15.0  # seconds: the bound on every command run here
-
-
-def command(line: str, *more: str) -> list[str]:
-    """``python -m multicast`` with the words of ``line`` and then ``more``."""
-    return [sys.executable, "-m", "multicast", *line.split(), *more]
-
-
-def wait_joined(group: str, process: subprocess.Popen[str]) -> None:
-    """Wait (bounded) until this namespace lists ``group`` in /proc/net/igmp."""
-    deadline = time.monotonic() + LIMIT
-    while group not in {m.group for m in parse_igmp(Path("/proc/net/igmp").read_text())[0]}:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{group} never joined"
-        time.sleep(0.02)
-
-
-def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
-    try:
-        out, err = process.communicate(timeout=LIMIT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-    return process.returncode, out, err
-
-
-def test_the_tools_are_registered() -> None:
-    assert set(TOOLS) == {"stream", "monitor", "ping", "pong", "doctor"}
-    tools: dict[str, Tool] = TOOLS  # the contract, checked by mypy
-    for tool in tools.values():
-        assert callable(tool.add_arguments) and callable(tool.run)
-        assert tool.help and tool.help[0].islower()
+from support.tools import LIMIT, command, finish, wait_joined
 
 
 def test_stream_to_monitor_with_json() -> None:

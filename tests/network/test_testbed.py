@@ -8,7 +8,6 @@ import subprocess
 import sys
 from contextlib import ExitStack
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +22,8 @@ from multicast.core import (
 )
 from multicast.exceptions import MulticastError
 from multicast.testing import Host, Link, Testbed, TestbedError, private_namespace_problem
+
+from support import REPOSITORY
 
 FAMILIES = [pytest.param(socket.AF_INET, id="ipv4"), pytest.param(socket.AF_INET6, id="ipv6")]
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
@@ -303,7 +304,7 @@ def test_session_stops_with_one_line_outside_the_private_namespace() -> None:
     environment = {k: v for k, v in os.environ.items() if k != "MULTICAST_NETNS"}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", __file__],
-        cwd=Path(__file__).parents[1],
+        cwd=REPOSITORY,
         env=environment,
         capture_output=True,
         text=True,

@@ -92,14 +92,6 @@ def test_addresses_ports_and_reopen_on_the_same_port() -> None:
     assert peer.ha == ("::1", 7)
 
 
-def test_buffer_sizes_follow_bc_and_bs() -> None:
-    assert (Peer().bc, Peer().bs, Peer.BufSize, Peer.MaxGramSize) == (None, 65535, 65535, 1240)
-    assert Peer(bc=1024).bs == 1024 * Peer.MaxGramSize == 1_269_760
-    assert Peer(bc=2, bs=5).bs == 2480  # bc wins
-    assert (Peer(bc=0).bc, Peer(bc=0).bs) == (None, 65535)
-    assert Peer(bs=32767).bs == 32767
-
-
 def test_socket_buffers_grow_to_bs() -> None:
     peer = Peer(port=0, bc=1024)
     assert peer.actualBufSizes() == (0, 0)
@@ -235,13 +227,6 @@ def test_port_is_not_shared_unless_reuse_is_asked() -> None:
             assert [wait_for(first)[0] for _ in range(20)] == [b"%d" % n for n in range(20)]
     with openPeer(name="a", port=0, reuse=True) as a, openPeer(name="b", port=a.port, reuse=True):
         assert a.opened
-
-
-def test_unknown_keywords_are_rejected() -> None:
-    with pytest.raises(TypeError, match="temp"):
-        Peer(temp=True)  # type: ignore[call-arg]
-    with pytest.raises(TypeError, match="colour"):
-        PeerDoer(Peer(), colour="red")
 
 
 def test_bad_arguments_are_named() -> None:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from host_helpers import PORT, receiver, send
 
 from multicast.testing import WAIT, Host, Testbed
 from multicast.tools import Monitor, run_stream
+
+from support.hosts import PORT, receiver, send
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 
 import pytest
-from host_helpers import receiver, send
 
 from multicast.core import Scope, parse_group
 from multicast.testing import Testbed
+
+from support.hosts import receiver, send
 
 TIMEOUT = 5.0  # seconds any one datagram may take; never reached when things work
 

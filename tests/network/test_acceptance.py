@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from test_cli_helpers import clean_environment
 
-ROOT = Path(__file__).resolve().parents[1]
-ACCEPTANCE = ROOT.parent / "shared" / "acceptance"
+from support import ACCEPTANCE, REPOSITORY
+from support.cli import clean_environment
+
 FILES = ["seed_000_hear.txt", "seed_001_recv.txt", "seed_002_skt.txt", "seed_003_poller.txt"]
 
 
@@ -25,7 +24,7 @@ def test_acceptance_file_passes_verbatim(name: str) -> None:
     assert path.is_file(), f"acceptance file {path} is missing"
     done = subprocess.run(
         [sys.executable, "-m", "doctest", str(path)],
-        cwd=ROOT,
+        cwd=REPOSITORY,
         env=clean_environment(),
         capture_output=True,
         text=True,

@@ -10,8 +10,6 @@ import socket
 import threading
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from multicast.core import (
     Receiver,
@@ -23,7 +21,6 @@ from multicast.core import (
     list_interfaces,
     new_socket,
     open_receiver,
-    parse_ancillary,
     parse_group,
     request_receive_buffer,
     resolve_interface,
@@ -279,30 +276,6 @@ def test_unsupported_platform_names_the_feature(monkeypatch: pytest.MonkeyPatch)
             set_isolation(sock)
         with pytest.raises(UnsupportedError, match="group membership"):
             join_group(sock, "239.1.1.1")
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from([socket.IPPROTO_IP, socket.IPPROTO_IPV6, socket.SOL_SOCKET, 99]),
-            st.sampled_from(
-                [
-                    constants.IP_PKTINFO,
-                    constants.IPV6_PKTINFO,
-                    constants.IP_TTL,
-                    constants.IPV6_HOPLIMIT,
-                    constants.SO_RXQ_OVFL,
-                    7,
-                ]
-            ),
-            st.binary(max_size=40),
-        ),
-        max_size=6,
-    )
-)
-def test_ancillary_parser_takes_any_bytes(records: list[tuple[int, int, bytes]]) -> None:
-    meta = parse_ancillary(records)
-    assert meta.drops >= 0
 
 
 def test_a_receive_with_a_timeout_leaves_the_socket_timeout_alone() -> None:

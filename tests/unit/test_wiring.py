@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,13 +59,17 @@ def test_reopen_starts_fresh_transcripts() -> None:
     assert not wl.opened
 
 
-def test_temp_files_hold_the_transcripts_and_vanish_on_close() -> None:
+def test_temp_files_hold_the_transcripts_and_vanish_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # not the machine's shared /tmp
     with openWL(name="alpha", filed=True) as wl:
         wl.writeRx(b"in", who=BETA)
         wl.writeTx(b"out", who=BETA)
         wl.flush()
         assert wl.dirPath is not None and wl.rxPath is not None and wl.txPath is not None
         directory = wl.dirPath
+        assert directory.parent == tmp_path / "multicast" / "wirelogs"
         assert wl.rxPath.name.startswith("alpha.") and wl.rxPath.name.endswith(".rx.log")
         assert wl.txPath.name.endswith(".tx.log")
         assert wl.rxPath.read_bytes() == b"\nRx ('127.0.0.1', 6102):\nin\n"

@@ -12,7 +12,6 @@ import ctypes
 import errno
 import signal
 import socket
-import struct
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -29,7 +28,7 @@ from multicast.core import (
     receive_ready,
     send_many,
 )
-from multicast.exceptions import MessageSizeError, UnsupportedError
+from multicast.exceptions import MessageSizeError
 
 FAMILIES = {
     "ipv4": (socket.AF_INET, ("239.7.0.1", "239.7.0.2", "239.7.0.3")),
@@ -237,16 +236,6 @@ def test_each_thread_has_its_own_buffers(
     assert batch.receiver(128) is batch.receiver(128)
 
 
-def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match="size"):
-        batch.BatchReceiver(-1)
-    with pytest.raises(ValueError, match="slots"):
-        batch.BatchSender(slots=0)
-    monkeypatch.setattr(batch, "_recvmmsg", None)
-    with pytest.raises(UnsupportedError, match="recvmmsg"):
-        batch.BatchReceiver(64)
-
-
 # --- waiting, then taking every datagram queued -------------------------------------------------
 
 
@@ -299,28 +288,6 @@ def test_a_signal_ends_a_blocking_wait() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-# --- the control messages ----------------------------------------------------------------------
-
-
-def _cmsg(level: int, kind: int, data: bytes) -> bytes:
-    """One control message as the kernel lays it out, padded to the next record."""
-    header = struct.pack("@Nii", socket.CMSG_LEN(len(data)), level, kind)
-    return (header + data).ljust(socket.CMSG_SPACE(len(data)), b"\0")
-
-
-@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 100), st.binary(max_size=40))))
-def test_control_records_split_as_recvmsg_does(records: list[tuple[int, int, bytes]]) -> None:
-    control = b"".join(_cmsg(*record) for record in records)
-    assert batch._control_records(control) == records
-
-
-@given(st.binary(max_size=200))
-def test_control_records_take_any_bytes(control: bytes) -> None:
-    for level, kind, data in batch._control_records(control):
-        assert isinstance(level, int) and isinstance(kind, int)
-        assert len(data) <= len(control)
 
 
 # --- sending -----------------------------------------------------------------------------------
@@ -472,16 +439,3 @@ def test_names_and_timeouts_take_the_plain_path(
             b"by name",
             b"with timeout",
         ]
-
-
-def test_encode_address() -> None:
-    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 0x1234)) == (
-        struct.pack("=H", socket.AF_INET) + b"\x12\x34" + bytes([239, 1, 2, 3]) + bytes(8)
-    )
-    v6 = batch.encode_address(socket.AF_INET6, ("ff11::1", 80, 0, 7))
-    assert v6 is not None and len(v6) == 28
-    assert v6[8:24] == socket.inet_pton(socket.AF_INET6, "ff11::1")
-    assert struct.unpack("=I", v6[24:]) == (7,)
-    assert batch.encode_address(socket.AF_INET, ("localhost", 80)) is None
-    assert batch.encode_address(socket.AF_INET6, ("239.1.2.3", 80, 0, 0)) is None
-    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 70_000)) is None

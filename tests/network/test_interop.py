@@ -11,10 +11,11 @@ import subprocess
 import sys
 
 import pytest
-from test_tools_cli import LIMIT, finish, wait_joined
 
 from multicast.cli import main
 from multicast.tools import Monitor, run_stream
+
+from support.tools import LIMIT, finish, wait_joined
 
 
 def needs(program: str) -> pytest.MarkDecorator:
