@@ -24,6 +24,7 @@ from multicast.core.addresses import (
     parse_group,
     parse_port,
     parse_ttl,
+    parse_whole,
     split_zone,
     wildcard_host,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "parse_group",
     "parse_port",
     "parse_ttl",
+    "parse_whole",
     "receive_batch",
     "receive_datagram",
     "receive_ready",

@@ -13,10 +13,22 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
-from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
+from multicast.core.addresses import (
+    Group,
+    GroupSpec,
+    IPAddress,
+    common_family,
+    family_of,
+    parse_address,
+    parse_group,
+    parse_port,
+    parse_ttl,
+    wildcard_host,
+)
 from multicast.core.datagram import Datagram, Payload, SocketAddress
 from multicast.core.interfaces import (
     Interface,
@@ -52,6 +64,7 @@ from multicast.core.options import (
     set_ttl,
 )
 from multicast.core.watch import InterfaceWatcher
+from multicast.exceptions import AddressError, OptionError
 
 __all__ = [
     "Closing",
@@ -170,6 +183,10 @@ class Receiver(_Endpoint):
         max_size: int = constants.MAX_DATAGRAM,
         blocking: bool = True,
     ) -> None:
+        # Every value is checked before the socket exists: a bad one leaves nothing open.
+        wildcard_host(family)  # IPv4 or IPv6
+        parse_port(port, allow_zero=True)
+        _check_max_size(max_size)
         self.sock = new_socket(family)
         try:
             self.table = configure_receiving(
@@ -330,6 +347,11 @@ class Receiver(_Endpoint):
         return self.table.keep(ready)
 
 
+def _check_max_size(max_size: object) -> None:
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+        raise OptionError(f"max_size {max_size!r} must be a whole number of bytes, 0 or more")
+
+
 class ReceiverOptions(TypedDict, total=False):
     """How a :class:`Receiver` is made, beyond its port and family: its keyword arguments."""
 
@@ -367,6 +389,13 @@ class Sender(_Endpoint):
         source: str | IPAddress | None = None,
         source_port: int = 0,
     ) -> None:
+        # Every value is checked before the socket exists: a bad one leaves nothing open.
+        wildcard_host(family)  # IPv4 or IPv6
+        parse_ttl(ttl)
+        parse_port(source_port, allow_zero=True)
+        if source is not None and family_of(parse_address(source, what="source")) != family:
+            kind = "IPv4" if family == socket.AF_INET else "IPv6"
+            raise AddressError(f"source {source!s} is not {kind}, as the groups are")
         self.sock = new_socket(family)
         try:
             set_ttl(self.sock, ttl)
@@ -381,13 +410,21 @@ class Sender(_Endpoint):
         self._destinations: dict[tuple[str | IPAddress | Group, int], SocketAddress] = {}
 
     def destination(self, group: str | IPAddress | Group, port: int) -> SocketAddress:
-        """The ``sendto`` address of ``group`` and ``port``, resolved once and remembered."""
+        """The ``sendto`` address of ``group`` and ``port``, resolved once and remembered.
+
+        ``group`` must be a multicast group (:class:`~multicast.exceptions.GroupError`
+        otherwise, never a DNS lookup) and ``port`` 1-65535.
+        """
         key = (group, port)
-        found = self._destinations.get(key)
+        try:
+            found = self._destinations.get(key)
+        except TypeError:  # unhashable: no group nor port; parse_group or parse_port says why
+            found = None
         if found is None:
+            checked = parse_group(group)
             if len(self._destinations) >= _DESTINATIONS_KEPT:
                 self._destinations.clear()
-            found = self._destinations[key] = destination(self.sock, group, port)
+            found = self._destinations[key] = destination(self.sock, checked, port)
         return found
 
     def send(self, payload: Payload, group: str | IPAddress | Group, port: int) -> int:
@@ -405,7 +442,7 @@ class Sender(_Endpoint):
 
 
 def open_receiver(
-    groups: Sequence[GroupSpec],
+    groups: Sequence[GroupSpec] | GroupSpec,
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
@@ -421,9 +458,10 @@ def open_receiver(
     joins are source-specific, one per (source, group). With ``watch_interfaces`` the
     receiver rejoins by itself after an interface it joined on is deleted and made again
     (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
-    (:class:`ReceiverOptions`).
+    (:class:`ReceiverOptions`). One group may be given as it is, without a list.
     """
-    parsed = [parse_group(g) for g in groups]
+    listed = [groups] if isinstance(groups, str | IPv4Address | IPv6Address | Group) else groups
+    parsed = [parse_group(g) for g in listed]
     family = common_family(parsed)
     where: list[InterfaceSpec | None]
     if every_interface:

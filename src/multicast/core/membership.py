@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from multicast.core import constants
 from multicast.core.addresses import (
@@ -135,7 +136,9 @@ class MembershipTable:
         self.waiting: list[Membership] = []
         self.wrong_interface = 0  # datagrams dropped for arriving where their group was not joined
         self._names: dict[Membership, str] = {}
-        self._allowed: dict[str, frozenset[int]] = {}
+        # The arrival filter, made again from `joined` when first needed after a change (None):
+        # joining n groups then costs O(n), not O(n^2).
+        self._filter: dict[str, frozenset[int]] | None = {}
 
     def name_of(self, membership: Membership) -> str | None:
         """The name of the interface ``membership`` was made on; None where the kernel chose."""
@@ -219,6 +222,12 @@ class MembershipTable:
         name = self._names.pop(waiting, None)
         self.add(fresh, name)
 
+    @property
+    def _allowed(self) -> dict[str, frozenset[int]]:
+        if self._filter is None:
+            self._filter = interfaces_by_group(self.joined)
+        return self._filter
+
     def accepts(self, datagram: Datagram) -> bool:
         """Whether ``datagram`` arrived where its group was joined (counted when not)."""
         if arrived_as_joined(datagram, self._allowed):
@@ -228,14 +237,17 @@ class MembershipTable:
 
     def keep(self, datagrams: list[Datagram]) -> list[Datagram]:
         """The ``datagrams`` that arrived where their group was joined (the rest counted)."""
-        if not self._allowed or not datagrams:
+        if not datagrams:
             return datagrams
-        kept = [d for d in datagrams if arrived_as_joined(d, self._allowed)]
+        allowed = self._allowed
+        if not allowed:
+            return datagrams
+        kept = [d for d in datagrams if arrived_as_joined(d, allowed)]
         self.wrong_interface += len(datagrams) - len(kept)
         return kept
 
     def _refilter(self) -> None:
-        self._allowed = interfaces_by_group(self.joined)
+        self._filter = None
 
 
 def membership_for(
@@ -272,7 +284,49 @@ def apply_membership(sock: socket.socket, membership: Membership, *, join: bool)
             _sockaddr(membership.source),
         )
     verb = "join" if join else "leave"
-    set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
+    try:
+        set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
+    except SocketOptionError as error:
+        hint = _join_hint(error.errno, sock.family, membership) if join else None
+        if hint is None:
+            raise
+        raise SocketOptionError(error.errno, f"{error.strerror}; {hint}") from error
+
+
+# The limits a join can run into, by family and kind: (the sysctl, what it counts).
+_LIMITS = {
+    (socket.AF_INET, False): ("net.ipv4.igmp_max_memberships", "groups per socket"),
+    (socket.AF_INET, True): ("net.ipv4.igmp_max_msf", "sources per group and socket"),
+    (socket.AF_INET6, True): ("net.ipv6.mld_max_msf", "sources per group and socket"),
+}
+
+
+def _sysctl(name: str) -> str:
+    """`` (now N)`` with the value of sysctl ``name`` where it can be read, else nothing."""
+    try:
+        return f" (now {Path('/proc/sys', *name.split('.')).read_text().strip()})"
+    except OSError:
+        return ""
+
+
+def _join_hint(
+    code: int | None, family: socket.AddressFamily, membership: Membership
+) -> str | None:
+    """What to do about a refused join, where the kernel's errno says more than its text."""
+    if code == errno.ENOBUFS and (family, membership.source is not None) in _LIMITS:
+        name, counted = _LIMITS[family, membership.source is not None]
+        return f"the kernel's limit of {counted} is reached: {name}{_sysctl(name)}"
+    if code == errno.ENOMEM:
+        name = "net.core.optmem_max"
+        return (
+            f"the socket's option memory is used up (its groups and sources): {name}{_sysctl(name)}"
+        )
+    if code in (errno.ENODEV, errno.ENETUNREACH) and not membership.interface:
+        return (
+            f"no route for {membership.group}: name the interface to join on "
+            "(--iface on the command line), or run `multicast doctor`"
+        )
+    return None
 
 
 def join_group(
