@@ -44,7 +44,7 @@ from multicast.core.constants import MAX_PAYLOAD
 from multicast.exceptions import EXIT_CODES
 from multicast.hear import HearUDPHandler, McastServer
 from multicast.tools import Monitor, Pong
-from multicast.tools.framing import HEADER_SIZE, MAGIC, Flag, Reason, encode_frame
+from multicast.tools.framing import HEADER_SIZE, MAGIC, Flag, Reason, encode_frame, frame_context
 from multicast.tools.monitor import MAX_SENDERS
 
 GROUP = "239.9.1.1"
@@ -52,6 +52,8 @@ PORT = 4449
 KEY = b"the fuzzed servers' shared key.."
 OTHER_KEY = b"a key that forges every tag....."
 WAIT = 10.0  # seconds a batch may take to be read by every server; never reached
+WHERE = frame_context(GROUP, PORT)  # where keyed frames verify
+ELSEWHERE = frame_context(GROUP, PORT + 1)
 
 
 def open_fds() -> int:
@@ -81,8 +83,9 @@ class Forger:
             rng.getrandbits(rng.choice([4, 16, 64])),
             rng.randbytes(rng.choice([0, 8, 9, 64])),
             flags=flags,
-            timestamp=rng.choice([None, 0, rng.getrandbits(64)]),
+            timestamp=rng.choice([None, None, 0, rng.getrandbits(64)]),
             key=rng.choice([None, KEY, KEY, OTHER_KEY]),
+            context=rng.choice([WHERE, WHERE, WHERE, ELSEWHERE]),
         )
         self.sent = [*self.sent[-63:], frame]
         return frame

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import doctest
+import random
 import struct
+import time
+import tracemalloc
 
 import pytest
 
 from multicast.core import Datagram
 from multicast.exceptions import AuthKeyError, OptionError
 from multicast.tools import tally as tally_module
-from multicast.tools.framing import Reason, Rejection, encode_frame
-from multicast.tools.tally import FrameStamps, Intervals, Stamp, Tally
+from multicast.tools.framing import Reason, Rejection, encode_frame, frame_context
+from multicast.tools.tally import MAX_SENDERS, FrameStamps, Intervals, Stamp, Tally
 
 KEY = b"a shared key of 32 bytes........"
 OTHER_KEY = b"another key, also long enough..."
@@ -36,7 +39,14 @@ def arriving(
 
 
 def frame(sender: int, sequence: int, sent: int = 0, *, key: bytes | None = None) -> bytes:
-    return encode_frame(sender, sequence, b"payload", timestamp=sent, key=key)
+    """A frame; with ``key``, tagged for GROUP and port 5000 (where :func:`keyed` listens)."""
+    where = frame_context(GROUP, 5000) if key is not None else b""
+    return encode_frame(sender, sequence, b"payload", timestamp=sent, key=key, context=where)
+
+
+def keyed(key: bytes = KEY) -> FrameStamps:
+    """A reader of frames tagged with ``key`` for port 5000, started now."""
+    return FrameStamps(key, port=5000)
 
 
 def report(tally: Tally, **facts: int) -> tally_module.MonitorReport:
@@ -84,6 +94,19 @@ def test_bytes_ttls_and_hops() -> None:
     assert sender.as_dict()["hops"] == {"min": 2, "max": 3}
 
 
+def test_hops_are_never_negative() -> None:
+    """A sender whose datagrams arrive with more TTL than --ttl says uses another TTL: its
+    hop count is unknown, not below zero."""
+    tally = Tally(FrameStamps(), sent_ttl=4)
+    tally.account(arriving(frame(7, 0), ttl=64), 0)
+    tally.account(arriving(frame(8, 0), ttl=4), 0)
+    tally.account(arriving(frame(8, 1), ttl=6), 0)
+    above, mixed = tally.senders()
+    assert (above.hops_min, above.hops_max) == (None, None)
+    assert (mixed.hops_min, mixed.hops_max) == (None, None)
+    assert "hops" not in str(report(tally)).split("sender")[1]
+
+
 def test_hops_are_unknown_without_the_senders_ttl() -> None:
     tally = Tally(FrameStamps())
     tally.account(arriving(frame(7, 0), ttl=6), 0)
@@ -106,21 +129,35 @@ def test_source_is_the_first_datagrams() -> None:
 
 
 def test_refused_datagrams_are_counted_by_reason() -> None:
-    tally = Tally(FrameStamps(KEY))
-    valid = frame(7, 0, key=KEY)
+    tally = Tally(keyed())
+    now = time.time_ns()
+    valid = frame(7, 0, now, key=KEY)
     for data in (
         valid,
         b"hello",  # foreign
         b"MCTF\x09" + valid[5:],  # unsupported
         valid + b"!",  # malformed
-        frame(7, 1),  # unauthenticated
-        frame(7, 2, key=OTHER_KEY),  # forged
+        frame(7, 1, now),  # unauthenticated
+        frame(7, 2, now, key=OTHER_KEY),  # forged
         valid,  # replayed
+        frame(7, 3, now - 60 * 10**9, key=KEY),  # stale: a minute old
     ):
-        tally.account(arriving(data), 0)
+        tally.account(arriving(data), now)
     result = report(tally)
     assert result.rejected == {reason.value: 1 for reason in Reason}
-    assert (result.datagrams, result.received, result.foreign) == (7, 1, 1)
+    assert (result.datagrams, result.received, result.foreign) == (8, 1, 1)
+
+
+def test_with_a_key_frames_count_only_on_the_group_and_port_they_were_sent_to() -> None:
+    tally = Tally(keyed())
+    now = time.time_ns()
+    data = frame(7, 0, now, key=KEY)
+    tally.account(arriving(data, group="239.1.2.4"), now)  # replayed to another group
+    other_port = Tally(FrameStamps(KEY, port=5001))
+    other_port.account(arriving(data), now)  # to another port
+    assert tally.rejected["forged"] == other_port.rejected["forged"] == 1
+    tally.account(arriving(data), now)
+    assert tally.senders()[0].received == 1
 
 
 def test_a_truncated_frame_counts_by_its_header_only_without_a_key() -> None:
@@ -130,10 +167,10 @@ def test_a_truncated_frame_counts_by_its_header_only_without_a_key() -> None:
     (sender,) = plain.senders()
     assert (plain.truncated, sender.truncated, sender.received) == (1, 1, 1)
     assert sender.bytes == len(data)  # the real length, not what fit
-    keyed = Tally(FrameStamps(KEY))
-    keyed.account(arriving(frame(7, 4, key=KEY), room=40), 0)
-    keyed.account(arriving(b"x" * 100, room=40), 0)
-    assert (keyed.truncated, keyed.senders(), sum(keyed.rejected.values())) == (2, (), 0)
+    cut = Tally(keyed())
+    cut.account(arriving(frame(7, 4, key=KEY), room=40), 0)
+    cut.account(arriving(b"x" * 100, room=40), 0)
+    assert (cut.truncated, cut.senders(), sum(cut.rejected.values())) == (2, (), 0)
 
 
 def test_a_truncated_foreign_datagram_is_only_truncated() -> None:
@@ -180,7 +217,7 @@ def test_the_report_carries_the_sockets_figures() -> None:
 class _Numbered:
     """A payload of another kind: a 4-byte stream id and a 4-byte sequence number."""
 
-    def read(self, datagram: Datagram) -> Stamp | Rejection | None:
+    def read(self, datagram: Datagram, arrived: int) -> Stamp | Rejection | None:
         if len(datagram.payload) != 8:
             return Rejection(Reason.FOREIGN, "not 8 bytes")
         stream, sequence = struct.unpack("!II", datagram.payload)
@@ -231,6 +268,41 @@ def test_intervals_report_what_changed_in_each() -> None:
         0,
     )
     assert str(second).startswith("[  1.25-  2.25 s] received       1")
+
+
+def test_intervals_show_the_kernels_drops_of_each_interval() -> None:
+    tally = Tally(FrameStamps())
+    intervals = Intervals(tally, 1.0, start=0.0, drops=5)
+    asked: list[int] = []
+
+    def drops() -> int:
+        asked.append(1)
+        return 1_700_005
+
+    assert intervals.poll(0.5, drops) is None
+    assert asked == []  # read only when an interval ends
+    first = intervals.poll(1.0, drops)
+    second = intervals.poll(2.0, drops)
+    assert first is not None and second is not None
+    assert (first.drops, second.drops) == (1_700_000, 0)
+    assert "kernel drops 1700000" in str(first)
+
+
+def test_a_flood_of_forged_frames_keeps_memory_bounded() -> None:
+    """Random sequence numbers make a gap per frame; each flow keeps a bounded number of
+    them, so MAX_SENDERS flows stay within tens of megabytes (they took 461 MB)."""
+    flows = 8
+    tally = Tally(FrameStamps(), max_flows=flows)
+    rng = random.Random(12)
+    tracemalloc.start()
+    try:
+        for n in range(40_000):
+            tally.account(arriving(frame(n % (2 * flows), rng.getrandbits(48))), 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(tally.flows) == flows and tally.untracked == 20_000
+    assert peak / flows * MAX_SENDERS < 40e6, f"{peak / flows:.0f} bytes per flow"
 
 
 def test_interval_rejections_include_untracked_frames() -> None:

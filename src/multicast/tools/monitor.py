@@ -19,13 +19,14 @@ from multicast.core import Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
 from multicast.tools.common import Joined, check_limits
-from multicast.tools.framing import HEADER_SIZE
+from multicast.tools.framing import HEADER_SIZE, TIME_WINDOW
 from multicast.tools.options import (
     add_duration,
     add_json,
     add_key,
     add_limit,
     add_receiving,
+    add_time_window,
     emit,
     key_of,
     live,
@@ -73,13 +74,15 @@ class Monitor(Joined):
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         max_size: int = MAX_DATAGRAM,
         sent_ttl: int | None = None,
+        time_window: float = TIME_WINDOW,
     ) -> None:
         if not HEADER_SIZE <= max_size <= MAX_DATAGRAM:
             raise OptionError(
                 f"max size {max_size} is outside {HEADER_SIZE}-{MAX_DATAGRAM} bytes "
                 "(a frame header to a whole datagram)"
             )
-        tally = Tally(FrameStamps(key), sent_ttl=sent_ttl)  # checks the key before joining
+        stamps = FrameStamps(key, time_window=time_window)  # checks the key before joining
+        tally = Tally(stamps, sent_ttl=sent_ttl)
         super().__init__(
             groups,
             port,
@@ -88,6 +91,7 @@ class Monitor(Joined):
             receive_buffer=receive_buffer,
             max_size=max_size,
         )
+        stamps.port = self.port  # the port bound (0 asks for any)
         self.tally = tally
 
     def report(self, seconds: float, *, interrupted: bool = False) -> MonitorReport:
@@ -114,7 +118,8 @@ class Monitor(Joined):
         ``on_interval`` is given a report every ``interval`` seconds."""
         tally = self.tally
         start = time.monotonic()
-        intervals = Intervals(tally, interval, start=start)
+        drops = self.drops if on_interval is not None else 0
+        intervals = Intervals(tally, interval, start=start, drops=drops)
         deadline = start + check_limits(duration, count)
         interrupted = False
         try:
@@ -124,7 +129,7 @@ class Monitor(Joined):
                     break
                 wake = math.inf
                 if on_interval is not None:
-                    line = intervals.poll(now)
+                    line = intervals.poll(now, lambda: self.drops)
                     if line is not None:
                         on_interval(line)
                     wake = intervals.due
@@ -152,6 +157,7 @@ def run_monitor(
     receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
     max_size: int = MAX_DATAGRAM,
     sent_ttl: int | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> MonitorReport:
     """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C.
 
@@ -166,6 +172,7 @@ def run_monitor(
         receive_buffer=receive_buffer,
         max_size=max_size,
         sent_ttl=sent_ttl,
+        time_window=time_window,
     ) as monitor:
         return monitor.run(
             duration=duration, count=count, interval=interval, on_interval=on_interval
@@ -196,6 +203,7 @@ class MonitorTool:
             help="room for one datagram; longer ones count as truncated (default %(default)s)",
         )
         add_key(parser)
+        add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -206,6 +214,7 @@ class MonitorTool:
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
             key=key_of(args),
+            time_window=args.time_window,
             duration=args.duration,
             count=args.count or None,
             interval=args.interval,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from multicast.cliargs import check_sources
 from multicast.core import (
     Group,
     InterfaceSpec,
@@ -30,10 +31,12 @@ from multicast.exceptions import OptionError
 from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_counted
 from multicast.tools.framing import (
     REPLY_PAYLOAD_SIZE,
+    TIME_WINDOW,
     Flag,
     FrameReader,
     Rejection,
     encode_frame,
+    frame_context,
     frame_size,
     parse_reply,
 )
@@ -41,6 +44,7 @@ from multicast.tools.options import (
     add_json,
     add_key,
     add_sending,
+    add_time_window,
     emit,
     key_of,
     live,
@@ -51,6 +55,7 @@ from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
 
 __all__ = [
+    "MAX_RESPONDERS",
     "TOOL",
     "PingReport",
     "PingTool",
@@ -60,6 +65,11 @@ __all__ = [
     "minimum_probe_size",
     "run_ping",
 ]
+
+
+MAX_RESPONDERS = 1024
+"""Responders a ping run keeps apart at most; replies from more are counted as ``untracked``
+(without a key anyone can forge replies from any number of addresses)."""
 
 
 def minimum_probe_size(*, tagged: bool) -> int:
@@ -156,6 +166,7 @@ class PingReport:
     rejected: dict[str, int]
     seconds: float
     interrupted: bool = False
+    untracked: int = 0  # replies from responders beyond MAX_RESPONDERS
 
     @property
     def received(self) -> int:
@@ -170,6 +181,7 @@ class PingReport:
             "send_errors": self.send_errors,
             "received": self.received,
             "unmatched": self.unmatched,
+            "untracked": self.untracked,
             **self.rejected,
             "seconds": round(self.seconds, 6),
             "interrupted": self.interrupted,
@@ -184,8 +196,11 @@ class PingReport:
         ]
         lines.extend(f"  {responder}" for responder in self.responders)
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
-        if rejected or self.unmatched:
-            lines.append(f"  not counted: unmatched {self.unmatched}; {rejected or 'none'}")
+        if rejected or self.unmatched or self.untracked:
+            lines.append(
+                f"  not counted: unmatched {self.unmatched}; untracked responders' replies "
+                f"{self.untracked}; {rejected or 'none'}"
+            )
         return "\n".join(lines)
 
 
@@ -194,17 +209,31 @@ class Prober:
 
     Pure: the loop sends each probe :meth:`probe` makes, and gives :meth:`take` every
     datagram that comes back with the time it came. Times are seconds on one monotonic clock.
+    With a key, probes and replies are tagged for ``group`` and ``port`` (where the probes
+    go) and replies must be fresh (``time_window``); at most ``max_responders`` are kept.
     """
 
     def __init__(
-        self, *, ttl: int, size: int, key: bytes | None = None, prober: int | None = None
+        self,
+        *,
+        ttl: int,
+        size: int,
+        key: bytes | None = None,
+        prober: int | None = None,
+        group: str | IPAddress | Group | None = None,
+        port: int = 0,
+        time_window: float = TIME_WINDOW,
+        max_responders: int = MAX_RESPONDERS,
     ) -> None:
         smallest = minimum_probe_size(tagged=key is not None)
         if size < smallest:
             raise OptionError(f"probe size {size} is below the {smallest}-byte minimum (a reply)")
         self.prober = secrets.randbits(64) if prober is None else prober
         self.ttl = ttl  # the probes' TTL: a responder's hops are this less the TTL it saw
-        self.reader = FrameReader(key)
+        self.reader = FrameReader(key, time_window=time_window)
+        self.context = frame_context(group, port) if key is not None else b""
+        self.max_responders = max_responders
+        self.untracked = 0
         self.filler = bytes(size - frame_size(0, tagged=key is not None))
         self.sent_at: dict[int, float] = {}  # sequence -> send time
         self.send_errors = 0
@@ -228,6 +257,7 @@ class Prober:
             flags=Flag.PROBE,
             timestamp=timestamp,
             key=self.reader.key,
+            context=self.context,
         )
         self.sent_at[sequence] = now
         return data
@@ -236,10 +266,13 @@ class Prober:
         """Count the last probe as refused by the kernel (it stays counted as sent)."""
         self.send_errors += 1
 
-    def take(self, payload: bytes, address: str, arrived: float) -> Reply | None:
+    def take(
+        self, payload: bytes, address: str, arrived: float, now: int | None = None
+    ) -> Reply | None:
         """Account one datagram from ``address`` that reached the probing socket at
-        ``arrived``: the reply it is, or None when it answers no probe of ours."""
-        frame = self.reader.read(payload)
+        ``arrived`` (``now`` on the wall clock, nanoseconds; None: read it): the reply it is,
+        or None when it answers no probe of ours."""
+        frame = self.reader.read(payload, self.context, now)
         if isinstance(frame, Rejection):
             self.rejected[frame.reason.value] += 1
             return None
@@ -247,9 +280,12 @@ class Prober:
         if reply is None or reply[0] != self.prober or frame.sequence not in self.sent_at:
             self.unmatched += 1
             return None
-        peer = self.responders.setdefault(
-            (address, frame.sender), _Responder(address, frame.sender)
-        )
+        peer = self.responders.get((address, frame.sender))
+        if peer is None:
+            if len(self.responders) >= self.max_responders:
+                self.untracked += 1
+                return None
+            peer = self.responders[address, frame.sender] = _Responder(address, frame.sender)
         rtt = (arrived - self.sent_at[frame.sequence]) * 1e3
         duplicate = frame.sequence in peer.rtts
         if duplicate:
@@ -288,6 +324,7 @@ class Prober:
             rejected=dict(self.rejected),
             seconds=seconds,
             interrupted=interrupted,
+            untracked=self.untracked,
         )
 
 
@@ -305,6 +342,7 @@ def run_ping(
     loopback: bool = True,
     key: bytes | None = None,
     on_reply: Callable[[Reply], None] | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> PingReport:
     """Send ``count`` probes ``interval`` seconds apart, then wait ``wait`` seconds for replies.
 
@@ -313,7 +351,7 @@ def run_ping(
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
-    prober = Prober(ttl=ttl, size=size, key=key)
+    prober = Prober(ttl=ttl, size=size, key=key, group=parsed, port=port, time_window=time_window)
     check_payload_size(parsed.family, size)
     check_limits(None, count)
     for name, value in (("interval", interval), ("wait", wait)):
@@ -343,9 +381,9 @@ def run_ping(
                     continue
                 due = pacer.delay(now) if prober.sent < count else deadline - now
                 replies = receive_batch(out.sock, buffer, DRAIN_LIMIT, min(due, 1.0))
-                arrived = time.monotonic()
+                arrived, now_ns = time.monotonic(), time.time_ns()
                 for datagram in replies:
-                    reply = prober.take(datagram.payload, datagram.source[0], arrived)
+                    reply = prober.take(datagram.payload, datagram.source[0], arrived, now_ns)
                     if reply is not None and on_reply is not None:
                         on_reply(reply)
         except KeyboardInterrupt:
@@ -392,9 +430,11 @@ class PingTool:
             help="UDP payload of each probe (default and minimum: the size of a reply)",
         )
         add_key(parser)
+        add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        check_sources([args.group], [args.source] if args.source is not None else [])
         report = run_ping(
             args.group,
             args.port,
@@ -407,6 +447,7 @@ class PingTool:
             source=args.source,
             loopback=not args.no_loopback,
             key=key_of(args),
+            time_window=args.time_window,
             on_reply=_print_reply if live() and not args.json else None,
         )
         emit(report, args)

@@ -11,7 +11,7 @@ the loop that receives, asks it, and sends.
 from __future__ import annotations
 
 import argparse
-import errno
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -23,25 +23,37 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
+    parse_ttl,
     reply_address,
     send_to,
     set_unicast_ttl,
 )
 from multicast.core.datagram import SocketAddress
 from multicast.tools.common import Joined, check_limits, rejection_counts
-from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
+from multicast.tools.framing import (
+    TIME_WINDOW,
+    Flag,
+    FrameReader,
+    Reason,
+    Rejection,
+    encode_reply,
+    frame_context,
+)
 from multicast.tools.options import (
     add_duration,
     add_json,
     add_key,
     add_limit,
     add_receiving,
+    add_time_window,
     emit,
     key_of,
     live,
 )
 
 __all__ = ["TOOL", "Answer", "Answerer", "Pong", "PongReport", "PongTool", "run_pong"]
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +116,35 @@ class Answerer:
     """Decides, for each datagram received, whether and what to answer; counts it all.
 
     Pure: it sends nothing. :meth:`answer` gives the reply to send (or None, counting why
-    not); the loop that sends it tells :meth:`sent` how that went.
+    not); the loop that sends it tells :meth:`sent` how that went. With a key, probes are
+    checked against the group they arrived on and ``port`` (their tags cover both) and
+    must be fresh (see :class:`~multicast.tools.framing.FrameReader`, ``time_window``).
     """
 
-    def __init__(self, key: bytes | None = None, responder: int | None = None) -> None:
-        self.reader = FrameReader(key)
+    def __init__(
+        self,
+        key: bytes | None = None,
+        responder: int | None = None,
+        *,
+        port: int = 0,
+        time_window: float = TIME_WINDOW,
+    ) -> None:
+        self.reader = FrameReader(key, time_window=time_window)
+        self.port = port  # the port probes were sent to
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
         self.rejected = rejection_counts()
 
-    def answer(self, datagram: Datagram) -> Answer | None:
-        """The reply ``datagram`` calls for, if it is an acceptable probe; else None."""
+    def answer(self, datagram: Datagram, now: int | None = None) -> Answer | None:
+        """The reply ``datagram`` calls for, if it is an acceptable probe; else None.
+
+        ``now`` is when it arrived (nanoseconds since the epoch; None: read the clock).
+        """
         if datagram.truncated:  # a cut probe cannot be checked
             self.rejected[Reason.MALFORMED.value] += 1
             return None
-        result = self.reader.read(datagram.payload)
+        context = frame_context(datagram.group, self.port) if self.reader.key else b""
+        result = self.reader.read(datagram.payload, context, now)
         if isinstance(result, Rejection):
             self.rejected[result.reason.value] += 1
             return None
@@ -126,7 +152,9 @@ class Answerer:
             self.ignored += 1
             return None
         self.probes += 1
-        reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
+        reply = encode_reply(
+            result, self.responder, datagram.ttl, key=self.reader.key, context=context
+        )
         if len(reply) > datagram.size:
             self.oversized += 1
             return None
@@ -166,20 +194,6 @@ class Answerer:
         )
 
 
-# Refusals of a reply that are the prober's or the moment's problem (gone, unreachable, out
-# of buffers), not ours: counted as send errors.
-_SEND_REFUSALS = frozenset(
-    {
-        errno.ENOBUFS,
-        errno.EAGAIN,
-        errno.ECONNREFUSED,
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.EINVAL,
-    }
-)
-
-
 class Pong(Joined):
     """A joined reflector that sends what its :attr:`answerer` decides; open it before
     probes are sent."""
@@ -194,10 +208,16 @@ class Pong(Joined):
         key: bytes | None = None,
         responder: int | None = None,
         ttl: int | None = None,
+        time_window: float = TIME_WINDOW,
     ) -> None:
-        answerer = Answerer(key, responder)  # checks the key before joining
+        # The key and the TTL are checked before joining: a bad one leaves nothing open.
+        answerer = Answerer(key, responder, time_window=time_window)
+        if ttl is not None:
+            parse_ttl(ttl, unicast=True)
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
+        answerer.port = self.port  # the port bound (0 asks for any)
         self.answerer = answerer
+        self._refusals: set[int | None] = set()  # errnos of refused replies, logged once each
         if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
             try:
                 set_unicast_ttl(self.receiver.sock, ttl)
@@ -210,17 +230,24 @@ class Pong(Joined):
         """This reflector's id, which its replies carry."""
         return self.answerer.responder
 
-    def answer(self, datagram: Datagram) -> bool:
-        """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent."""
-        answer = self.answerer.answer(datagram)
+    def answer(self, datagram: Datagram, now: int | None = None) -> bool:
+        """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent.
+
+        A reply the kernel refuses (a prober gone or unreachable, a forged source such as a
+        broadcast address, no buffer room) is counted as a send error and logged, once for
+        each kind of refusal: never fatal, whatever a probe claims to come from.
+        """
+        answer = self.answerer.answer(datagram, now)
         if answer is None:
             return False
         try:
             send_to(self.receiver.sock, answer.payload, answer.destination)
         except OSError as error:
-            if error.errno not in _SEND_REFUSALS:
-                raise
             self.answerer.sent(False)
+            code = error.errno
+            level = logging.DEBUG if code in self._refusals else logging.WARNING
+            self._refusals.add(code)
+            _logger.log(level, "cannot answer %s: %s", datagram.source[0], error)
             return False
         self.answerer.sent(True)
         return True
@@ -251,8 +278,10 @@ class Pong(Joined):
                 now = time.monotonic()
                 if now >= deadline:
                     break
-                for datagram in self.ready(min(deadline - now, 1.0)):
-                    if self.answer(datagram) and on_probe is not None:
+                ready = self.ready(min(deadline - now, 1.0))
+                arrived = time.time_ns()
+                for datagram in ready:
+                    if self.answer(datagram, arrived) and on_probe is not None:
                         on_probe(datagram)
                     if count is not None and answerer.replies >= count:
                         break
@@ -273,13 +302,22 @@ def run_pong(
     count: int | None = None,
     on_ready: Callable[[Pong], None] | None = None,
     on_probe: Callable[[Datagram], None] | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> PongReport:
     """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C.
 
     ``ttl`` is the replies' TTL (IPv6 hop limit); ``on_ready`` is called once joined, before
     the first probe is read, and ``on_probe`` with each probe answered.
     """
-    with Pong(groups, port, interfaces=interfaces, sources=sources, key=key, ttl=ttl) as pong:
+    with Pong(
+        groups,
+        port,
+        interfaces=interfaces,
+        sources=sources,
+        key=key,
+        ttl=ttl,
+        time_window=time_window,
+    ) as pong:
         if on_ready is not None:
             on_ready(pong)
         return pong.serve(duration=duration, count=count, on_probe=on_probe)
@@ -295,11 +333,14 @@ class PongTool:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(
             parser,
-            ttl_help="TTL (IPv6 hop limit) of the unicast replies (default: the system's, 64)",
+            ttl_help="TTL (IPv6 hop limit) of the unicast replies, 1-255 (default: the "
+            "system's, 64)",
+            unicast_ttl=True,
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
         add_key(parser)
+        add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -310,6 +351,7 @@ class PongTool:
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
             key=key_of(args),
+            time_window=args.time_window,
             ttl=args.ttl,
             duration=args.duration,
             count=args.count or None,

@@ -7,15 +7,18 @@ reordering and jitter from the frames' sequence numbers and send times.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import secrets
 import time
 from dataclasses import dataclass
 
+from multicast.cliargs import check_sources
 from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
-from multicast.exceptions import OptionError
+from multicast.exceptions import OptionError, SendError
+from multicast.interrupts import deferred
 from multicast.tools.common import check_limits, send_counted
-from multicast.tools.framing import FrameWriter
+from multicast.tools.framing import FrameWriter, frame_context
 from multicast.tools.options import (
     add_duration,
     add_json,
@@ -27,7 +30,7 @@ from multicast.tools.options import (
     positive_type,
     rate_type,
 )
-from multicast.tools.pacing import Pacer, Rate, parse_rate
+from multicast.tools.pacing import Pacer, Rate, check_rate, parse_rate
 
 __all__ = ["DEFAULT_SIZE", "TOOL", "StreamReport", "StreamTool", "run_stream"]
 
@@ -35,7 +38,11 @@ DEFAULT_SIZE = 1200
 DEFAULT_DURATION = 10.0
 # At rate "max" frames go out in batches of this many (one sendmmsg each on Linux).
 FULL_SPEED_BATCH = 64
-DEFAULT_RATE = "1Mbps"  # as iperf's UDP default: gentle on a shared network
+DEFAULT_RATE = "1M"  # iperf2's UDP default (2^20 bit/s): gentle on a shared network
+# Longest sleep between looks at the clock and at Ctrl-C, whatever the rate.
+_NAP = 0.05
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,7 @@ class StreamReport:
     errors: int
     seconds: float
     interrupted: bool = False
+    error: str | None = None  # the last send error, if any (its interface gone, say)
 
     @property
     def datagrams_per_second(self) -> float:
@@ -68,6 +76,7 @@ class StreamReport:
             "datagrams_per_second": round(self.datagrams_per_second, 3),
             "bits_per_second": round(self.datagrams_per_second * self.size * 8, 3),
             "interrupted": self.interrupted,
+            "error": self.error,
         }
 
     def __str__(self) -> str:
@@ -77,6 +86,7 @@ class StreamReport:
             f"in {self.seconds:.3f} s ({rate:.1f} datagrams/s, {rate * self.size * 8 / 1e6:.3f} "
             f"Mbit/s), {self.errors} send errors, sender {self.sender:016x}"
             + (" (interrupted)" if self.interrupted else "")
+            + (f"; last send error: {self.error}" if self.error else "")
         )
 
 
@@ -99,11 +109,17 @@ def run_stream(
     """Send ``count`` frames, or for ``duration`` seconds (10 s when neither is given).
 
     ``size`` is the whole UDP payload, frame header (and tag, with ``key``) included. Frames
-    go out in batches of ``burst`` spaced to keep ``rate`` on average. Ctrl-C ends the run
-    early with a report.
+    go out in batches of ``burst`` spaced to keep ``rate`` on average (see
+    :mod:`~multicast.tools.pacing`; a rate above
+    :data:`~multicast.tools.pacing.MAX_DATAGRAMS_PER_SECOND` is refused). Ctrl-C (or SIGTERM
+    under the command line) ends the run early with a report whose counts are exact: it is
+    acted on between batches, never between a send and its count. Once a datagram went out,
+    sends the kernel refuses (the interface deleted, say) are counted as errors and the run
+    goes on; a refusal of the very first send is raised.
     """
     parsed = parse_group(group)
     pace = parse_rate(rate) if isinstance(rate, str) else rate
+    check_rate(pace, size)
     check_limits(duration, count)
     if burst < 1:
         raise OptionError(f"burst {burst} must be at least 1")
@@ -111,10 +127,10 @@ def run_stream(
         duration = DEFAULT_DURATION
     check_payload_size(parsed.family, size)
     identity = secrets.randbits(64) if sender is None else sender
-    writer = FrameWriter(identity, size, key=key)
+    context = frame_context(parsed, port) if key is not None else b""
+    writer = FrameWriter(identity, size, key=key, context=context)
 
-    sequence = errors = 0
-    interrupted = False
+    run = _Progress()
     with Sender(
         parsed.family,
         ttl=ttl,
@@ -123,43 +139,87 @@ def run_stream(
         source=source,
     ) as out:
         start = time.monotonic()
-        deadline = start + duration if duration is not None else math.inf
-        pacer = Pacer(pace.datagrams_per_second(size), start=start)
-        pace_limited = pace.datagrams_per_second(size) is not None
+        per_second = pace.datagrams_per_second(size)
         try:
-            while count is None or sequence < count:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                wait = pacer.delay(now)
-                if wait > 0:
-                    time.sleep(min(wait, deadline - now))
-                    continue
-                batch = burst if pace_limited else max(burst, FULL_SPEED_BATCH)
-                if count is not None:
-                    batch = min(batch, count - sequence)
-                # The writer reuses its buffer: a batch of several needs a copy of each frame.
-                frames = (
-                    [writer.write(sequence)]
-                    if batch == 1
-                    else [bytes(writer.write(sequence + n)) for n in range(batch)]
-                )
-                errors += batch - send_counted(out, frames, parsed, port)
-                sequence += batch
-                pacer.sent(batch, now=now)
-        except KeyboardInterrupt:
-            interrupted = True
+            _send_frames(
+                run,
+                out,
+                writer,
+                (parsed, port),
+                Pacer(per_second, start=start),
+                batch=burst if per_second is not None else max(burst, FULL_SPEED_BATCH),
+                count=count,
+                deadline=start + duration if duration is not None else math.inf,
+            )
+        except KeyboardInterrupt:  # a handler of the program's own, in the main thread
+            run.interrupted = True
         seconds = time.monotonic() - start
     return StreamReport(
         group=str(parsed),
         port=port,
         sender=identity,
         size=size,
-        sent=sequence - errors,
-        errors=errors,
+        sent=run.sequence - run.errors,
+        errors=run.errors,
         seconds=seconds,
-        interrupted=interrupted,
+        interrupted=run.interrupted,
+        error=run.error.strerror if run.error is not None else None,
     )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a stream run has done so far."""
+
+    sequence: int = 0  # frames made: the next sequence number
+    errors: int = 0  # of those, frames the kernel did not take
+    interrupted: bool = False
+    error: SendError | None = None  # the last send error
+
+
+def _send_frames(
+    run: _Progress,
+    out: Sender,
+    writer: FrameWriter,
+    destination: tuple[Group, int],
+    pacer: Pacer,
+    *,
+    batch: int,
+    count: int | None,
+    deadline: float,
+) -> None:
+    """Send batches of ``batch`` frames as ``pacer`` allows, until ``count`` or ``deadline``
+    (or a signal: see :func:`~multicast.interrupts.deferred`), counting in ``run``."""
+    with deferred() as stopped:
+        while count is None or run.sequence < count:
+            if stopped():
+                run.interrupted = True
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = pacer.delay(now)
+            if wait > 0:
+                time.sleep(min(wait, deadline - now, _NAP))
+                continue
+            size = batch if count is None else min(batch, count - run.sequence)
+            # The writer reuses its buffer: a batch of several needs a copy of each frame.
+            frames = (
+                [writer.write(run.sequence)]
+                if size == 1
+                else [bytes(writer.write(run.sequence + n)) for n in range(size)]
+            )
+            try:
+                done = send_counted(out, frames, *destination)
+            except SendError as error:
+                if run.sequence == run.errors:  # nothing ever went out: a set-up problem
+                    raise
+                if run.error is None or error.errno != run.error.errno:
+                    _logger.warning("stream goes on, counting errors: %s", error)
+                run.error, done = error, 0
+            run.errors += size - done
+            run.sequence += size
+            pacer.sent(size, now=now)
 
 
 class StreamTool:
@@ -172,8 +232,9 @@ class StreamTool:
             type=rate_type,
             default=parse_rate(DEFAULT_RATE),
             metavar="RATE",
-            help="datagrams per second (1000, 2.5k, 1000pps), bits per second (800kbps, "
-            f"10Mbps) or max (default {DEFAULT_RATE})",
+            help="as iperf2's -b: bits per second (10m, 800kbps; k m g are powers of 10, "
+            "K M G of 2), datagrams per second with pps (1000pps), bytes per second with Bps "
+            f"(1MBps), or max (default {DEFAULT_RATE})",
         )
         parser.add_argument(
             "--size",
@@ -195,6 +256,10 @@ class StreamTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        check_sources([args.group], [args.source] if args.source is not None else [])
+        warning = check_rate(args.rate, args.size)
+        if warning is not None:
+            _logger.warning("stream: warning: %s", warning)
         report = run_stream(
             args.group,
             args.port,

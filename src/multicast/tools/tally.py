@@ -23,13 +23,22 @@ beside it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from multicast.core import Datagram
 from multicast.exceptions import OptionError
 from multicast.tools.common import rejection_counts
-from multicast.tools.framing import FrameReader, Header, Reason, Rejection, parse_header
+from multicast.tools.framing import (
+    TIME_WINDOW,
+    FrameReader,
+    Header,
+    Reason,
+    Rejection,
+    frame_context,
+    parse_header,
+)
 from multicast.tools.stats import Arrival, JitterEstimator, SequenceTracker
 
 __all__ = [
@@ -61,27 +70,33 @@ class Stamp:
 class PayloadReader(Protocol):
     """Reads a :class:`Stamp` from a datagram: one kind of payload per reader."""
 
-    def read(self, datagram: Datagram) -> Stamp | Rejection | None:
-        """The stamp, the reason the payload is refused, or None when a datagram cut short
+    def read(self, datagram: Datagram, arrived: int) -> Stamp | Rejection | None:
+        """The stamp of ``datagram``, which arrived at ``arrived`` (nanoseconds since the
+        epoch), the reason the payload is refused, or None when a datagram cut short
         (``truncated``) cannot be read: it is then counted as truncated and nothing more."""
         ...
 
 
 class FrameStamps:
     """Reads the tools' frames (:mod:`multicast.tools.framing`); with a key, only authentic
-    frames not seen before."""
+    frames sent to their group on ``port``, fresh (within ``time_window`` seconds of the
+    arrival time, and after the reader was made) and not seen before."""
 
-    def __init__(self, key: bytes | None = None) -> None:
-        self.frames = FrameReader(key)
+    def __init__(
+        self, key: bytes | None = None, *, port: int = 0, time_window: float = TIME_WINDOW
+    ) -> None:
+        self.frames = FrameReader(key, time_window=time_window)
+        self.port = port  # the port frames were sent to: their tags cover it
 
-    def read(self, datagram: Datagram) -> Stamp | Rejection | None:
+    def read(self, datagram: Datagram, arrived: int) -> Stamp | Rejection | None:
         if datagram.truncated:
             # A cut frame's tag cannot be checked: without a key its header still counts.
             header = parse_header(datagram.payload)
             if self.frames.key is None and isinstance(header, Header):
                 return Stamp(header.sender, header.sequence, header.timestamp)
             return None
-        frame = self.frames.read(datagram.payload)
+        context = frame_context(datagram.group, self.port) if self.frames.key else b""
+        frame = self.frames.read(datagram.payload, context, arrived)
         if isinstance(frame, Rejection):
             return frame
         return Stamp(frame.sender, frame.sequence, frame.timestamp)
@@ -141,8 +156,11 @@ class SenderReport:
         """The report of ``flow``; with ``sent_ttl`` (the senders' TTL), its hop counts too."""
         track = flow.tracker
         hops: tuple[int | None, int | None] = (None, None)
-        if sent_ttl is not None and flow.ttl_min is not None and flow.ttl_max is not None:
-            hops = (sent_ttl - flow.ttl_max, sent_ttl - flow.ttl_min)
+        # A TTL above the one the senders are said to use: that sender uses another, and its
+        # hop count is unknown (never negative).
+        low, high = flow.ttl_min, flow.ttl_max
+        if sent_ttl is not None and low is not None and high is not None and high <= sent_ttl:
+            hops = (sent_ttl - high, sent_ttl - low)
         return cls(
             sender=flow.sender,
             group=flow.group,
@@ -290,14 +308,16 @@ class IntervalReport:
     rejected: int
     bytes: int
     jitter_ms: float  # largest of the senders' current estimates
+    drops: int = 0  # datagrams the kernel dropped on the socket (receive buffer full)
 
     def __str__(self) -> str:
         span = self.end - self.start
         rate = self.bytes * 8 / span / 1e6 if span > 0 else 0.0
         return (
             f"[{self.start:6.2f}-{self.end:6.2f} s] received {self.received:7d}  "
-            f"lost {self.lost:5d}  dup {self.duplicates:4d}  reord {self.reordered:4d}  "
-            f"rejected {self.rejected:4d}  {rate:8.3f} Mbit/s  jitter {self.jitter_ms:.3f} ms"
+            f"lost {self.lost:5d}  kernel drops {self.drops:5d}  dup {self.duplicates:4d}  "
+            f"reord {self.reordered:4d}  rejected {self.rejected:4d}  {rate:8.3f} Mbit/s  "
+            f"jitter {self.jitter_ms:.3f} ms"
         )
 
 
@@ -328,7 +348,7 @@ class Tally:
         """Count one datagram that arrived at ``arrived`` (nanoseconds, the receiver's clock)."""
         self.datagrams += 1
         self.truncated += datagram.truncated
-        stamp = self.reader.read(datagram)
+        stamp = self.reader.read(datagram, arrived)
         if isinstance(stamp, Rejection):
             self.rejected[stamp.reason.value] += 1
             return
@@ -386,11 +406,13 @@ class _Snapshot:
     rejected: int
     bytes: int
     jitter_ms: float
+    drops: int
 
     @classmethod
-    def of(cls, tally: Tally) -> _Snapshot:
+    def of(cls, tally: Tally, drops: int) -> _Snapshot:
         flows = tally.flows.values()
         return cls(
+            drops=drops,
             received=sum(flow.tracker.received for flow in flows),
             lost=sum(flow.tracker.lost for flow in flows),
             duplicates=sum(flow.tracker.duplicates for flow in flows),
@@ -411,33 +433,36 @@ class _Snapshot:
             rejected=self.rejected - before.rejected,
             bytes=self.bytes - before.bytes,
             jitter_ms=self.jitter_ms,
+            drops=self.drops - before.drops,
         )
 
 
 class Intervals:
     """Cuts a run of ``tally`` into intervals of ``every`` seconds, from ``start`` (seconds on
-    the loop's monotonic clock), and says what changed in each."""
+    the loop's monotonic clock), and says what changed in each, with the kernel's drops on
+    the socket (the loop gives their running total, from ``drops`` at the start)."""
 
-    def __init__(self, tally: Tally, every: float, *, start: float) -> None:
+    def __init__(self, tally: Tally, every: float, *, start: float, drops: int = 0) -> None:
         if not (every > 0 and math.isfinite(every)):
             raise OptionError(f"interval {every} must be a number of seconds above zero")
         self.tally = tally
         self.every = every
         self.start = start
         self.begun = start  # when the current interval began
-        self._before = _Snapshot.of(tally)
+        self._before = _Snapshot.of(tally, drops)
 
     @property
     def due(self) -> float:
         """When the current interval ends."""
         return self.begun + self.every
 
-    def poll(self, now: float) -> IntervalReport | None:
+    def poll(self, now: float, drops: Callable[[], int] | None = None) -> IntervalReport | None:
         """At ``now``: the report of the interval that ended, if it has (it ends at ``now``,
-        however late that is), else None."""
+        however late that is), else None. ``drops`` gives the kernel's drops so far; it is
+        asked only when an interval ends."""
         if now < self.due:
             return None
-        current = _Snapshot.of(self.tally)
+        current = _Snapshot.of(self.tally, drops() if drops is not None else self._before.drops)
         report = current.since(self._before, self.begun - self.start, now - self.start)
         self._before, self.begun = current, now
         return report
