@@ -19,19 +19,22 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
-from multicast import defaults
+from multicast import defaults, interrupts
 from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
 from multicast.env import load_config
 from multicast.exceptions import MulticastError, Terminated, UsageError
-from multicast.exitcodes import exit_on_exception, get_exit_code_from_exception, system_exit_code
+from multicast.exitcodes import (
+    COMMAND_EXIT_CODES,
+    describe_exit_codes,
+    exit_on_exception,
+    get_exit_code_from_exception,
+    system_exit_code,
+)
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
@@ -143,13 +146,22 @@ class McastDispatch(mtool):
         subparsers action)."""
         for name, task in sorted(TASK_OPTIONS.items()):
             sub = parser.add_parser(
-                name, help=_COMMAND_HELP[name], description=type(task).__prologue__
+                name,
+                help=_COMMAND_HELP[name],
+                description=type(task).__prologue__,
+                epilog=describe_exit_codes(name),
+                formatter_class=argparse.RawDescriptionHelpFormatter,
             )
             type(task).setupArgs(sub)
             add_mode_flags(sub, default=argparse.SUPPRESS)
         for name, tool in sorted(contributed_tools().items()):
             parser.add_parser(
-                name, help=tool.help, description=tool.help, add_arguments=tool.add_arguments
+                name,
+                help=tool.help,
+                description=tool.help,
+                epilog=describe_exit_codes(name) if name in COMMAND_EXIT_CODES else None,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                add_arguments=tool.add_arguments,
             )
 
     @staticmethod
@@ -194,6 +206,8 @@ def _error_line(error: BaseException) -> str:
         text = "multicast: terminated by SIGTERM"
     elif isinstance(error, KeyboardInterrupt):
         text = "multicast: interrupted by SIGINT"
+    elif isinstance(error, BrokenPipeError):
+        text = "multicast: standard output was closed (broken pipe)"
     elif isinstance(error, MulticastError | OSError | ValueError):
         text = str(error)  # a parser's error starts with its name, "multicast ..."
         text = text if text.startswith("multicast") else f"multicast: {text}"
@@ -202,13 +216,20 @@ def _error_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _say(line: str) -> None:
+    """Write ``line`` on standard error; nowhere if it is closed (never on standard output)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(line, file=sys.stderr, flush=True)
+
+
 def _report_environment() -> None:
     """Show each invalid ``MULTICAST_*`` variable as one warning line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_config()
     for warning in caught:
-        print(f"multicast: warning: {warning.message}", file=sys.stderr)
+        _say(f"multicast: warning: {warning.message}")
 
 
 @exit_on_exception
@@ -216,40 +237,40 @@ def main(argv: Sequence[str] | None = None) -> tuple[int, Any]:
     """Run one command line (None: ``sys.argv[1:]``); return ``(exit_code, result)``.
 
     ``result`` is the command's ``(success, value)``; for an error it is ``(False, the
-    error line)``, and that line is also printed on standard error.
+    error line)``, and that line is also printed on standard error (never on standard
+    output; nowhere when standard error is closed). A command that SIGINT or SIGTERM ended
+    (under :func:`cli`, which records them) returns 128 plus the signal's number.
     """
+    interrupts.reset()
     _report_environment()
     try:
-        return McastDispatch()(sys.argv[1:] if argv is None else argv)
+        code, result = McastDispatch()(sys.argv[1:] if argv is None else argv)
     except SystemExit as done:  # --help, --version, or a tool that called sys.exit()
         code = system_exit_code(done)
-        return code, (code == 0, None)
+        result = (code == 0, None)
     except BaseException as error:
         line = _error_line(error)
-        print(line, file=sys.stderr)
-        return get_exit_code_from_exception(error), (False, line)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Terminated("SIGTERM")
+        _say(line)
+        code, result = get_exit_code_from_exception(error), (False, line)
+    return interrupts.exit_code(code), result
 
 
 @contextlib.contextmanager
 def _process_settings() -> Iterator[None]:
-    """While a command runs as the process: log lines on standard error, SIGTERM unwinds."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("multicast: %(message)s"))
+    """While a command runs as the process: log lines on standard error (if it is open),
+    SIGINT and SIGTERM recorded and unwinding (:func:`multicast.interrupts.handling`)."""
+    handler = logging.StreamHandler(sys.stderr) if sys.stderr is not None else None
     level = _logger.level
-    _logger.addHandler(handler)
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("multicast: %(message)s"))
+        _logger.addHandler(handler)
     _logger.setLevel(logging.INFO)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        yield
+        with interrupts.handling():
+            yield
     finally:
-        if previous is not None:  # None: not set from Python, nothing to restore
-            signal.signal(signal.SIGTERM, previous)
-        _logger.removeHandler(handler)
+        if handler is not None:
+            _logger.removeHandler(handler)
         _logger.setLevel(level)
 
 
@@ -257,7 +278,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """The ``multicast`` command (None: ``sys.argv[1:]``); returns the exit code."""
     with _process_settings():
         code, _ = main(argv)
-    if code == 141:  # standard output is a closed pipe: nothing more can be written to it
+    if code == 141 and sys.stdout is not None:  # a closed pipe: nothing more can be written
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code

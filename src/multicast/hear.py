@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import select
 import socket
 import socketserver
 import sys
@@ -52,10 +53,12 @@ from multicast.core import (
     Group,
     GroupSpec,
     InterfaceSpec,
+    InterfaceWatcher,
     IPAddress,
     MembershipTable,
     configure_receiving,
     family_of,
+    follow_interfaces,
     join_all,
     new_socket,
     parse_address,
@@ -129,6 +132,7 @@ class McastServer(socketserver.UDPServer):
         self.show = show
         self.drops = 0  # datagrams the kernel dropped on this server's socket so far
         self.table = MembershipTable()  # what the socket joined: the arrival filter
+        self.watcher: InterfaceWatcher | None = None  # interface changes, to rejoin after them
         self.current_group: str | None = None  # destination of the datagram being answered
         self._buffer = bytearray(self.max_packet_size)
         self._pending: deque[Datagram] = deque()
@@ -177,7 +181,10 @@ class McastServer(socketserver.UDPServer):
         self._sync_logger()
 
     def server_activate(self) -> None:
-        """Join the groups; the socket stays joined until the server is closed."""
+        """Join the groups; the socket stays joined until the server is closed, and joins
+        again by itself when an interface it joined on is deleted and made again."""
+        if self.watcher is None and self.groups:  # before joining: no change may slip between
+            self.watcher = InterfaceWatcher()
         join_all(self.socket, self.table, self.groups, self.iface, self.sources)
         self.logger.info(
             "HEAR listening on %s port %d for %s",
@@ -185,6 +192,12 @@ class McastServer(socketserver.UDPServer):
             self.server_address[1],
             ", ".join(map(str, self.groups)) or "unicast only",
         )
+
+    def server_close(self) -> None:
+        """Close the socket and the interface watcher."""
+        if self.watcher is not None:
+            self.watcher.close()
+        super().server_close()
 
     def get_request(self) -> tuple[tuple[bytes, socket.socket], Any]:  # type: ignore[override]
         """The next datagram: every datagram queued is read in one batch, then answered in turn.
@@ -213,6 +226,8 @@ class McastServer(socketserver.UDPServer):
         """A STOP stops the server if allowed (else it is ignored); other errors are logged."""
         error = sys.exception()
         host, port = client_address[0], client_address[1]
+        if isinstance(error, BrokenPipeError):  # standard output is gone: stop (exit 141)
+            raise error
         if isinstance(error, ShutdownCommandReceived):
             if self.allow_stop:
                 self.logger.warning("STOP from %s port %s: stopping", host, port)
@@ -223,7 +238,16 @@ class McastServer(socketserver.UDPServer):
         self.logger.error("cannot answer %s port %s: %s", host, port, error)
 
     def service_actions(self) -> None:
-        """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP."""
+        """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP.
+
+        Between batches (at least every ``poll_interval``), rejoin after interface changes,
+        and when showing what it hears, stop with ``BrokenPipeError`` once standard output is
+        a pipe nobody reads (``| head -c0``) rather than wait for a datagram to print.
+        """
+        if self.watcher is not None:
+            follow_interfaces(self.socket, self.table, self.watcher)
+        if self.show and _stdout_gone():
+            raise BrokenPipeError(errno.EPIPE, "standard output is closed")
         while self._pending and not self._stopping:
             # socketserver's own one-request step (verify, process, handle_error, shutdown)
             self._handle_request_noblock()  # type: ignore[attr-defined]
@@ -237,6 +261,17 @@ class McastServer(socketserver.UDPServer):
             super().serve_forever(poll_interval)
         except _StopServingError:
             self.logger.info("HEAR stopped")
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked: only errors and hang-ups are reported
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 class HearUDPHandler(socketserver.BaseRequestHandler):

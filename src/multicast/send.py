@@ -30,6 +30,7 @@ from typing import IO, Any
 from multicast import defaults
 from multicast.cliargs import add_group, add_groups, add_iface, add_port, add_ttl, mtool
 from multicast.core import Group, Sender, check_payload_size, parse_port
+from multicast.exceptions import CommandExecutionError
 from multicast.recv import requested_groups
 
 __module__ = "multicast"  # the value the reference documents for this module
@@ -41,6 +42,19 @@ def chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
     """``stream`` cut into pieces of ``size`` bytes (the last one shorter) until its end."""
     while piece := stream.read(size):
         yield piece
+
+
+def _standard_input() -> Iterator[bytes]:
+    """:func:`chunks` of standard input; closed or unreadable, a ``CommandExecutionError``
+    with exit code 66 (no input) that says so."""
+    if sys.stdin is None:
+        raise CommandExecutionError("--pipe: standard input is closed", 66)
+    try:
+        yield from chunks(sys.stdin.buffer, defaults._MCAST_DEFAULT_BUFFER_SIZE)
+    except OSError as error:
+        raise CommandExecutionError(
+            f"--pipe: cannot read standard input: {error.strerror or error}", 66
+        ) from error
 
 
 def _payload(data: object) -> bytes:
@@ -108,7 +122,7 @@ class McastSAY(mtool):
             interface=kwargs.get("iface"),
         ) as sender:
             if data == ["-"]:
-                for piece in chunks(sys.stdin.buffer, defaults._MCAST_DEFAULT_BUFFER_SIZE):
+                for piece in _standard_input():
                     for group in groups:
                         sender.send(piece, group, port)
             else:

@@ -24,7 +24,11 @@ from support.cli import recording, run_multicast, stderr_lines
     ("error", "code", "line"),
     [
         (KeyboardInterrupt(), 130, "multicast: interrupted by SIGINT"),
-        (BrokenPipeError(32, "Broken pipe"), 141, "multicast: [Errno 32] Broken pipe"),
+        (
+            BrokenPipeError(32, "Broken pipe"),
+            141,
+            "multicast: standard output was closed (broken pipe)",
+        ),
         (GroupError("group 'x' is bad"), 65, "multicast: group 'x' is bad"),
         (ZeroDivisionError("oops"), 70, "multicast: internal error: ZeroDivisionError: oops"),
     ],

@@ -42,6 +42,7 @@ from multicast.core.endpoints import (
     Sender,
     SenderOptions,
     configure_receiving,
+    follow_interfaces,
     open_receiver,
 )
 from multicast.core.interfaces import (
@@ -113,6 +114,7 @@ __all__ = [
     "configure_receiving",
     "enable_receive_metadata",
     "family_of",
+    "follow_interfaces",
     "interface_index",
     "interfaces_by_group",
     "join_all",

@@ -38,6 +38,7 @@ from multicast.core.interfaces import (
 )
 from multicast.core.io import (
     destination,
+    poll_milliseconds,
     receive_batch,
     receive_datagram,
     receive_ready,
@@ -73,6 +74,7 @@ __all__ = [
     "Sender",
     "SenderOptions",
     "configure_receiving",
+    "follow_interfaces",
     "open_receiver",
 ]
 
@@ -131,6 +133,17 @@ def configure_receiving(
         request_receive_buffer(sock, receive_buffer)
     bind_socket(sock, address, port)
     return MembershipTable()
+
+
+def follow_interfaces(
+    sock: socket.socket, table: MembershipTable, watcher: InterfaceWatcher
+) -> list[Membership]:
+    """Act on what ``watcher`` reported since the last call: join again on ``sock`` what
+    deleted interfaces took away, where they are back (see
+    :func:`~multicast.core.membership.rejoin`); the new joins. Every receiver that lives
+    through interface changes (:class:`Receiver`, HEAR's server) does it this way."""
+    changes = watcher.changes()
+    return rejoin(sock, table, changes.removed) if changes else []
 
 
 class _Endpoint(Closing):
@@ -274,8 +287,7 @@ class Receiver(_Endpoint):
         """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
         if self.watcher is None:
             return []
-        changes = self.watcher.changes()
-        return self.rejoin(changes.removed) if changes else []
+        return follow_interfaces(self.sock, self.table, self.watcher)
 
     def _wait(self, deadline: float | None) -> bool:
         """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
@@ -286,8 +298,7 @@ class Receiver(_Endpoint):
             poller.register(self.watcher, select.POLLIN)
         while True:
             self.follow_interfaces()
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
+            ready = [fd for fd, _ in poller.poll(poll_milliseconds(deadline))]
             if self.sock.fileno() in ready:
                 return True
             if deadline is not None and time.monotonic() >= deadline:

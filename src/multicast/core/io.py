@@ -17,9 +17,11 @@ always.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,6 +48,7 @@ from multicast.exceptions import AddressError, SendError
 
 __all__ = [
     "destination",
+    "poll_milliseconds",
     "receive_batch",
     "receive_datagram",
     "receive_ready",
@@ -207,9 +210,23 @@ def receive_batch(
         return batch.receiver(len(buffer)).receive(sock, limit, wait=True)
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
-        return []
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while not poller.poll(poll_milliseconds(deadline)):
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
     return receive_ready(sock, buffer, limit)
+
+
+_LONGEST_POLL = 2**31 - 1  # milliseconds: what poll() takes in one call (24 days)
+
+
+def poll_milliseconds(deadline: float | None) -> int | None:
+    """The ``poll()`` timeout that waits until ``deadline`` (``time.monotonic``; None: no
+    limit), or at most the longest single wait: wait again while the deadline is ahead."""
+    if deadline is None:
+        return None
+    left = max(0.0, deadline - time.monotonic()) * 1000
+    return _LONGEST_POLL if left >= _LONGEST_POLL else math.ceil(left)
 
 
 def socket_drops(sock: socket.socket) -> int | None:

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from multicast.cliargs import check_sources
+from multicast.cliargs import check_sources, distinct_groups
 from multicast.core import Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
@@ -207,6 +207,7 @@ class MonitorTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        args.groups = distinct_groups(args.groups)
         check_sources(args.groups, args.sources)
         report = run_monitor(
             args.groups,

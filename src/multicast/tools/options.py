@@ -65,6 +65,8 @@ class Report(Protocol):
 
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii():  # float() reads the digits of every script
+            raise ValueError
         seconds = float(text)
     except ValueError:
         raise OptionError(f"{text!r} is not a number of seconds") from None

@@ -90,9 +90,12 @@ def check_rate(rate: Rate, size: int) -> str | None:
     if per_second is None:
         return None
     if per_second > MAX_DATAGRAMS_PER_SECOND:
+        speed = (
+            "" if rate.unit == "datagrams" else f" ({per_second:.4g} datagrams/s of {size} bytes)"
+        )
         raise OptionError(
-            f"rate {rate} is {per_second:.4g} datagrams/s of {size} bytes, above "
-            f"{MAX_DATAGRAMS_PER_SECOND:,}; use --rate max to send as fast as the host allows"
+            f"rate {rate}{speed} is above {MAX_DATAGRAMS_PER_SECOND:,} datagrams/s; use "
+            "--rate max to send as fast as the host allows"
         )
     if per_second < 1:
         return (

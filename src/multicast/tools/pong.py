@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from multicast.cliargs import check_sources
+from multicast.cliargs import check_sources, distinct_groups
 from multicast.core import (
     Datagram,
     Group,
@@ -344,6 +344,7 @@ class PongTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        args.groups = distinct_groups(args.groups)
         check_sources(args.groups, args.sources)
         report = run_pong(
             args.groups,
