@@ -28,24 +28,30 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """The ``multicast`` command (None: ``sys.argv[1:]``); returns the exit code.
 
     :func:`multicast.cli.cli`, from the moment this function is called to the moment the
-    process exits: a Ctrl-C before the command line has taken over signals, or after it gave
-    them back, still gives 130 and no traceback.
+    process exits: a Ctrl-C before the command line has taken over signals gives 130 and no
+    traceback too. Run as the process's command (``argv`` None), it leaves Ctrl-C to end the
+    process at once and quietly as it exits.
     """
     try:
-        import signal  # noqa: PLC0415 (loaded here, where a Ctrl-C is caught)
-        import threading  # noqa: PLC0415
-
-        from multicast.cli import cli as command  # noqa: PLC0415
+        from multicast.cli import cli as command  # noqa: PLC0415 (loaded where Ctrl-C is caught)
 
         code = command(argv)
     except KeyboardInterrupt:
         if sys.stderr is not None:
             print("multicast: interrupted by SIGINT", file=sys.stderr)
-        return 130
-    if threading.current_thread() is threading.main_thread():
-        # From here the process only exits: a Ctrl-C now ends it at once, quietly, by SIGINT.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        code = 130
+    if argv is None:
+        _quiet_from_now()
     return code
+
+
+def _quiet_from_now() -> None:
+    """From here the process only exits: a Ctrl-C now ends it at once, quietly, by SIGINT."""
+    import signal  # noqa: PLC0415 (nothing is loaded at import)
+    import threading  # noqa: PLC0415
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def __getattr__(name: str) -> Any:

@@ -91,9 +91,9 @@ def printable_line(payload: bytes) -> str:
 
     UTF-8, with each byte that is not valid UTF-8 written ``\\xNN``, each character that is
     not printable (control characters such as ESC, ``\\r`` and ``\\n``, format characters
-    such as a right-to-left override, separators other than the space) written ``\\xNN``,
-    ``\\uNNNN`` or ``\\n``-style, and a backslash doubled, so that every line is one
-    datagram and reads back unambiguously.
+    such as a right-to-left override, separators other than the space) written ``\\n``,
+    ``\\r``, ``\\t``, ``\\xNN`` (below 0x80) or ``\\uNNNN``, and a backslash doubled, so
+    that every line is one datagram and reads back to the very bytes.
 
     >>> printable_line(b"caf\\xc3\\xa9 \\xff\\x1b]0;title\\x07\\r\\nnext \\\\")
     'café \\\\xff\\\\x1b]0;title\\\\x07\\\\r\\\\nnext \\\\\\\\'
@@ -112,7 +112,7 @@ def _printable(character: str) -> str:
     code = ord(character)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
-    if code < 0x100:
+    if code < 0x80:  # a character and a byte alike
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 

@@ -14,6 +14,7 @@ import multicast
 from multicast import cli as cli_module
 from multicast.__main__ import cli, main
 from multicast.exceptions import GroupError
+from multicast.exitcodes import COMMAND_EXIT_CODES
 from multicast.hear import McastHEAR
 from multicast.recv import McastRECV
 
@@ -153,3 +154,17 @@ def test_python_dash_m_runs_without_a_runpy_warning() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     strict = run_multicast(["-v"], PYTHONWARNINGS="error")
     assert (strict.returncode, strict.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_EXIT_CODES))
+def test_every_help_lists_the_exit_codes_of_its_command(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == (0, (True, None))
+    out = capsys.readouterr().out
+    listed = out[out.index("exit status:") :].splitlines()[1:]
+    codes = COMMAND_EXIT_CODES[command]
+    assert listed == [f"  {code:<4} {meaning}" for code, meaning in codes.items()]
+    # The one rule for signals, and the errors every command shares.
+    assert {0, 64, 130, 141, 143} <= set(codes)
+    assert "SIGINT" in codes[130] and "SIGTERM" in codes[143]

@@ -7,6 +7,8 @@ reordering and jitter from the frames' sequence numbers and send times.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import math
 import secrets
@@ -14,8 +16,16 @@ import time
 from dataclasses import dataclass
 
 from multicast.cliargs import check_sources
-from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
-from multicast.exceptions import OptionError, SendError
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    Sender,
+    check_payload_size,
+    parse_group,
+    set_send_interface,
+)
+from multicast.exceptions import MulticastError, OptionError, SendError
 from multicast.interrupts import deferred
 from multicast.tools.common import check_limits, send_counted
 from multicast.tools.framing import FrameWriter, frame_context
@@ -131,10 +141,11 @@ def run_stream(
     writer = FrameWriter(identity, size, key=key, context=context)
 
     run = _Progress()
+    interface = interface if interface is not None else parsed.interface
     with Sender(
         parsed.family,
         ttl=ttl,
-        interface=interface if interface is not None else parsed.interface,
+        interface=interface,
         loopback=loopback,
         source=source,
     ) as out:
@@ -149,6 +160,7 @@ def run_stream(
                 Pacer(per_second, start=start),
                 batch=burst if per_second is not None else max(burst, FULL_SPEED_BATCH),
                 count=count,
+                interface=interface,
                 deadline=start + duration if duration is not None else math.inf,
             )
         except KeyboardInterrupt:  # a handler of the program's own, in the main thread
@@ -187,9 +199,12 @@ def _send_frames(
     batch: int,
     count: int | None,
     deadline: float,
+    interface: InterfaceSpec | None = None,
 ) -> None:
     """Send batches of ``batch`` frames as ``pacer`` allows, until ``count`` or ``deadline``
-    (or a signal: see :func:`~multicast.interrupts.deferred`), counting in ``run``."""
+    (or a signal: see :func:`~multicast.interrupts.deferred`), counting in ``run``. While
+    the ``interface`` sent on is gone (deleted), each refused send looks for it again by its
+    name, so that the stream goes on once it is back."""
     with deferred() as stopped:
         while count is None or run.sequence < count:
             if stopped():
@@ -217,6 +232,9 @@ def _send_frames(
                 if run.error is None or error.errno != run.error.errno:
                     _logger.warning("stream goes on, counting errors: %s", error)
                 run.error, done = error, 0
+                if error.errno == errno.ENODEV and interface is not None:
+                    with contextlib.suppress(MulticastError):  # not back yet
+                        set_send_interface(out.sock, interface)
             run.errors += size - done
             run.sequence += size
             pacer.sent(size, now=now)
