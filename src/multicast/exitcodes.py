@@ -76,22 +76,24 @@ _EVERY_COMMAND: Final = {
 }
 _REFUSED: Final = {2: "the operating system refused: a bind, a join, a send (no route...)"}
 _BAD_DATA: Final = {65: "a value the command cannot use: a message too large, a bad key..."}
+_RECEIVING: Final = {  # RECV and HEAR: --daemon makes either the echo server
+    **_REFUSED,
+    0: "success; --daemon: stopped by an allowed STOP",
+    70: "without --daemon: fewer datagrams than --count arrived in time",
+}
 
 COMMAND_EXIT_CODES: Final[dict[str, dict[int, str]]] = {
     name: dict(sorted({**_EVERY_COMMAND, **own}.items()))
     for name, own in {
+        "multicast": {0: "--help or --version", 64: "no command, or one it does not know"},
         "NOOP": {},
         "SAY": {
             **_REFUSED,
             **_BAD_DATA,
             66: "--pipe: standard input is closed or cannot be read",
         },
-        "RECV": {**_REFUSED, 70: "fewer datagrams than --count arrived in time"},
-        "HEAR": {
-            **_REFUSED,
-            0: "success; --daemon: stopped by an allowed STOP",
-            70: "without --daemon: fewer datagrams than --count arrived in time",
-        },
+        "RECV": _RECEIVING,
+        "HEAR": _RECEIVING,
         "stream": {**_REFUSED, **_BAD_DATA, 1: "no datagram could be sent"},
         "monitor": {**_REFUSED, **_BAD_DATA, 1: "no datagram arrived"},
         "ping": {**_REFUSED, **_BAD_DATA, 1: "no reply arrived"},
@@ -100,7 +102,8 @@ COMMAND_EXIT_CODES: Final[dict[str, dict[int, str]]] = {
     }.items()
 }
 """Command name -> {exit code: what it means}: the codes each command documents in its help,
-and the only ones it exits with (an unexpected internal error, 70, is a bug)."""
+and the only ones it exits with (an unexpected internal error, 70, is a bug). ``multicast``
+stands for a command line that runs no command."""
 
 
 def describe_exit_codes(command: str) -> str:
