@@ -135,11 +135,13 @@ def test_the_echo_server_ends_with_141_at_the_first_datagram_it_cannot_show() ->
 # --- what is printed of what was received ----------------------------------------------------
 
 
-def test_recv_prints_one_escaped_line_per_datagram() -> None:
+@pytest.mark.parametrize("command", ["RECV", "HEAR"])
+def test_recv_prints_one_escaped_line_per_datagram(command: str) -> None:
+    """RECV, and HEAR without --daemon (which receives as RECV does)."""
     port = free_port()
     hostile = b"\x1b]0;owned\x07 ok\r\nmulticast: STOP from 10.0.0.1 \x1b[2J\xe2\x80\xae"
     receiving = start_multicast(
-        ["--use-std", "RECV", "--group", GROUP, "--port", str(port), "--count", "2"],
+        ["--use-std", command, "--group", GROUP, "--port", str(port), "--count", "2"],
         stdout=subprocess.PIPE,
     )
     wait_joined(GROUP, receiving)

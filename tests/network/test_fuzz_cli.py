@@ -126,5 +126,6 @@ def test_generated_command_lines_end_as_documented() -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)  # about 10 minutes on 2 cores
 def test_10000_generated_command_lines_end_as_documented() -> None:
     fuzz_command_lines(10_000, seed=1200)

@@ -48,6 +48,22 @@ def test_a_reply_that_cannot_be_sent_is_counted_never_fatal(
     assert "255.255.255.255" in warned[0].getMessage()
 
 
+def test_hear_logs_an_answer_it_cannot_send_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    """The same refusal for HEAR: its server logs it (socketserver's handle_error), and the
+    next datagram is answered."""
+    port = free_port()
+    with McastServer((GROUP, port), HearUDPHandler, allow_stop=False) as server:
+        forged = ("255.255.255.255", 9)
+        with pytest.raises(PermissionError) as refused:
+            HearUDPHandler((b"hello", server.socket), forged, server)
+        try:
+            raise refused.value
+        except PermissionError:
+            server.handle_error((b"hello", server.socket), forged)  # what socketserver calls
+    (logged,) = [r for r in caplog.records if r.name.startswith("multicast.hear")]
+    assert "cannot answer 255.255.255.255 port 9" in logged.getMessage()
+
+
 class Counting(HearUDPHandler):
     """HEAR's own handler, counting what it answered."""
 
