@@ -1,0 +1,9 @@
+"""IGMP and MLD, the protocols by which hosts tell routers and snooping switches their groups.
+
+Pure layers first: :mod:`~multicast.group_management.messages` encodes and decodes the
+messages, :mod:`~multicast.group_management.packets` finds them in whole IP packets,
+:mod:`~multicast.group_management.querier` is a querier's timers and election with time as
+an argument, :mod:`~multicast.group_management.host` reads the kernel's own view of this
+host's memberships. :mod:`~multicast.group_management.link` holds the raw sockets at the edge
+(they need ``CAP_NET_RAW``). The ``querier`` and ``membership`` tools are faces over them.
+"""
