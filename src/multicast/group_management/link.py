@@ -87,9 +87,8 @@ def _open(family: int, kind: int, protocol: int, purpose: str) -> socket.socket:
         return socket.socket(family, kind, protocol)
     except PermissionError:
         raise RawSocketPermissionError(
-            errno.EPERM,
             f"{purpose} needs a raw socket, and this process lacks CAP_NET_RAW: run it as root "
-            "(or with that capability)",
+            "(or with that capability)"
         ) from None
 
 

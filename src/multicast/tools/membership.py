@@ -25,6 +25,7 @@ from pathlib import Path
 
 from multicast.cliargs import interface_type
 from multicast.core import Closing, Interface, InterfaceSpec, list_interfaces, resolve_interface
+from multicast.exceptions import OptionError
 from multicast.group_management.link import LinkListener, RawSocketPermissionError, listen
 from multicast.group_management.observe import HeardQuerier, LinkObserver, Member, Observation
 from multicast.tools.common import check_limits
@@ -107,6 +108,10 @@ class Watch(Closing):
             if interfaces
             else [i for i in list_interfaces() if i.up and i.multicast and not i.loopback]
         )
+        if not chosen:
+            raise OptionError(
+                "no multicast interface is up here besides loopback: name one with --iface"
+            )
         self.interfaces = tuple(chosen)
         self.listeners: list[LinkListener] = []
         try:
