@@ -1,0 +1,1 @@
+"""Test infrastructure: hosts, links and routers made in private network namespaces."""
