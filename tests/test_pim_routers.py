@@ -62,7 +62,6 @@ def until_received(sender: Sender, group: str, waiting: Receiver, payload: bytes
     raise AssertionError(f"{payload!r} to {group} never arrived")
 
 
-
 def test_asm_through_the_rp_and_ssm_cross_three_routers(
     line: RoutedLine, sender: Sender, exit_stack: ExitStack
 ) -> None:
