@@ -15,9 +15,12 @@ its own. Every wait is bounded.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from host_helpers import PORT, receiver
@@ -148,3 +151,16 @@ def test_a_router_restarted_mid_stream_recovers(
     for group, waiting in flows:
         until_received(sender, group, waiting, b"after")
     assert time.monotonic() - started < LIMIT
+
+
+def test_the_routed_example_runs_in_under_a_minute() -> None:
+    problem = frr_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    example = Path(__file__).parent.parent / "examples" / "routed.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rcv2 got b'ttl 4' with TTL 1; nothing else: True" in done.stdout
+    assert "both groups flow again" in done.stdout

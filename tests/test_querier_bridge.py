@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,6 +162,7 @@ def start_capture(host: Host, seconds: float) -> subprocess.Popen[str]:
     return capture
 
 
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_queries_on_the_wire_have_the_versions_and_timers_asked_for(segment: Segment) -> None:
     capture = start_capture(segment.member, 3.5)
     timers = ["--query-interval", "7", "--response-interval", "2.3", "--robustness", "3"]
