@@ -221,3 +221,11 @@ def test_without_cap_net_raw_one_line_and_exit_77(segment: Segment) -> None:
     )
     assert done.returncode == 77
     assert done.stderr.count("\n") == 1 and "lacks CAP_NET_RAW" in done.stderr
+
+
+def test_an_interface_without_the_protocols_address_is_a_usage_error(segment: Segment) -> None:
+    segment.member.ip("addr flush dev eth0 scope global")
+    command = [sys.executable, "-m", "multicast", "querier", "--iface", "eth0", "--duration", "1"]
+    done = segment.member.run(command, check=False)
+    assert done.returncode == 64 and done.stderr.count("\n") == 1
+    assert "eth0 has no IPv4 address to send IGMP from; --igmp off" in done.stderr

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from multicast.cliargs import interface_type
 from multicast.core import Closing, InterfaceSpec, resolve_interface
-from multicast.exceptions import OptionError
+from multicast.exceptions import InterfaceError, OptionError
 from multicast.group_management.link import LinkListener, QuerySender
 from multicast.group_management.messages import Protocol, Query
 from multicast.group_management.observe import HeardQuerier
@@ -362,7 +362,13 @@ class QuerierTool:
         if not settings:
             raise OptionError("multicast querier: --igmp off and --mld off leave nothing to do")
         show = live() and not args.json
-        with Querier(args.iface, settings) as querier:
+        try:
+            opened = Querier(args.iface, settings)
+        except InterfaceError as error:
+            raise OptionError(
+                f"multicast querier: {error}; --igmp off or --mld off leaves it out"
+            ) from None
+        with opened as querier:
             if show:
                 print(f"querier on {querier.interface.name} (Ctrl-C ends)", flush=True)
             report = querier.run(
