@@ -103,6 +103,8 @@ def test_the_kernel_view_lists_groups_and_sources_per_interface(
     ]
     assert ("eth0", SSM) not in groups
     assert view.igmp_versions["eth1"] == "V3"
+    only = multihomed.call(kernel_view, interfaces=["eth0"])
+    assert {g.interface for g in only.groups} == {"eth0"} and set(only.igmp_versions) == {"eth0"}
 
 
 def test_without_cap_net_raw_it_shows_the_kernel_view_with_a_note(multihomed: Host) -> None:

@@ -311,8 +311,11 @@ def _with_sources(
     return groups
 
 
-def kernel_view(note: str | None = None) -> KernelReport:
-    """Read the calling thread's namespace's memberships from ``/proc``."""
+def kernel_view(
+    note: str | None = None, interfaces: Sequence[InterfaceSpec] | None = None
+) -> KernelReport:
+    """Read the memberships of the calling thread's namespace from ``/proc`` (on
+    ``interfaces`` only, if given)."""
 
     def read(name: str) -> str:
         try:
@@ -324,6 +327,10 @@ def kernel_view(note: str | None = None) -> KernelReport:
     ipv4, versions = parse_igmp(read("igmp"))
     groups = _with_sources(ipv4, parse_mcfilter(read("mcfilter")), names)
     groups += _with_sources(parse_igmp6(read("igmp6")), parse_mcfilter6(read("mcfilter6")), names)
+    if interfaces:
+        wanted = {resolve_interface(spec).name for spec in interfaces}
+        groups = [group for group in groups if group.interface in wanted]
+        versions = {name: version for name, version in versions.items() if name in wanted}
     return KernelReport(versions, tuple(groups), note)
 
 
@@ -360,7 +367,7 @@ class MembershipTool:
 
     def run(self, args: argparse.Namespace) -> int:
         if args.kernel:
-            emit(kernel_view(), args)
+            emit(kernel_view(interfaces=args.iface), args)
             return 0
         try:
             watch = Watch(args.iface)
@@ -369,7 +376,7 @@ class MembershipTool:
                 raise
             note = f"multicast membership: {error}; showing this host's own view (/proc)"
             print(note, file=sys.stderr)
-            emit(kernel_view(note), args)
+            emit(kernel_view(note, args.iface), args)
             return 0
         with watch:
             show = None if args.json else _print_now
