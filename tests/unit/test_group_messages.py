@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import doctest
 import socket
 import struct
 from ipaddress import IPv4Address, IPv6Address
+from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multicast.group_management import messages, querier
 from multicast.group_management.messages import (
     GroupRecord,
     Leave,
@@ -37,6 +40,11 @@ A6 = IPv6Address
 ANY4, ANY6 = A4("0.0.0.0"), A6("::")
 LINK_LOCAL = A6("fe80::1")
 ALL_HOSTS6 = A6("ff02::1")
+
+
+@pytest.mark.parametrize("module", [messages, querier], ids=lambda m: m.__name__)
+def test_the_docstring_examples_hold(module: ModuleType) -> None:
+    assert doctest.testmod(module).failed == 0
 
 
 def test_an_igmpv2_general_query_is_the_bytes_of_rfc_2236() -> None:

@@ -223,10 +223,7 @@ class LinkListener(Closing):
 
 def listen(listeners: Sequence[LinkListener], timeout: float) -> list[Heard]:
     """What arrives on any of ``listeners`` within ``timeout`` seconds (all that is ready)."""
-    try:
-        readable, _, _ = select.select(listeners, [], [], max(0.0, timeout))
-    except InterruptedError:
-        return []
+    readable, _, _ = select.select(listeners, [], [], max(0.0, timeout))
     return [heard for listener in readable for heard in listener.ready()]
 
 
