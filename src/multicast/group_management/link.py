@@ -92,6 +92,13 @@ def _open(family: int, kind: int, protocol: int, purpose: str) -> socket.socket:
         ) from None
 
 
+def _refused(error: OSError, what: str) -> SocketOptionError:
+    """The kernel refused to ``what``: its errno, and one line naming what was refused."""
+    if isinstance(error, SocketOptionError):
+        return error
+    return SocketOptionError(error.errno or errno.EIO, f"cannot {what}: {error.strerror or error}")
+
+
 # Instructions with symbolic jumps: (opcode, k, label if true, label if false); a label of
 # None falls through. Jumps only go forward, as classic BPF requires.
 _Step = tuple[int, int, str | None, str | None]
@@ -140,9 +147,7 @@ def _attach_filter(sock: socket.socket, program: bytes) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError as error:
-        raise SocketOptionError(
-            error.errno or errno.EINVAL, f"cannot attach a packet filter: {error.strerror}"
-        ) from error
+        raise _refused(error, "attach a packet filter") from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +189,7 @@ class LinkListener(Closing):
             self.sock.setblocking(False)
         except OSError as error:
             self.sock.close()
-            raise SocketOptionError(
-                error.errno or errno.EIO,
-                f"cannot listen on {self.interface.name}: {error.strerror or error}",
-            ) from error
+            raise _refused(error, f"listen on {self.interface.name}") from error
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -275,11 +277,10 @@ class QuerySender(Closing):
             self.sock.setsockopt(level, option, value)
             self.sock.bind(bound)
         except OSError as error:
-            raise SocketOptionError(
-                error.errno or errno.EINVAL,
-                f"cannot set up {self.protocol.value} queries from {self.address} on "
-                f"{self.interface.name}: {error.strerror or error}",
-            ) from error
+            what = (
+                f"set up {self.protocol.value} queries from {self.address} on {self.interface.name}"
+            )
+            raise _refused(error, what) from error
 
     def close(self) -> None:
         self.sock.close()
@@ -297,8 +298,5 @@ class QuerySender(Closing):
         try:
             self.sock.sendto(payload, target)
         except OSError as error:
-            raise SocketOptionError(
-                error.errno or errno.EIO,
-                f"cannot send a {self.protocol.value} query to {destination} on "
-                f"{self.interface.name}: {error.strerror or error}",
-            ) from error
+            what = f"send a {self.protocol.value} query to {destination} on {self.interface.name}"
+            raise _refused(error, what) from error
