@@ -71,7 +71,8 @@ def test_the_wire_shows_which_interface_each_join_left_by(
 
 
 def test_the_command_line_shows_the_reports_as_json(multihomed: Host) -> None:
-    process = multihomed.popen(command("--iface", "eth1", "--count", "1", "--json"))
+    watching = ("--iface", "eth1", "--group", ANY_SOURCE, "--count", "1", "--json")
+    process = multihomed.popen(command(*watching))
     deadline = time.monotonic() + LIMIT
     while process.poll() is None:  # join and leave until the watch has seen a report
         assert time.monotonic() < deadline, "no report seen"
@@ -105,6 +106,8 @@ def test_the_kernel_view_lists_groups_and_sources_per_interface(
     assert view.igmp_versions["eth1"] == "V3"
     only = multihomed.call(kernel_view, interfaces=["eth0"])
     assert {g.interface for g in only.groups} == {"eth0"} and set(only.igmp_versions) == {"eth0"}
+    ssm_only = multihomed.call(kernel_view, groups=[SSM])
+    assert [(g.interface, g.group) for g in ssm_only.groups] == [("eth1", SSM)]
 
 
 def test_without_cap_net_raw_it_shows_the_kernel_view_with_a_note(multihomed: Host) -> None:

@@ -159,6 +159,18 @@ def test_queriers_are_tabled_with_their_interval() -> None:
     }
 
 
+def test_with_groups_only_their_messages_and_general_queries_count() -> None:
+    observer = LinkObserver(start=0.0, groups=[GROUP])
+    other = A4("239.9.9.9")
+    both = v3(record(RecordType.TO_EXCLUDE), GroupRecord(RecordType.TO_EXCLUDE, other))
+    assert observer.account(heard(Report(Protocol.IGMP, 2, other), 1.0)) is None
+    assert observer.account(heard(Query(Protocol.IGMP, 2, other, 1.0), 1.0)) is None
+    assert observer.account(heard(Query(Protocol.IGMP, 2, A4("0.0.0.0"), 1.0), 1.0)) is not None
+    assert observer.account(heard(both, 2.0)) is not None
+    assert [key[3] for key in observer.members] == [str(GROUP)]
+    assert len(observer.observations) == 2
+
+
 def test_problems_are_counted_and_observations_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(observe, "MAX_KEPT", 2)
     observer = LinkObserver(start=0.0)

@@ -10,8 +10,10 @@ interface, sender and group, with its filter mode and sources) and the queriers 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from multicast.core import IPAddress
 from multicast.group_management.link import Heard
 from multicast.group_management.messages import (
     Leave,
@@ -245,10 +247,15 @@ class HeardQuerier:
 
 
 class LinkObserver:
-    """Accounting over heard packets: observations, memberships, queriers, problems."""
+    """Accounting over heard packets: observations, memberships, queriers, problems.
 
-    def __init__(self, start: float) -> None:
+    With ``groups``, only messages about those groups count (general queries always do),
+    and only their memberships are tabled.
+    """
+
+    def __init__(self, start: float, groups: Iterable[IPAddress] | None = None) -> None:
         self.start = start
+        self.groups = None if groups is None else frozenset(str(group) for group in groups)
         self.observations: list[Observation] = []
         self.not_kept = 0
         self.members: dict[tuple[str, str, str, str], Member] = {}
@@ -256,12 +263,15 @@ class LinkObserver:
         self.problems: Counter[str] = Counter()
 
     def account(self, heard: Heard) -> Observation | None:
-        """Take in one heard packet; its observation, or None if it was not IGMP/MLD."""
+        """Take in one heard packet; its observation, or None if it was not IGMP/MLD or not
+        about the groups watched."""
         if heard.packet is None:
             self.problems[heard.problem or "unknown"] += 1
             return None
         at = heard.at - self.start
         observation = describe(heard.packet, at, heard.interface, heard.outgoing)
+        if not self._wanted(observation):
+            return None
         if len(self.observations) < MAX_KEPT:
             self.observations.append(observation)
         else:
@@ -274,6 +284,11 @@ class LinkObserver:
             self._membership(observation, message)
         return observation
 
+    def _wanted(self, observation: Observation) -> bool:
+        if self.groups is None or (observation.kind == "query" and not observation.records):
+            return True
+        return any(record.group in self.groups for record in observation.records)
+
     def _querier(self, interface: str, packet: Packet, query: Query, at: float) -> None:
         key = (interface, packet.protocol.value, str(packet.source))
         known = self.queriers.get(key)
@@ -284,6 +299,8 @@ class LinkObserver:
     def _membership(self, observation: Observation, message: Message) -> None:
         base = (observation.interface, observation.protocol, observation.sender)
         for record in observation.records:
+            if self.groups is not None and record.group not in self.groups:
+                continue
             key = (*base, record.group)
             if isinstance(message, Leave):
                 self.members.pop(key, None)

@@ -23,8 +23,17 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from multicast.cliargs import interface_type
-from multicast.core import Closing, Interface, InterfaceSpec, list_interfaces, resolve_interface
+from multicast.cliargs import group_type, interface_type
+from multicast.core import (
+    Closing,
+    Group,
+    Interface,
+    InterfaceSpec,
+    IPAddress,
+    list_interfaces,
+    parse_group,
+    resolve_interface,
+)
 from multicast.exceptions import OptionError
 from multicast.group_management.link import LinkListener, RawSocketPermissionError, listen
 from multicast.group_management.observe import HeardQuerier, LinkObserver, Member, Observation
@@ -100,9 +109,14 @@ class WireReport:
 
 class Watch(Closing):
     """Listening to IGMP and MLD on ``interfaces`` (default: every multicast interface that
-    is up, loopback aside); a context manager. Needs ``CAP_NET_RAW``."""
+    is up, loopback aside), about ``groups`` only if given (general queries always); a
+    context manager. Needs ``CAP_NET_RAW``."""
 
-    def __init__(self, interfaces: Sequence[InterfaceSpec] | None = None) -> None:
+    def __init__(
+        self,
+        interfaces: Sequence[InterfaceSpec] | None = None,
+        groups: Sequence[str | IPAddress | Group] | None = None,
+    ) -> None:
         chosen = (
             [resolve_interface(spec) for spec in interfaces]
             if interfaces
@@ -120,7 +134,8 @@ class Watch(Closing):
         except BaseException:
             self.close()
             raise
-        self.observer = LinkObserver(time.monotonic())
+        watched = None if groups is None else [parse_group(group).address for group in groups]
+        self.observer = LinkObserver(time.monotonic(), watched)
 
     def close(self) -> None:
         for listener in self.listeners:
@@ -170,12 +185,14 @@ class Watch(Closing):
 def run_membership(
     interfaces: Sequence[InterfaceSpec] | None = None,
     *,
+    groups: Sequence[str | IPAddress | Group] | None = None,
     duration: float | None = None,
     count: int | None = None,
     on_observation: Callable[[Observation], None] | None = None,
 ) -> WireReport:
-    """Watch IGMP and MLD on ``interfaces`` until ``duration``, ``count`` or Ctrl-C."""
-    with Watch(interfaces) as watch:
+    """Watch IGMP and MLD on ``interfaces`` (about ``groups`` only, if given) until
+    ``duration``, ``count`` or Ctrl-C."""
+    with Watch(interfaces, groups) as watch:
         return watch.run(duration=duration, count=count, on_observation=on_observation)
 
 
@@ -312,10 +329,12 @@ def _with_sources(
 
 
 def kernel_view(
-    note: str | None = None, interfaces: Sequence[InterfaceSpec] | None = None
+    note: str | None = None,
+    interfaces: Sequence[InterfaceSpec] | None = None,
+    groups: Sequence[str | IPAddress | Group] | None = None,
 ) -> KernelReport:
     """Read the memberships of the calling thread's namespace from ``/proc`` (on
-    ``interfaces`` only, if given)."""
+    ``interfaces`` and of ``groups`` only, if given)."""
 
     def read(name: str) -> str:
         try:
@@ -325,13 +344,16 @@ def kernel_view(
 
     names = {i.index: i.name for i in list_interfaces()}
     ipv4, versions = parse_igmp(read("igmp"))
-    groups = _with_sources(ipv4, parse_mcfilter(read("mcfilter")), names)
-    groups += _with_sources(parse_igmp6(read("igmp6")), parse_mcfilter6(read("mcfilter6")), names)
+    joined = _with_sources(ipv4, parse_mcfilter(read("mcfilter")), names)
+    joined += _with_sources(parse_igmp6(read("igmp6")), parse_mcfilter6(read("mcfilter6")), names)
     if interfaces:
         wanted = {resolve_interface(spec).name for spec in interfaces}
-        groups = [group for group in groups if group.interface in wanted]
+        joined = [group for group in joined if group.interface in wanted]
         versions = {name: version for name, version in versions.items() if name in wanted}
-    return KernelReport(versions, tuple(groups), note)
+    if groups:
+        chosen = {str(parse_group(group).address) for group in groups}
+        joined = [group for group in joined if group.group in chosen]
+    return KernelReport(versions, tuple(joined), note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +372,15 @@ class MembershipTool:
             metavar="IFACE",
             help="watch this interface (repeatable; default: every multicast interface)",
         )
+        parser.add_argument(
+            "--group",
+            dest="groups",
+            type=group_type,
+            action="append",
+            default=[],
+            metavar="GROUP",
+            help="show only messages about this group, and general queries (repeatable)",
+        )
         view = parser.add_mutually_exclusive_group()
         view.add_argument(
             "--kernel",
@@ -367,16 +398,16 @@ class MembershipTool:
 
     def run(self, args: argparse.Namespace) -> int:
         if args.kernel:
-            emit(kernel_view(interfaces=args.iface), args)
+            emit(kernel_view(interfaces=args.iface, groups=args.groups), args)
             return 0
         try:
-            watch = Watch(args.iface)
+            watch = Watch(args.iface, args.groups or None)
         except RawSocketPermissionError as error:
             if args.wire:
                 raise
             note = f"multicast membership: {error}; showing this host's own view (/proc)"
             print(note, file=sys.stderr)
-            emit(kernel_view(note, args.iface), args)
+            emit(kernel_view(note, args.iface, args.groups), args)
             return 0
         with watch:
             show = None if args.json else _print_now
