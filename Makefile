@@ -6,9 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NETNS  := scripts/netns-run
 # Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute
+DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark
 
-.PHONY: demo test lint typecheck unit unit-pure soak bench system-deps clean
+.PHONY: demo routed test lint typecheck unit unit-pure soak bench system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ system-deps:
 
 demo: $(STAMP) system-deps
 	$(NETNS) $(BIN)/python examples/demo.py
+
+# Multicast across three PIM routers (FRR's pimd): needs root.
+routed: $(STAMP) system-deps
+	$(NETNS) $(BIN)/python examples/routed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

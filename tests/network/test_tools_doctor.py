@@ -37,6 +37,7 @@ def test_doctor_finds_problems_on_a_host(testbed: Testbed) -> None:
         ("routes", "224.0.0.0/4"),
         ("rp_filter", "eth0"),
         ("igmp", "eth0"),
+        ("querier", "eth0 MLD"),  # no MLD query reached eth0: the snooping hazard
     }, "\n".join(str(check) for check in report.problems)
     assert problems["routes", "224.0.0.0/4"].fix == "ip -4 route add 224.0.0.0/4 dev eth0"
     # Only interfaces with the MULTICAST flag are self-tested (this host's lo has none).

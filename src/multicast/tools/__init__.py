@@ -1,4 +1,5 @@
-"""The engineers' tools: ``stream``, ``monitor``, ``ping``, ``pong`` and ``doctor``.
+"""The engineers' tools: ``stream``, ``monitor``, ``ping``, ``pong``, ``doctor``, ``querier``
+and ``membership``.
 
 :data:`TOOLS` maps each subcommand name to its :class:`~multicast.cliargs.Tool`; the
 ``multicast`` command line adds them. A tool's module is imported only when the tool is
@@ -86,6 +87,11 @@ TOOLS: dict[str, Tool] = {
         _Deferred("pong", "answer ping probes on groups, by unicast to each prober"),
         _Deferred(
             "doctor", "check this host's multicast set-up and self-test each interface (TTL 0)"
+        ),
+        _Deferred("querier", "be the IGMP/MLD querier of a link that has none (CAP_NET_RAW)"),
+        _Deferred(
+            "membership",
+            "show the IGMP/MLD reports, leaves and queries on the links, or this host's groups",
         ),
     )
 }

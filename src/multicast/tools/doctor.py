@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
+from multicast.cliargs import timeout_type
 from multicast.core import Interface, Receiver, Sender, list_interfaces
 from multicast.exceptions import MulticastError
 from multicast.tools.framing import Frame, encode_frame, parse_frame
@@ -461,8 +462,15 @@ def self_test(interface: Interface, family: socket.AddressFamily, timeout: float
     )
 
 
-def run_doctor(*, run_self_test: bool = True, timeout: float = 0.5) -> DoctorReport:
-    """Check this host (this network namespace) and return every finding."""
+def run_doctor(
+    *, run_self_test: bool = True, timeout: float = 0.5, listen: float = 0.0
+) -> DoctorReport:
+    """Check this host (this network namespace) and return every finding.
+
+    ``listen`` seconds (with ``CAP_NET_RAW``) are spent listening for IGMP/MLD queriers.
+    """
+    from multicast.tools.doctor_queriers import querier_checks  # noqa: PLC0415 (it imports this)
+
     proc = Path("/proc")
     interfaces = list_interfaces()
     checks = check_interfaces(interfaces)
@@ -475,6 +483,7 @@ def run_doctor(*, run_self_test: bool = True, timeout: float = 0.5) -> DoctorRep
     memberships, versions = parse_igmp(_read(proc / "thread-self/net/igmp") or "")
     memberships += parse_igmp6(_read(proc / "thread-self/net/igmp6") or "")
     checks += check_queriers(versions, forced_igmp)
+    checks += querier_checks(interfaces, versions, forced_igmp, listen)
     limit = _read(proc / "sys/net/ipv4/igmp_max_memberships")
     if limit is not None:
         checks.append(
@@ -506,10 +515,20 @@ class DoctorTool:
             metavar="SECONDS",
             help="seconds each self-test waits for its datagram (default %(default)s)",
         )
+        parser.add_argument(
+            "--listen",
+            type=timeout_type,
+            default=0.0,
+            metavar="SECONDS",
+            help="listen this long for IGMP/MLD queriers on each interface (needs CAP_NET_RAW; "
+            "default 0: the kernel's state only)",
+        )
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        report = run_doctor(run_self_test=not args.no_self_test, timeout=args.timeout)
+        report = run_doctor(
+            run_self_test=not args.no_self_test, timeout=args.timeout, listen=args.listen
+        )
         emit(report, args)
         return 1 if report.problems else 0
 
