@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
@@ -28,6 +27,7 @@ from multicast.core import Datagram, Receiver, Sender
 from multicast.testing import Host, Testbed
 from multicast.testing.routers import RoutedLine, frr_problem, routed_line, wait_until
 
+from support import REPOSITORY
 from support.hosts import PORT, receiver
 
 LIMIT = 15.0  # seconds: the bound on any one wait here
@@ -158,7 +158,7 @@ def test_the_routed_example_runs_in_under_a_minute() -> None:
     problem = frr_problem()
     if problem is not None:
         pytest.skip(problem)
-    example = Path(__file__).parent.parent / "examples" / "routed.py"
+    example = REPOSITORY / "examples" / "routed.py"
     done = subprocess.run(
         [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=False
     )
