@@ -1,0 +1,150 @@
+"""How files become blocks of symbols, and the parity code that repairs them. Pure code.
+
+The files of a session are cut into blocks of ``block_symbols`` symbols of ``symbol_size``
+bytes each (a file's last block may have fewer symbols, its last symbol is padded with zeros
+on the wire). Blocks are numbered across the session, each file starting a new block.
+
+Parity symbols come from a systematic Reed-Solomon code over GF(2^8) (the ``zfec`` library):
+symbol ids below the block's data-symbol count are the data itself; ids from there up to 255
+are parity, and *any* ``k`` distinct symbols of a block of ``k`` data symbols rebuild it. So a
+repair is "n more symbols of block b", whichever n each receiver lost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multicast.exceptions import OptionError, UnsupportedError
+
+__all__ = ["Catalogue", "FecUnavailableError", "FileEntry", "Layout", "ParityCode"]
+
+_ALL_SYMBOLS = 256  # the code's n: every block uses ids 0..255
+
+
+class FecUnavailableError(UnsupportedError):
+    """The ``zfec`` package (the parity code) is not installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Symbol size (bytes) and data symbols per block, the same for every block of a session."""
+
+    symbol_size: int
+    block_symbols: int
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.symbol_size <= 65000:
+            raise OptionError(f"symbol size {self.symbol_size} must be 16-65000 bytes")
+        if not 1 <= self.block_symbols <= 128:
+            raise OptionError(f"block of {self.block_symbols} symbols: give 1-128")
+
+    @property
+    def block_size(self) -> int:
+        return self.symbol_size * self.block_symbols
+
+    def blocks_of(self, size: int) -> int:
+        """Blocks of a file of ``size`` bytes (none for an empty file)."""
+        return math.ceil(size / self.block_size)
+
+    def data_symbols(self, length: int) -> int:
+        """Data symbols of a block holding ``length`` bytes."""
+        return math.ceil(length / self.symbol_size)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One file of a session."""
+
+    index: int
+    name: str
+    size: int
+    digest: bytes  # SHA-256 of the whole file
+    first_block: int
+    blocks: int
+
+
+class Catalogue:
+    """The files of a session and where each block of the sequence belongs."""
+
+    def __init__(self, layout: Layout, files: Sequence[FileEntry]) -> None:
+        self.layout = layout
+        self.files = tuple(files)
+        self._starts = [entry.first_block for entry in self.files]
+        self.blocks = sum(entry.blocks for entry in self.files)
+        self.total_bytes = sum(entry.size for entry in self.files)
+
+    @classmethod
+    def build(cls, layout: Layout, files: Sequence[tuple[str, int, bytes]]) -> Catalogue:
+        """The catalogue of ``files`` given as (name, size, SHA-256), blocks in that order."""
+        entries: list[FileEntry] = []
+        first = 0
+        for index, (name, size, digest) in enumerate(files):
+            count = layout.blocks_of(size)
+            entries.append(FileEntry(index, name, size, digest, first, count))
+            first += count
+        return cls(layout, entries)
+
+    def owner(self, block: int) -> tuple[FileEntry, int]:
+        """The file holding ``block``, and the block's number within it."""
+        at = bisect.bisect_right(self._starts, block) - 1
+        while self.files[at].blocks == 0 or block >= self.files[at].first_block + self.files[
+            at
+        ].blocks:
+            at -= 1  # empty files share a start with the next file; none holds the block
+        entry = self.files[at]
+        return entry, block - entry.first_block
+
+    def extent(self, block: int) -> tuple[FileEntry, int, int]:
+        """(file, byte offset in it, length) of ``block``'s data."""
+        entry, local = self.owner(block)
+        offset = local * self.layout.block_size
+        return entry, offset, min(self.layout.block_size, entry.size - offset)
+
+    def data_symbols(self, block: int) -> int:
+        """Data symbols of ``block`` (``k`` for the code)."""
+        _, _, length = self.extent(block)
+        return self.layout.data_symbols(length)
+
+
+class ParityCode:
+    """Parity symbols and recovery for blocks of up to 255 data symbols (``zfec``)."""
+
+    def __init__(self) -> None:
+        try:
+            import zfec
+        except ImportError:
+            raise FecUnavailableError(
+                "send-file and receive-file need the zfec package: "
+                "pip install 'multicast[files]'"
+            ) from None
+        self._zfec: Any = zfec
+        self._encoders: dict[int, Any] = {}
+        self._decoders: dict[int, Any] = {}
+
+    def parity(
+        self, data: Sequence[bytes | bytearray | memoryview], ids: Sequence[int]
+    ) -> list[bytes]:
+        """Parity symbols ``ids`` (each >= ``len(data)``) of a block's equal-size data symbols."""
+        k = len(data)
+        encoder = self._encoders.get(k)
+        if encoder is None:
+            encoder = self._encoders[k] = self._zfec.Encoder(k, _ALL_SYMBOLS)
+        produced: list[bytes] = encoder.encode(tuple(data), tuple(ids))
+        return produced
+
+    def recover(self, k: int, symbols: Mapping[int, bytes | bytearray | memoryview]) -> list[bytes]:
+        """The ``k`` data symbols of a block, from any ``k`` of its distinct symbols."""
+        decoder = self._decoders.get(k)
+        if decoder is None:
+            decoder = self._decoders[k] = self._zfec.Decoder(k, _ALL_SYMBOLS)
+        # zfec wants each data symbol at its own position; parity fills the gaps.
+        parity = iter(sorted(i for i in symbols if i >= k))
+        ids = [i if i in symbols else next(parity) for i in range(k)]
+        recovered: list[bytes] = decoder.decode(
+            tuple(symbols[i] for i in ids), tuple(ids)
+        )
+        return recovered

@@ -1,0 +1,102 @@
+"""The sender's rate: fixed, or adaptive to the slowest receiver's loss. Pure: time is an argument.
+
+The adaptive rule is *loss-driven AIMD-like control on the worst receiver's excess loss*
+(in the spirit of NORM-CC and TFMCC, which also follow the worst receiver, but without
+their round-trip-time equation: on one segment the round trip is too short to measure):
+
+- Every receiver reports, about every 100 ms, the share of the sender's packets it missed
+  over that interval, and its kernel's drop count for its socket (receive buffer full).
+- A receiver's *floor* is the lowest loss among its last 20 reports: loss the path has
+  whatever the rate (a lossy link), which slowing down would not cure.
+- Congestion is a receiver's loss over its floor by more than ``threshold`` (2 points), or
+  its kernel drop count growing: at most once per ``hold`` (200 ms) the rate is cut by
+  ``decrease`` (x0.75).
+- Otherwise the rate grows by ``increase`` (x1.05) every ``interval`` (100 ms), up to the
+  ceiling (``--rate``).
+
+So the rate settles just under what the slowest live receiver takes without its buffer
+overflowing, while random loss on a path (which every receiver repairs) does not slow
+the session down.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+__all__ = ["AdaptiveRate", "FixedRate", "RateControl"]
+
+_FLOOR_REPORTS = 20
+
+
+@dataclass(slots=True)
+class FixedRate:
+    """A constant rate in bits per second (None: as fast as the host sends)."""
+
+    bits_per_second: float | None
+
+    def report(self, receiver: int, loss_ppm: int, drops: int, now: float) -> None:
+        """Nothing changes a fixed rate."""
+
+    def update(self, now: float) -> None:
+        """Nothing changes a fixed rate."""
+
+    def forget(self, receiver: int) -> None:
+        """Nothing to forget."""
+
+
+@dataclass(slots=True)
+class _Seen:
+    losses: deque[int] = field(default_factory=lambda: deque(maxlen=_FLOOR_REPORTS))
+    drops: int | None = None
+    congested: bool = False
+
+
+@dataclass(slots=True)
+class AdaptiveRate:
+    """The rule in the module's docstring; ``bits_per_second`` is the rate now."""
+
+    ceiling: float
+    bits_per_second: float
+    floor_rate: float = 1e6
+    threshold_ppm: int = 20_000
+    decrease: float = 0.75
+    increase: float = 1.05
+    interval: float = 0.1
+    hold: float = 0.2
+    decreases: int = 0
+    _seen: dict[int, _Seen] = field(default_factory=dict)
+    _next_update: float = 0.0
+    _cut_at: float = float("-inf")
+
+    def report(self, receiver: int, loss_ppm: int, drops: int, now: float) -> None:
+        """One receiver's report: its interval loss and cumulative kernel drops."""
+        seen = self._seen.setdefault(receiver, _Seen())
+        seen.losses.append(loss_ppm)
+        grew = seen.drops is not None and drops > seen.drops
+        seen.drops = drops
+        if grew or loss_ppm - min(seen.losses) > self.threshold_ppm:
+            seen.congested = True
+
+    def forget(self, receiver: int) -> None:
+        """A receiver that finished or was dropped no longer steers the rate."""
+        self._seen.pop(receiver, None)
+
+    def update(self, now: float) -> None:
+        """Apply the rule once per interval."""
+        if now < self._next_update:
+            return
+        self._next_update = now + self.interval
+        congested = any(seen.congested for seen in self._seen.values())
+        for seen in self._seen.values():
+            seen.congested = False
+        if congested:
+            if now - self._cut_at >= self.hold:
+                self.bits_per_second = max(self.floor_rate, self.bits_per_second * self.decrease)
+                self._cut_at = now
+                self.decreases += 1
+        else:
+            self.bits_per_second = min(self.ceiling, self.bits_per_second * self.increase)
+
+
+RateControl = FixedRate | AdaptiveRate
