@@ -4,29 +4,22 @@ The files of a session are cut into blocks of ``block_symbols`` symbols of ``sym
 bytes each (a file's last block may have fewer symbols, its last symbol is padded with zeros
 on the wire). Blocks are numbered across the session, each file starting a new block.
 
-Parity symbols come from a systematic Reed-Solomon code over GF(2^8) (the ``zfec`` library):
-symbol ids below the block's data-symbol count are the data itself; ids from there up to 255
-are parity, and *any* ``k`` distinct symbols of a block of ``k`` data symbols rebuild it. So a
-repair is "n more symbols of block b", whichever n each receiver lost.
+Symbol ids below a block's data-symbol count are the data itself; ids from there up to 255
+are parity (:mod:`multicast.reliable.fec`), and *any* ``k`` distinct symbols of a block of
+``k`` data symbols rebuild it. So a repair is "n more symbols of block b", whichever n each
+receiver lost.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from multicast.exceptions import OptionError, UnsupportedError
+from multicast.exceptions import OptionError
 
-__all__ = ["Catalogue", "FecUnavailableError", "FileEntry", "Layout", "ParityCode"]
-
-_ALL_SYMBOLS = 256  # the code's n: every block uses ids 0..255
-
-
-class FecUnavailableError(UnsupportedError):
-    """The ``zfec`` package (the parity code) is not installed."""
+__all__ = ["Catalogue", "FileEntry", "Layout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,43 +101,3 @@ class Catalogue:
         """Data symbols of ``block`` (``k`` for the code)."""
         _, _, length = self.extent(block)
         return self.layout.data_symbols(length)
-
-
-class ParityCode:
-    """Parity symbols and recovery for blocks of up to 255 data symbols (``zfec``)."""
-
-    def __init__(self) -> None:
-        try:
-            import zfec
-        except ImportError:
-            raise FecUnavailableError(
-                "send-file and receive-file need the zfec package: "
-                "pip install 'multicast[files]'"
-            ) from None
-        self._zfec: Any = zfec
-        self._encoders: dict[int, Any] = {}
-        self._decoders: dict[int, Any] = {}
-
-    def parity(
-        self, data: Sequence[bytes | bytearray | memoryview], ids: Sequence[int]
-    ) -> list[bytes]:
-        """Parity symbols ``ids`` (each >= ``len(data)``) of a block's equal-size data symbols."""
-        k = len(data)
-        encoder = self._encoders.get(k)
-        if encoder is None:
-            encoder = self._encoders[k] = self._zfec.Encoder(k, _ALL_SYMBOLS)
-        produced: list[bytes] = encoder.encode(tuple(data), tuple(ids))
-        return produced
-
-    def recover(self, k: int, symbols: Mapping[int, bytes | bytearray | memoryview]) -> list[bytes]:
-        """The ``k`` data symbols of a block, from any ``k`` of its distinct symbols."""
-        decoder = self._decoders.get(k)
-        if decoder is None:
-            decoder = self._decoders[k] = self._zfec.Decoder(k, _ALL_SYMBOLS)
-        # zfec wants each data symbol at its own position; parity fills the gaps.
-        parity = iter(sorted(i for i in symbols if i >= k))
-        ids = [i if i in symbols else next(parity) for i in range(k)]
-        recovered: list[bytes] = decoder.decode(
-            tuple(symbols[i] for i in ids), tuple(ids)
-        )
-        return recovered

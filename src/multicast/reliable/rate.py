@@ -1,32 +1,35 @@
 """The sender's rate: fixed, or adaptive to the slowest receiver's loss. Pure: time is an argument.
 
-The adaptive rule is *loss-driven AIMD-like control on the worst receiver's excess loss*
-(in the spirit of NORM-CC and TFMCC, which also follow the worst receiver, but without
-their round-trip-time equation: on one segment the round trip is too short to measure):
+The adaptive rule is *AIMD-like control on the worst receiver's excess loss* (in the spirit of
+NORM-CC and TFMCC, which also follow the worst receiver, but without their round-trip-time
+equation: on one segment the round trip is too short to measure, and random loss on a path
+is repaired, not a reason to slow down):
 
-- Every receiver reports, about every 100 ms, the share of the sender's packets it missed
-  over that interval, and its kernel's drop count for its socket (receive buffer full).
-- A receiver's *floor* is the lowest loss among its last 20 reports: loss the path has
-  whatever the rate (a lossy link), which slowing down would not cure.
-- Congestion is a receiver's loss over its floor by more than ``threshold`` (2 points), or
-  its kernel drop count growing: at most once per ``hold`` (200 ms) the rate is cut by
-  ``decrease`` (x0.75).
-- Otherwise the rate grows by ``increase`` (x1.05) every ``interval`` (100 ms), up to the
-  ceiling (``--rate``).
+- Every receiver reports, about every 100 ms, how many of the sender's packets it missed
+  over that interval (``p`` of ``n``), and its kernel's drop count for its socket.
+- A receiver's *floor* is the lowest loss among its last 20 reports of at least 200
+  packets: loss the path has whatever the rate, which slowing down would not cure.
+- Congestion is a receiver's kernel drop count growing (its receive buffer overflowed: it is
+  slower than the rate), or its loss above its floor by more than 2 points and more than
+  three standard deviations of a loss measured over ``n`` packets, ``3 sqrt(p(1-p)/n)``.
+- On congestion the rate is cut by ``decrease`` (x0.75), at most once per ``hold`` (200
+  ms); otherwise it grows by ``increase`` (x1.1) every ``interval`` (100 ms), up to the
+  ceiling (``--rate``). It starts at the ceiling or 1 Gbit/s, whichever is lower.
 
-So the rate settles just under what the slowest live receiver takes without its buffer
-overflowing, while random loss on a path (which every receiver repairs) does not slow
-the session down.
+So the rate settles just under what the slowest live receiver takes, while a lossy path
+(every receiver repairs its loss anyway) does not slow the session down.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 __all__ = ["AdaptiveRate", "FixedRate", "RateControl"]
 
 _FLOOR_REPORTS = 20
+_FLOOR_PACKETS = 200  # a report over fewer packets does not set the floor
 
 
 @dataclass(slots=True)
@@ -35,7 +38,7 @@ class FixedRate:
 
     bits_per_second: float | None
 
-    def report(self, receiver: int, loss_ppm: int, drops: int, now: float) -> None:
+    def report(self, receiver: int, loss_ppm: int, packets: int, drops: int, now: float) -> None:
         """Nothing changes a fixed rate."""
 
     def update(self, now: float) -> None:
@@ -47,7 +50,7 @@ class FixedRate:
 
 @dataclass(slots=True)
 class _Seen:
-    losses: deque[int] = field(default_factory=lambda: deque(maxlen=_FLOOR_REPORTS))
+    losses: deque[float] = field(default_factory=lambda: deque(maxlen=_FLOOR_REPORTS))
     drops: int | None = None
     congested: bool = False
 
@@ -59,9 +62,9 @@ class AdaptiveRate:
     ceiling: float
     bits_per_second: float
     floor_rate: float = 1e6
-    threshold_ppm: int = 20_000
+    threshold: float = 0.02
     decrease: float = 0.75
-    increase: float = 1.05
+    increase: float = 1.1
     interval: float = 0.1
     hold: float = 0.2
     decreases: int = 0
@@ -69,14 +72,22 @@ class AdaptiveRate:
     _next_update: float = 0.0
     _cut_at: float = float("-inf")
 
-    def report(self, receiver: int, loss_ppm: int, drops: int, now: float) -> None:
-        """One receiver's report: its interval loss and cumulative kernel drops."""
+    def report(self, receiver: int, loss_ppm: int, packets: int, drops: int, now: float) -> None:
+        """One receiver's report: its loss over ``packets`` and its cumulative kernel drops."""
         seen = self._seen.setdefault(receiver, _Seen())
-        seen.losses.append(loss_ppm)
+        loss = loss_ppm / 1e6
         grew = seen.drops is not None and drops > seen.drops
         seen.drops = drops
-        if grew or loss_ppm - min(seen.losses) > self.threshold_ppm:
+        if grew:
             seen.congested = True
+        if packets <= 0:
+            return
+        if seen.losses:
+            margin = max(self.threshold, 3 * math.sqrt(loss * (1 - loss) / packets))
+            if loss - min(seen.losses) > margin:
+                seen.congested = True
+        if packets >= _FLOOR_PACKETS:
+            seen.losses.append(loss)
 
     def forget(self, receiver: int) -> None:
         """A receiver that finished or was dropped no longer steers the rate."""

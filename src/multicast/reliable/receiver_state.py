@@ -19,7 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from multicast.reliable.blocks import FileEntry, Layout, ParityCode
+from multicast.reliable.blocks import FileEntry, Layout
+from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Reason
 from multicast.reliable.storage import Prepared
 from multicast.reliable.wire import (
@@ -139,6 +140,8 @@ class ReceiverState:
         self._interval_top = 0
         self._interval_seen = 0
         self.loss_ppm = 0
+        self.expected_total = 0  # the sender's packets over all reported intervals
+        self.seen_total = 0  # of which heard
 
     # --- set-up once the session is known ------------------------------------------------
 
@@ -175,11 +178,17 @@ class ReceiverState:
     def handle(self, packet: Packet, now: float) -> None:
         """Take one parsed packet heard on the session's group."""
         if isinstance(packet, Data):
-            if self.session is not None and packet.origin == self.session.origin:
-                self.heard_at = now
-                self._data(packet)
-            else:
-                self.reject(Reason.OTHER_SESSION)
+            self.on_data(
+                packet.origin,
+                packet.counter,
+                int(packet.repair),
+                packet.block,
+                packet.symbol,
+                packet.round,
+                packet.pass_number,
+                packet.payload,
+                now,
+            )
         elif isinstance(packet, Session):
             self._session(packet, now)
         elif isinstance(packet, FileInfo):
@@ -272,49 +281,74 @@ class ReceiverState:
             self._interval_top = counter
         self._interval_seen += 1
 
-    def _data(self, data: Data) -> None:
-        block = data.block
+    def on_data(
+        self,
+        origin: int,
+        counter: int,
+        repair: int,
+        block: int,
+        symbol: int,
+        round_: int,
+        pass_number: int,
+        payload: memoryview | bytes,
+        now: float,
+    ) -> None:
+        """One data packet's fields (see :class:`multicast.reliable.wire.DataReader`)."""
+        session = self.session
+        if session is None or origin != session.origin:
+            self.reject(Reason.OTHER_SESSION)
+            return
+        self.heard_at = now
         k = self.k
         if block >= len(k):
             self.reject(Reason.OUT_OF_RANGE)
             return
-        self._count(data.counter)
+        if self._interval_first is None:
+            self._interval_first = self._interval_top = counter
+        elif counter > self._interval_top:
+            self._interval_top = counter
+        self._interval_seen += 1
         self.stats.data += 1
         if block != self.last_block:
             self._moved_on(self.last_block)
             self.last_block = block
-        if data.repair:
-            if data.round > self.round[block]:
-                self.round[block] = data.round
-        else:
-            self._advance(data.pass_number, block)
-        if self.complete[block]:
-            self.stats.duplicates += 1
-            return
+        if repair:
+            if round_ > self.round[block]:
+                self.round[block] = round_
+        elif self.position != (pass_number, block):
+            self._advance(pass_number, block)
         symbols = k[block]
-        if not symbols:
-            self.stats.early += 1
+        if self.complete[block] or not symbols:
+            if symbols:
+                self.stats.duplicates += 1
+            else:
+                self.stats.early += 1
             return
-        symbol, bit = data.symbol, 1 << data.symbol
-        assert self.layout is not None
-        size = self.layout.symbol_size
-        if self.have[block] & bit:
+        bit = 1 << symbol
+        have = self.have[block]
+        if have & bit:
             self.stats.duplicates += 1
             return
-        if len(data.payload) != size:
+        size = session.symbol_size
+        if len(payload) != size:
             self.reject(Reason.MALFORMED)
             return
         if symbol < symbols:
-            self._store_data(block, symbol, data.payload)
+            buffer = self.buffers.get(block)
+            if buffer is not None:
+                buffer[symbol * size : (symbol + 1) * size] = payload
+            else:
+                self._store_data(block, symbol, payload)
         elif self.parity_bytes + size <= self.config.parity_memory:
-            self.parity.setdefault(block, {})[symbol] = bytes(data.payload)
+            self.parity.setdefault(block, {})[symbol] = bytes(payload)
             self.parity_bytes += size
         else:
             self.stats.parity_dropped += 1
             return
-        self.have[block] |= bit
-        self.count[block] += 1
-        if self.count[block] >= symbols:
+        self.have[block] = have | bit
+        count = self.count[block] + 1
+        self.count[block] = count
+        if count >= symbols:
             self._assemble(block)
 
     def _store_data(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
@@ -546,10 +580,13 @@ class ReceiverState:
     def _report(self) -> bytes:
         assert self.session is not None
         first, top = self._interval_first, self._interval_top
+        expected = 0
         if first is not None and top >= first:
             expected = top - first + 1
             self.loss_ppm = max(0, round(1e6 * (1 - self._interval_seen / expected)))
             self._interval_first = top + 1  # the next interval starts after the last heard
+            self.expected_total += expected
+            self.seen_total += self._interval_seen
         self._interval_seen = 0
         return encode_report(
             self.stamper,
@@ -558,6 +595,7 @@ class ReceiverState:
             blocks_done=self.blocks_done,
             bytes_done=self.bytes_done,
             loss_ppm=self.loss_ppm,
+            packets=expected,
             drops=self.kernel_drops,
             name=self.config.name,
         )

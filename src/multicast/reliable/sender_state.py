@@ -24,11 +24,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from multicast.reliable.blocks import Catalogue
+from multicast.reliable.fec import MAX_SYMBOLS
 from multicast.reliable.protection import Reason
 from multicast.reliable.rate import RateControl
 from multicast.reliable.wire import (
     MAX_RECEIVERS_LISTED,
-    MAX_SYMBOLS,
     Nack,
     Packet,
     Phase,
@@ -191,7 +191,7 @@ class SenderState:
                 self.rate.forget(entry.ident)
                 self._announce_at = min(self._announce_at, now + 0.01)
         else:
-            self.rate.report(entry.ident, report.loss_ppm, report.drops, now)
+            self.rate.report(entry.ident, report.loss_ppm, report.packets, report.drops, now)
 
     def _nack(self, nack: Nack, now: float) -> None:
         entry = self.receivers.get(nack.origin)

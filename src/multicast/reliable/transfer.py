@@ -35,14 +35,15 @@ from multicast.core import (
     send_many,
 )
 from multicast.exceptions import OptionError, SocketOptionError
-from multicast.reliable.blocks import Catalogue, Layout, ParityCode
+from multicast.reliable.blocks import Catalogue, Layout
+from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate, RateControl
 from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
 from multicast.reliable.report import Progress, ReceiveReport, SendReport, receive_report, send_report
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import FileStore, StorageError, unsafe_name
-from multicast.reliable.wire import DATA_OVERHEAD, Stamper, encode_data, parse
+from multicast.reliable.wire import DATA_OVERHEAD, DataReader, Stamper, parse
 from multicast.tools.pacing import Pacer
 
 __all__ = [
@@ -109,7 +110,7 @@ class _BlockSource:
         self.stamper = stamper
         self.code = ParityCode()
         self.fds: list[int] = []
-        self.cache: OrderedDict[int, tuple[memoryview, list[memoryview]]] = OrderedDict()
+        self.cache: OrderedDict[int, list[bytes]] = OrderedDict()
         try:
             for path in paths:
                 self.fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
@@ -117,11 +118,11 @@ class _BlockSource:
             self.close()
             raise StorageError(error.errno or 0, f"cannot open {error.filename!r}") from None
 
-    def _block(self, block: int) -> list[memoryview]:
+    def _block(self, block: int) -> list[bytes]:
         cached = self.cache.get(block)
         if cached is not None:
             self.cache.move_to_end(block)
-            return cached[1]
+            return cached
         entry, offset, length = self.catalogue.extent(block)
         size = self.catalogue.layout.symbol_size
         k = self.catalogue.layout.data_symbols(length)
@@ -133,8 +134,8 @@ class _BlockSource:
             if read <= 0:
                 raise StorageError(errno.EIO, f"{entry.name!r} shrank while being sent")
             got += read
-        symbols = [view[i * size : (i + 1) * size] for i in range(k)]
-        self.cache[block] = (view, symbols)
+        symbols = [bytes(view[i * size : (i + 1) * size]) for i in range(k)]
+        self.cache[block] = symbols
         if len(self.cache) > _BLOCKS_CACHED:
             self.cache.popitem(last=False)
         return symbols
@@ -144,23 +145,15 @@ class _BlockSource:
         k = len(symbols)
         parity_ids = [i for i in burst.ids if i >= k]
         parity = dict(zip(parity_ids, self.code.parity(symbols, parity_ids), strict=True))
-        stamper, block, round_, pass_number, repair = (
-            self.stamper,
+        block, round_, pass_number, repair = (
             burst.block,
             burst.round,
             burst.pass_number,
             burst.repair,
         )
+        data = self.stamper.data
         return [
-            encode_data(
-                stamper,
-                block,
-                i,
-                round_,
-                pass_number,
-                symbols[i] if i < k else parity[i],
-                repair=repair,
-            )
+            data(block, i, round_, pass_number, symbols[i] if i < k else parity[i], repair)
             for i in burst.ids
         ]
 
@@ -185,7 +178,7 @@ def _rate_control(rate: float | None, adaptive: bool) -> RateControl:
     if not adaptive:
         return FixedRate(rate)
     ceiling = rate if rate is not None else 10e9
-    return AdaptiveRate(ceiling=ceiling, bits_per_second=min(ceiling, 100e6))
+    return AdaptiveRate(ceiling=ceiling, bits_per_second=min(ceiling, 1e9))
 
 
 def send_files(
@@ -333,6 +326,7 @@ def receive_files(
             poller.register(data.sock, select.POLLIN)
             poller.register(control.sock, select.POLLIN)
             save_at = start + _SAVE_INTERVAL
+            read, on_data = DataReader(protector).read, state.on_data
             while not state.finished:
                 if stop is not None and stop.is_set():
                     interrupted = True
@@ -342,8 +336,10 @@ def receive_files(
                 now = time.monotonic()
                 for receiver in (data, control):
                     for datagram in receiver.receive_ready(_RECEIVE_BATCH):
-                        packet = parse(datagram.payload, protector)
-                        if isinstance(packet, Reason):
+                        packet = read(datagram.payload)
+                        if type(packet) is tuple:
+                            on_data(*packet, now)
+                        elif isinstance(packet, Reason):
                             state.reject(packet)
                         else:
                             state.handle(packet, now)

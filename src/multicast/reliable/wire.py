@@ -23,8 +23,8 @@ Bodies::
              receivers u16, then per receiver: id u64, state u8
     file     index u16, first block u32, size u64, SHA-256 (32), name length u16, name (UTF-8)
     data     block u32, symbol u8, 0 u8, repair round u16, pass u16, then the symbol's bytes
-    report   session u64, blocks done u32, bytes done u64, loss ppm u32, kernel drops u32,
-             name length u8, name (UTF-8)
+    report   session u64, blocks done u32, bytes done u64, loss ppm u32 and packets u32 (of
+             the sender's, over the last interval), kernel drops u32, name length u8, name
     nack     session u64, entries u16, then per entry: block u32, symbols needed u16,
              repair round seen u16
 """
@@ -36,6 +36,8 @@ import struct
 from dataclasses import dataclass
 
 from multicast.exceptions import MulticastError
+from multicast.reliable import protection
+from multicast.reliable.fec import MAX_SYMBOLS
 from multicast.reliable.protection import Protection, Protector, Reason
 
 __all__ = [
@@ -43,8 +45,9 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_NACK_ENTRIES",
     "MAX_RECEIVERS_LISTED",
-    "MAX_SYMBOLS",
     "Data",
+    "DataFields",
+    "DataReader",
     "FileInfo",
     "Kind",
     "Nack",
@@ -67,15 +70,17 @@ MAGIC = b"MCRL"
 VERSION = 1
 _HEADER = struct.Struct("!4sBBBBQI")
 HEADER_SIZE = _HEADER.size
+assert HEADER_SIZE == protection.HEADER_SIZE  # where protection finds the nonce
 _SESSION = struct.Struct("!HHHBBHHIQH")
 _RECEIVER = struct.Struct("!QB")
 _FILE = struct.Struct("!HIQ32sH")
 _DATA = struct.Struct("!IBBHH")
-_REPORT = struct.Struct("!QIQIIB")
+_REPORT = struct.Struct("!QIQIIIB")
 _NACK = struct.Struct("!QH")
 _ENTRY = struct.Struct("!IHH")
-DATA_OVERHEAD = HEADER_SIZE + _DATA.size  # bytes of a data packet besides symbol and tag
-MAX_SYMBOLS = 256  # symbol ids of one block: data symbols and parity together
+# A data packet's header and fields, packed and read in one go.
+_DATA_PACKET = struct.Struct(_HEADER.format + _DATA.format[1:])
+DATA_OVERHEAD = _DATA_PACKET.size  # bytes of a data packet besides symbol and tag
 MAX_NACK_ENTRIES = 160  # blocks one NACK names (fits 1452 bytes with a tag)
 MAX_RECEIVERS_LISTED = 140  # receivers one session packet lists
 MAX_NAME = 255  # bytes of a file name
@@ -163,6 +168,7 @@ class Report:
     blocks_done: int
     bytes_done: int
     loss_ppm: int
+    packets: int  # the sender's packets the loss is counted over
     drops: int
     name: str
 
@@ -185,24 +191,51 @@ class NoncesExhaustedError(MulticastError, RuntimeError):
 
 
 class Stamper:
-    """Headers for one origin: each call takes the next counter value."""
+    """Headers for one origin: each packet takes the next counter value."""
 
     def __init__(self, origin: int, protector: Protector) -> None:
         self.origin = origin
         self.protector = protector
         self.counter = 0
 
-    def header(self, kind: Kind, flags: int = 0) -> bytes:
+    def _next(self) -> int:
         counter = self.counter
         if counter > _MAX_COUNTER:
             raise NoncesExhaustedError(f"origin {self.origin:016x} has sent 2**32 packets")
         self.counter = counter + 1
-        return _HEADER.pack(
-            MAGIC, VERSION, kind, self.protector.mode, flags, self.origin, counter
-        )
+        return counter
 
-    def seal(self, kind: Kind, body: bytes | memoryview, flags: int = 0) -> bytes:
-        return self.protector.seal(self.header(kind, flags), body)
+    def seal(self, kind: Kind, body: bytes, flags: int = 0) -> bytes:
+        header = _HEADER.pack(
+            MAGIC, VERSION, kind, self.protector.mode, flags, self.origin, self._next()
+        )
+        return self.protector.seal(header + body)
+
+    def data(
+        self,
+        block: int,
+        symbol: int,
+        round_: int,
+        pass_number: int,
+        payload: bytes | bytearray | memoryview,
+        repair: bool,
+    ) -> bytes:
+        """A data packet (header and fields in one pack: the sender's hot path)."""
+        prefix = _DATA_PACKET.pack(
+            MAGIC,
+            VERSION,
+            Kind.DATA,
+            self.protector.mode,
+            int(repair),
+            self.origin,
+            self._next(),
+            block,
+            symbol,
+            0,
+            round_ & 0xFFFF,
+            pass_number & 0xFFFF,
+        )
+        return self.protector.seal(prefix, payload)
 
 
 def _name_bytes(name: str, limit: int) -> bytes:
@@ -256,12 +289,11 @@ def encode_data(
     symbol: int,
     round_: int,
     pass_number: int,
-    payload: bytes | memoryview,
+    payload: bytes | bytearray | memoryview,
     *,
     repair: bool = False,
 ) -> bytes:
-    body = _DATA.pack(block, symbol, 0, round_ & 0xFFFF, pass_number & 0xFFFF)
-    return stamper.seal(Kind.DATA, body + payload, int(repair))
+    return stamper.data(block, symbol, round_, pass_number, payload, repair)
 
 
 def encode_report(
@@ -272,6 +304,7 @@ def encode_report(
     blocks_done: int,
     bytes_done: int,
     loss_ppm: int,
+    packets: int,
     drops: int,
     name: str,
 ) -> bytes:
@@ -281,6 +314,7 @@ def encode_report(
         min(blocks_done, 0xFFFFFFFF),
         bytes_done,
         min(loss_ppm, 1_000_000),
+        min(packets, 0xFFFFFFFF),
         min(drops, 0xFFFFFFFF),
         len(raw),
     )
@@ -303,16 +337,15 @@ def encode_nack(
 
 def parse(data: bytes | bytearray | memoryview, protector: Protector) -> Packet | Reason:
     """The packet in ``data``, or why it is refused. Never raises."""
-    view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+    view = data if isinstance(data, memoryview) else memoryview(data)
     if len(view) < HEADER_SIZE or view[:4] != MAGIC:
         return Reason.FOREIGN
     _, version, kind, protection, flags, origin, counter = _HEADER.unpack_from(view)
-    if version != VERSION or protection > Protection.ENCRYPTED:
+    if version != VERSION:
         return Reason.UNSUPPORTED
-    body = protector.open(protection, view[:HEADER_SIZE], view[HEADER_SIZE:])
+    body = protector.open(protection, view)
     if isinstance(body, Reason):
         return body
-    body = memoryview(body)
     if kind == Kind.DATA:
         return _data(origin, counter, flags, body)
     if kind == Kind.SESSION:
@@ -324,6 +357,36 @@ def parse(data: bytes | bytearray | memoryview, protector: Protector) -> Packet 
     if kind == Kind.NACK:
         return _nack(origin, counter, body)
     return Reason.UNSUPPORTED
+
+
+DataFields = tuple[int, int, int, int, int, int, int, memoryview | bytes]
+"""(origin, counter, flags, block, symbol, round, pass, symbol bytes) of a data packet."""
+
+
+class DataReader:
+    """:func:`parse` with a fast path for data packets (the receiver's hot path: checks and
+    one unpack, no packet object)."""
+
+    def __init__(self, protector: Protector) -> None:
+        self.protector = protector
+        self._data_prefix = MAGIC + bytes([VERSION, Kind.DATA])
+        self._unpack_header = _HEADER.unpack_from
+        self._unpack_fields = _DATA.unpack_from
+
+    def read(self, data: bytes) -> DataFields | Packet | Reason:
+        """A data packet's fields as a tuple; any other packet parsed; or why it is refused."""
+        if data[:6] != self._data_prefix or len(data) < HEADER_SIZE:
+            return parse(data, self.protector)
+        _, _, _, protection, flags, origin, counter = self._unpack_header(data)
+        body = self.protector.open(protection, memoryview(data))
+        if isinstance(body, Reason):
+            return body
+        if len(body) <= _DATA.size or flags & ~1:
+            return Reason.MALFORMED
+        block, symbol, zero, round_, pass_number = self._unpack_fields(body)
+        if zero:
+            return Reason.MALFORMED
+        return (origin, counter, flags, block, symbol, round_, pass_number, body[_DATA.size :])
 
 
 def _data(origin: int, counter: int, flags: int, body: memoryview) -> Data | Reason:
@@ -391,13 +454,15 @@ def _file(origin: int, counter: int, body: memoryview) -> FileInfo | Reason:
 def _report(origin: int, counter: int, flags: int, body: memoryview) -> Report | Reason:
     if len(body) < _REPORT.size or flags & ~1:
         return Reason.MALFORMED
-    session, blocks, done_bytes, loss, drops, length = _REPORT.unpack_from(body)
+    session, blocks, done_bytes, loss, packets, drops, length = _REPORT.unpack_from(body)
     if len(body) != _REPORT.size + length or loss > 1_000_000:
         return Reason.MALFORMED
     name = _text(body[_REPORT.size :])
     if name is None:
         return Reason.MALFORMED
-    return Report(origin, counter, session, bool(flags), blocks, done_bytes, loss, drops, name)
+    return Report(
+        origin, counter, session, bool(flags), blocks, done_bytes, loss, packets, drops, name
+    )
 
 
 def _nack(origin: int, counter: int, body: memoryview) -> Nack | Reason:
