@@ -328,20 +328,20 @@ class SenderState:
                 self.rate.forget(entry.ident)
                 self._announce_at = now
         live = self._live()
-        all_done = bool(live) and all(e.done_at is not None for e in live)
+        live_done = bool(live) and all(e.done_at is not None for e in live)
         if self.phase is Phase.WAITING:
             assert config.receivers is not None
             if len(live) >= config.receivers:
-                if all_done:
-                    self._end("complete", now)
+                if live_done:
+                    self._end(now)
                 else:
                     self._set_phase(Phase.SENDING, now)
             elif now - self.started >= config.wait:
-                self._end("no-receivers", now)
+                self._end(now, "no-receivers")
             return
         if self.phase is Phase.SENDING:
-            if config.receivers is not None and (all_done or (self.receivers and not live)):
-                self._end("complete" if all_done else "incomplete", now)
+            if config.receivers is not None and (live_done or (self.receivers and not live)):
+                self._end(now)
             elif self.cursor[0] >= self.catalogue.blocks:
                 self._pass_ended(now)
             elif config.duration is not None and self.sending_since is not None:
@@ -350,11 +350,10 @@ class SenderState:
                     self._set_phase(Phase.FLUSHING, now)
             return
         if self.phase is Phase.FLUSHING and not self.pending:
-            if self.receivers and (all_done or not live):
-                self._end("complete" if all_done else "incomplete", now)
+            if self.receivers and (live_done or not live):
+                self._end(now)
             elif config.receivers is None and now - self.last_nack >= config.linger:
-                waiting = [e for e in live if e.done_at is None]
-                self._end("incomplete" if waiting else "complete", now)
+                self._end(now)
 
     def _pass_ended(self, now: float) -> None:
         self.passes_done = self.pass_number + 1
@@ -373,8 +372,10 @@ class SenderState:
             self.last_nack = now
             self._set_phase(Phase.FLUSHING, now)
 
-    def _end(self, outcome: str, now: float) -> None:
-        self.outcome = outcome
+    def _end(self, now: float, outcome: str = "") -> None:
+        """End the session: complete when every receiver heard of is done."""
+        every_done = all(e.done_at is not None for e in self.receivers.values())
+        self.outcome = outcome or ("complete" if every_done else "incomplete")
         self._set_phase(Phase.ENDED, now)
 
     @property
