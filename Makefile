@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NETNS  := scripts/netns-run
 # Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute
+DEBS   := iproute2 util-linux socat iperf sockperf smcroute nftables udpcast uftp
 
 .PHONY: demo test lint typecheck unit soak bench system-deps clean
 

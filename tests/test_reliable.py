@@ -12,8 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from multicast.core import Sender
 from multicast.reliable import ReceiverConfig, SenderConfig, receive_files, send_files
 from multicast.reliable.protection import make_protector
@@ -44,7 +42,9 @@ def make_file(directory: Path, name: str, size: int) -> Path:
 
 def receive(host: Host, output: Path, name: str, **options: object):  # type: ignore[no-untyped-def]
     config = ReceiverConfig(name=name, wait=10.0, idle=3.0)
-    return host.start(receive_files, GROUP, PORT, output, config=config, interface="eth0", **options)
+    return host.start(
+        receive_files, GROUP, PORT, output, config=config, interface="eth0", **options
+    )
 
 
 def test_lossy_receivers_get_identical_copies(testbed: Testbed, tmp_path: Path) -> None:
@@ -55,7 +55,9 @@ def test_lossy_receivers_get_identical_copies(testbed: Testbed, tmp_path: Path) 
     files = [make_file(tmp_path, "one.bin", 400_000), make_file(tmp_path, "two.bin", 3000)]
     futures = [receive(host, tmp_path / f"out{n}", f"r{n}") for n, host in enumerate(receivers)]
     config = SenderConfig(receivers=2, wait=10.0)
-    report = sender.call(send_files, files, GROUP, PORT, rate=200e6, config=config, interface="eth0")
+    report = sender.call(
+        send_files, files, GROUP, PORT, rate=200e6, config=config, interface="eth0"
+    )
     assert report.outcome == "complete"
     sent = report.data["datagrams"]
     assert isinstance(sent, dict) and sent["repair"] > 0
@@ -73,7 +75,9 @@ def test_a_late_joiner_completes_on_the_carousel(testbed: Testbed, tmp_path: Pat
     path = make_file(tmp_path, "image.bin", 1_000_000)
     first = receive(early, tmp_path / "early", "early")
     config = SenderConfig(repeat=3)
-    sending = sender.start(send_files, [path], GROUP, PORT, rate=16e6, config=config, interface="eth0")
+    sending = sender.start(
+        send_files, [path], GROUP, PORT, rate=16e6, config=config, interface="eth0"
+    )
     time.sleep(0.3)  # a pass takes 0.5 s: the second receiver joins a third of the way in
     second = receive(late, tmp_path / "late", "late")
     report = sending.result(timeout=20)

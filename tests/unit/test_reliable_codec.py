@@ -112,7 +112,13 @@ def test_every_kind_round_trips(key: bytes | None, encrypt: bool) -> None:
     )
     data = parse(stamper.data(3, 70, 2, 1, b"s" * 100, True), protector)
     assert isinstance(data, Data)
-    assert (data.block, data.symbol, data.round, data.pass_number, data.repair) == (3, 70, 2, 1, True)
+    assert (data.block, data.symbol, data.round, data.pass_number, data.repair) == (
+        3,
+        70,
+        2,
+        1,
+        True,
+    )
     assert bytes(data.payload) == b"s" * 100
     report = parse(
         encode_report(

@@ -17,7 +17,15 @@ from multicast.reliable.rate import AdaptiveRate, FixedRate
 from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import Prepared, unsafe_name
-from multicast.reliable.wire import Nack, Phase, Session, Stamper, encode_nack, encode_session, parse
+from multicast.reliable.wire import (
+    Nack,
+    Phase,
+    Session,
+    Stamper,
+    encode_nack,
+    encode_session,
+    parse,
+)
 
 LAYOUT = Layout(symbol_size=32, block_symbols=8)
 PROTECTOR = make_protector(None)
@@ -234,7 +242,9 @@ def test_nacks_sent_before_a_repair_arrived_do_not_repeat_it() -> None:
     origin = net.stamper.origin
 
     def nack(entries: list[tuple[int, int, int]], now: float) -> None:
-        packet = parse(encode_nack(Stamper(9, PROTECTOR), session=origin, entries=entries), PROTECTOR)
+        packet = parse(
+            encode_nack(Stamper(9, PROTECTOR), session=origin, entries=entries), PROTECTOR
+        )
         assert isinstance(packet, Nack)
         sender.handle(packet, "peer", now)
 

@@ -84,9 +84,10 @@ class Catalogue:
     def owner(self, block: int) -> tuple[FileEntry, int]:
         """The file holding ``block``, and the block's number within it."""
         at = bisect.bisect_right(self._starts, block) - 1
-        while self.files[at].blocks == 0 or block >= self.files[at].first_block + self.files[
-            at
-        ].blocks:
+        while (
+            self.files[at].blocks == 0
+            or block >= self.files[at].first_block + self.files[at].blocks
+        ):
             at -= 1  # empty files share a start with the next file; none holds the block
         entry = self.files[at]
         return entry, block - entry.first_block

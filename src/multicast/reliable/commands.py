@@ -11,13 +11,14 @@ name, or a SHA-256 that did not match twice).
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 
 from multicast.cliargs import add_iface, add_port, add_ttl, group_type
 from multicast.exceptions import OptionError
-from multicast.reliable.receiver_state import ReceiverConfig
+from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
 from multicast.reliable.report import ReceiveReport, SendReport
-from multicast.reliable.sender_state import SenderConfig
+from multicast.reliable.sender_state import SenderConfig, SenderState
 from multicast.reliable.transfer import (
     DEFAULT_BLOCK,
     DEFAULT_DATAGRAM,
@@ -49,7 +50,10 @@ def _rate_type(text: str) -> float | None:
 
 
 def _drop_type(text: str) -> float:
-    seconds: float = seconds_type(text)  # type: ignore[assignment]
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
     if not 0.2 <= seconds <= 2.0:
         raise argparse.ArgumentTypeError(f"{text!r}: give 0.2-2 seconds")
     return seconds
@@ -163,9 +167,9 @@ class SendFileTool:
         )
         progress = terminal_progress()
 
-        def show(state: object, sent: int, seconds: float) -> None:
+        def show(state: SenderState, sent: int, seconds: float) -> None:
             if progress.due(seconds):
-                progress.sender(state, sent, seconds)  # type: ignore[arg-type]
+                progress.sender(state, sent, seconds)
 
         report = send_files(
             args.files,
@@ -240,9 +244,9 @@ class ReceiveFileTool:
         )
         progress = terminal_progress()
 
-        def show(state: object, seconds: float) -> None:
+        def show(state: ReceiverState, seconds: float) -> None:
             if progress.due(seconds):
-                progress.receiver(state, seconds)  # type: ignore[arg-type]
+                progress.receiver(state, seconds)
 
         report = receive_files(
             args.group,

@@ -86,7 +86,7 @@ class ParityCode:
         return row
 
     @staticmethod
-    def _combine(terms: Iterable[tuple[bytes | None, bytes]]) -> int:
+    def _combine(terms: Iterable[tuple[bytes | None, bytes | bytearray]]) -> int:
         """``sum factor * symbol`` (each factor given by its table) as a little-endian int."""
         total = 0
         from_bytes = int.from_bytes
@@ -108,7 +108,7 @@ class ParityCode:
         for p in ids:
             if not k <= p < MAX_SYMBOLS:
                 raise ValueError(f"parity id {p} outside {k}..{MAX_SYMBOLS - 1}")
-            total = self._combine(zip(self._row(k, p), raw))  # type: ignore[arg-type]
+            total = self._combine(zip(self._row(k, p), raw, strict=True))
             out.append(total.to_bytes(size, "little"))
         return out
 

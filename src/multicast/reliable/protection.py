@@ -142,7 +142,7 @@ def _derive(key: bytes, use: bytes) -> bytes:
 
 def _aes_gcm(key: bytes) -> _Cipher | None:
     try:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
     except ImportError:
         return None
     cipher: _Cipher = AESGCM(key)

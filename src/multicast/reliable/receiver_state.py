@@ -281,7 +281,7 @@ class ReceiverState:
             self._interval_top = counter
         self._interval_seen += 1
 
-    def on_data(
+    def on_data(  # noqa: PLR0917 (positional: called with a DataReader tuple per datagram)
         self,
         origin: int,
         counter: int,
@@ -313,8 +313,7 @@ class ReceiverState:
             self._moved_on(self.last_block)
             self.last_block = block
         if repair:
-            if round_ > self.round[block]:
-                self.round[block] = round_
+            self.round[block] = max(self.round[block], round_)
         elif self.position != (pass_number, block):
             self._advance(pass_number, block)
         symbols = k[block]
@@ -384,7 +383,9 @@ class ReceiverState:
                 while symbol < k and have >> symbol & 1:
                     symbol += 1
                 stop = min(symbol * size, end)
-                self.store.write(self.owner[block], offset + start * size, buffer[start * size : stop])
+                self.store.write(
+                    self.owner[block], offset + start * size, buffer[start * size : stop]
+                )
             symbol += 1
         self.flushed[block] = 1
 
@@ -486,9 +487,13 @@ class ReceiverState:
     def _peer_nack(self, nack: Nack) -> None:
         heard, rounds, complete, k = self.heard, self.round, self.complete, self.k
         for block, need, round_ in nack.entries:
-            if block < len(k) and not complete[block] and round_ >= rounds[block]:
-                if need > heard.get(block, 0):
-                    heard[block] = need
+            if (
+                block < len(k)
+                and not complete[block]
+                and round_ >= rounds[block]
+                and need > heard.get(block, 0)
+            ):
+                heard[block] = need
 
     # --- output ----------------------------------------------------------------------------------
 

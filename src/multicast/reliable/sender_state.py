@@ -344,23 +344,33 @@ class SenderState:
                 self._end(now)
             elif self.cursor[0] >= self.catalogue.blocks:
                 self._pass_ended(now)
-            elif config.duration is not None and self.sending_since is not None:
-                if now - self.sending_since >= config.duration:
-                    self.passes_done = self.pass_number + 1
-                    self._set_phase(Phase.FLUSHING, now)
+            elif (
+                config.duration is not None
+                and self.sending_since is not None
+                and now - self.sending_since >= config.duration
+            ):
+                self.passes_done = self.pass_number + 1
+                self._set_phase(Phase.FLUSHING, now)
             return
-        if self.phase is Phase.FLUSHING and not self.pending:
-            if self.receivers and (live_done or not live):
-                self._end(now)
-            elif config.receivers is None and now - self.last_nack >= config.linger:
-                self._end(now)
+        if (
+            self.phase is Phase.FLUSHING
+            and not self.pending
+            and (
+                (self.receivers and (live_done or not live))
+                or (config.receivers is None and now - self.last_nack >= config.linger)
+            )
+        ):
+            self._end(now)
 
     def _pass_ended(self, now: float) -> None:
         self.passes_done = self.pass_number + 1
         config = self.config
         more = config.receivers is None and (
-            (config.duration is not None and self.sending_since is not None
-             and now - self.sending_since < config.duration)
+            (
+                config.duration is not None
+                and self.sending_since is not None
+                and now - self.sending_since < config.duration
+            )
             or (config.duration is None and self.passes_done < config.repeat)
         )
         if more and self.catalogue.blocks:
@@ -412,9 +422,9 @@ class SenderState:
             budget -= len(burst.ids)
         if self.phase is Phase.SENDING:
             while budget > 0:
-                burst = self._pass_symbols(budget)
-                if burst is None:
+                more = self._pass_symbols(budget)
+                if more is None:
                     break
-                out.append(burst)
-                budget -= len(burst.ids)
+                out.append(more)
+                budget -= len(more.ids)
         return out

@@ -63,7 +63,7 @@ def unsafe_name(name: str) -> str | None:
         return "control or invisible characters"
     if name != name.strip() or name.endswith("."):
         return "leading or trailing space, or a trailing dot"
-    if name.split(".")[0].lower() in _DEVICE_NAMES:
+    if name.split(".", maxsplit=1)[0].lower() in _DEVICE_NAMES:
         return "a device name"
     if name.endswith((PART_SUFFIX, STATE_SUFFIX)):
         return "the name of a partial file"

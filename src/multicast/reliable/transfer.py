@@ -28,6 +28,7 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
+    Receiver,
     Sender,
     open_receiver,
     parse_group,
@@ -40,7 +41,13 @@ from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate, RateControl
 from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
-from multicast.reliable.report import Progress, ReceiveReport, SendReport, receive_report, send_report
+from multicast.reliable.report import (
+    Progress,
+    ReceiveReport,
+    SendReport,
+    receive_report,
+    send_report,
+)
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import FileStore, StorageError, unsafe_name
 from multicast.reliable.wire import DATA_OVERHEAD, DataReader, Stamper, parse
@@ -95,7 +102,9 @@ def _catalogue(paths: Sequence[str | os.PathLike[str]], layout: Layout) -> Catal
         try:
             size, digest = _hash_file(path)
         except OSError as error:
-            raise StorageError(error.errno or 0, f"cannot read {str(path)!r}: {error.strerror}")
+            raise StorageError(
+                error.errno or 0, f"cannot read {str(path)!r}: {error.strerror}"
+            ) from None
         entries.append((name, size, digest))
     return Catalogue.build(layout, entries)
 
@@ -181,6 +190,86 @@ def _rate_control(rate: float | None, adaptive: bool) -> RateControl:
     return AdaptiveRate(ceiling=ceiling, bits_per_second=min(ceiling, 1e9))
 
 
+class _SenderLoop:
+    """The sender's socket loop: control packets in, paced batches of datagrams out."""
+
+    def __init__(
+        self,
+        state: SenderState,
+        source: _BlockSource,
+        *,
+        out: Sender,
+        control: Receiver,
+        group: Group,
+        port: int,
+    ) -> None:
+        self.state = state
+        self.source = source
+        self.out = out
+        self.control = control
+        self.group = group
+        self.port = port
+        self.protector = source.stamper.protector
+        layout = state.catalogue.layout
+        self.datagram_bits = 8 * (layout.symbol_size + DATA_OVERHEAD + self.protector.overhead)
+        self.wire_bytes = 0
+
+    def take(self, timeout: float) -> None:
+        """Control packets arriving within ``timeout`` seconds, handed to the state."""
+        arrived = self.control.receive_batch(_RECEIVE_BATCH, timeout)
+        now = time.monotonic()
+        for datagram in arrived:
+            packet = parse(datagram.payload, self.protector)
+            if isinstance(packet, Reason):
+                self.state.reject(packet)
+            else:
+                self.state.handle(packet, datagram.source[0], now)
+
+    def send(self, now: float) -> int:
+        """Send what the state has now (a batch at most); how many datagrams went."""
+        items = self.state.poll(now, _BATCH)
+        datagrams: list[bytes] = []
+        for item in items:
+            if isinstance(item, Burst):
+                datagrams.extend(self.source.datagrams(item))
+            else:
+                datagrams.append(item)
+        for at in range(0, len(datagrams), _BATCH):
+            chunk = datagrams[at : at + _BATCH]
+            _send(self.out, chunk, self.group, self.port)
+            self.wire_bytes += sum(map(len, chunk))
+        return len(datagrams)
+
+    def run(
+        self,
+        start: float,
+        progress: Callable[[SenderState, int, float], None] | None,
+        stop: threading.Event | None,
+    ) -> bool:
+        """Until the session ends; True if ``stop`` ended it first."""
+        state = self.state
+        pacer = Pacer(None, start=start)
+        while not state.finished:
+            if stop is not None and stop.is_set():
+                return True
+            now = time.monotonic()
+            bits = state.rate.bits_per_second
+            pacer.rate = None if bits is None else bits / self.datagram_bits
+            wait = pacer.delay(now)
+            if wait > 0:
+                self.take(wait)
+                continue
+            self.take(0.0)
+            sent = self.send(now)
+            if not sent:
+                self.take(max(0.0, min(state.deadline(now) - now, 0.05)))
+                continue
+            pacer.sent(sent, now=now)
+            if progress is not None:
+                progress(state, self.wire_bytes, now - start)
+        return False
+
+
 def send_files(
     paths: Sequence[str | os.PathLike[str]],
     group: str | IPAddress | Group,
@@ -217,7 +306,6 @@ def send_files(
     where = interface if interface is not None else parsed.interface
     start = time.monotonic()
     state = SenderState(catalogue, stamper, config, _rate_control(rate, adaptive), now=start)
-    wire_bytes = 0
     interrupted = False
     try:
         with (
@@ -227,48 +315,8 @@ def send_files(
             ) as control,
         ):
             request_send_buffer(out.sock, _BUFFER)
-            pacer = Pacer(None, start=start)
-            datagram_bits = 8 * (layout.symbol_size + DATA_OVERHEAD + protector.overhead)
-
-            def take(timeout: float) -> None:
-                arrived = control.receive_batch(_RECEIVE_BATCH, timeout)
-                now = time.monotonic()
-                for datagram in arrived:
-                    packet = parse(datagram.payload, protector)
-                    if isinstance(packet, Reason):
-                        state.reject(packet)
-                    else:
-                        state.handle(packet, datagram.source[0], now)
-
-            while not state.finished:
-                if stop is not None and stop.is_set():
-                    interrupted = True
-                    break
-                now = time.monotonic()
-                bits = state.rate.bits_per_second
-                pacer.rate = None if bits is None else bits / datagram_bits
-                wait = pacer.delay(now)
-                if wait > 0:
-                    take(wait)
-                    continue
-                take(0.0)
-                items = state.poll(now, _BATCH)
-                if not items:
-                    take(max(0.0, min(state.deadline(now) - now, 0.05)))
-                    continue
-                datagrams: list[bytes] = []
-                for item in items:
-                    if isinstance(item, Burst):
-                        datagrams.extend(source.datagrams(item))
-                    else:
-                        datagrams.append(item)
-                for at in range(0, len(datagrams), _BATCH):
-                    chunk = datagrams[at : at + _BATCH]
-                    _send(out, chunk, parsed, port)
-                    wire_bytes += sum(map(len, chunk))
-                pacer.sent(len(datagrams), now=now)
-                if progress is not None:
-                    progress(state, wire_bytes, now - start)
+            loop = _SenderLoop(state, source, out=out, control=control, group=parsed, port=port)
+            interrupted = loop.run(start, progress, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -337,7 +385,7 @@ def receive_files(
                 for receiver in (data, control):
                     for datagram in receiver.receive_ready(_RECEIVE_BATCH):
                         packet = read(datagram.payload)
-                        if type(packet) is tuple:
+                        if isinstance(packet, tuple):
                             on_data(*packet, now)
                         elif isinstance(packet, Reason):
                             state.reject(packet)
@@ -346,8 +394,8 @@ def receive_files(
                 if first_data is None and state.stats.data:
                     first_data = now
                 state.kernel_drops = data.drops
-                for packet in state.poll(now):
-                    _send(out, [packet], parsed, port + 1)
+                for outgoing in state.poll(now):
+                    _send(out, [outgoing], parsed, port + 1)
                 if now >= save_at:
                     store.save()
                     save_at = now + _SAVE_INTERVAL
@@ -371,7 +419,9 @@ def receive_files(
 async def _in_thread(function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     """Run a transfer in a worker thread; cancelling the task stops it (within 0.1 s)."""
     stop = threading.Event()
-    task = asyncio.ensure_future(asyncio.to_thread(functools.partial(function, stop=stop), *args, **kwargs))
+    task = asyncio.ensure_future(
+        asyncio.to_thread(functools.partial(function, stop=stop), *args, **kwargs)
+    )
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -381,7 +431,10 @@ async def _in_thread(function: Callable[..., _T], /, *args: Any, **kwargs: Any) 
 
 
 async def send_files_async(
-    paths: Sequence[str | os.PathLike[str]], group: str | IPAddress | Group, port: int, **options: Any
+    paths: Sequence[str | os.PathLike[str]],
+    group: str | IPAddress | Group,
+    port: int,
+    **options: Any,
 ) -> SendReport:
     """:func:`send_files` for asyncio: the loop stays free; cancelling ends the session."""
     return await _in_thread(send_files, paths, group, port, **options)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from multicast.exceptions import MulticastError
 from multicast.reliable import protection
 from multicast.reliable.fec import MAX_SYMBOLS
-from multicast.reliable.protection import Protection, Protector, Reason
+from multicast.reliable.protection import Protector, Reason
 
 __all__ = [
     "DATA_OVERHEAD",
@@ -58,7 +58,6 @@ __all__ = [
     "Report",
     "Session",
     "Stamper",
-    "encode_data",
     "encode_file",
     "encode_nack",
     "encode_report",
@@ -211,7 +210,7 @@ class Stamper:
         )
         return self.protector.seal(header + body)
 
-    def data(
+    def data(  # noqa: PLR0917 (positional: the sender's hot path)
         self,
         block: int,
         symbol: int,
@@ -281,19 +280,6 @@ def encode_file(
     raw = _name_bytes(name, MAX_NAME)
     body = _FILE.pack(index, first_block, size, digest, len(raw)) + raw
     return stamper.seal(Kind.FILE, body)
-
-
-def encode_data(
-    stamper: Stamper,
-    block: int,
-    symbol: int,
-    round_: int,
-    pass_number: int,
-    payload: bytes | bytearray | memoryview,
-    *,
-    repair: bool = False,
-) -> bytes:
-    return stamper.data(block, symbol, round_, pass_number, payload, repair)
 
 
 def encode_report(
@@ -395,7 +381,9 @@ def _data(origin: int, counter: int, flags: int, body: memoryview) -> Data | Rea
     block, symbol, zero, round_, pass_number = _DATA.unpack_from(body)
     if zero:
         return Reason.MALFORMED
-    return Data(origin, counter, block, symbol, round_, pass_number, bool(flags), body[_DATA.size :])
+    return Data(
+        origin, counter, block, symbol, round_, pass_number, bool(flags), body[_DATA.size :]
+    )
 
 
 def _session(origin: int, counter: int, body: memoryview) -> Session | Reason:
