@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -242,7 +243,7 @@ def _run_udpcast(bed: Bed, source: Path, loss: float, timeout: float) -> Run:
     finally:
         for process in (*receivers, sender):
             _stop(process)
-    return _finish("udpcast", bed, source, outputs, loss, start, ended, before)
+    return _finish("udpcast", bed, source, outputs, loss, start=start, ended=ended, before=before)
 
 
 def _run_uftp(bed: Bed, source: Path, loss: float, timeout: float) -> Run:
@@ -267,7 +268,7 @@ def _run_uftp(bed: Bed, source: Path, loss: float, timeout: float) -> Run:
     finally:
         for process in (sender, *daemons):
             _stop(process)
-    return _finish("uftp", bed, source, outputs, loss, start, ended, before)
+    return _finish("uftp", bed, source, outputs, loss, start=start, ended=ended, before=before)
 
 
 def _finish(
@@ -276,6 +277,7 @@ def _finish(
     source: Path,
     outputs: list[Path],
     loss: float,
+    *,
     start: float,
     ended: list[float],
     before: int,
@@ -361,7 +363,7 @@ def _goals(rows: list[dict[str, object]]) -> list[str]:
             by_loss.setdefault(float(str(loss)), []).append((int(str(n)), value))
     for loss, points in by_loss.items():
         points.sort()
-        if any(b[1] > a[1] for a, b in zip(points, points[1:], strict=False)):
+        if any(b[1] > a[1] for a, b in itertools.pairwise(points)):
             misses.append(
                 f"loss {loss:g} %: NACKs per repaired block do not fall as N grows {points}: "
                 "suppression needs the other receivers' NACKs to arrive within the back-off"
@@ -486,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             indent=2,
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
     (RESULTS / "files.md").write_text(table)
     print(_plot(rows, RESULTS / "files.png"))
