@@ -10,6 +10,8 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
+import pytest
+
 from multicast.reliable.blocks import Catalogue, FileEntry, Layout
 from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Reason, make_protector
@@ -335,21 +337,33 @@ def test_a_receiver_gives_up_when_no_session_comes() -> None:
 
 def test_adaptive_rate_cuts_on_kernel_drops_and_ignores_steady_path_loss() -> None:
     rate = AdaptiveRate(ceiling=1e9, bits_per_second=1e8)
-    now = 0.0
+    now, sent = 0.0, 0
+
+    def interval(loss_ppm: int, packets: int, drops: int, *, step: float = 0.1) -> None:
+        nonlocal now, sent
+        now += step
+        sent += int(rate.bits_per_second * step)  # the host keeps up with the rate
+        rate.report(1, loss_ppm, packets, drops, now)
+        rate.update(now, sent)
+
     for _ in range(30):  # a steady 5 % loss over 10,000 packets an interval: the path's
-        now += 0.1
-        rate.report(1, 50_000, 10_000, 0, now)
-        rate.update(now)
+        interval(50_000, 10_000, 0)
     assert rate.decreases == 0 and rate.bits_per_second == 1e9
-    rate.report(1, 50_000, 10_000, 5, now + 0.1)  # its receive buffer overflowed
-    rate.update(now + 0.1)
-    assert rate.bits_per_second == 0.75e9 and rate.decreases == 1
-    rate.report(1, 200_000, 10_000, 5, now + 0.2)  # 20 % now: 15 points over the floor
-    rate.update(now + 0.2)
+    interval(50_000, 10_000, 5)  # its receive buffer overflowed
+    assert rate.bits_per_second == pytest.approx(0.75e9) and rate.decreases == 1
+    interval(200_000, 10_000, 5)  # 20 % now: 15 points over the floor
     assert rate.decreases == 1  # at most one cut per hold time
-    rate.report(1, 200_000, 10_000, 5, now + 0.35)
-    rate.update(now + 0.35)
+    interval(200_000, 10_000, 5, step=0.15)
     assert rate.decreases == 2
-    rate.report(1, 120_000, 50, 5, now + 0.6)  # few packets: within the noise, no cut
-    rate.update(now + 0.6)
+    interval(120_000, 50, 5, step=0.3)  # few packets: within the noise, no cut
     assert rate.decreases == 2
+
+
+def test_adaptive_rate_cuts_from_what_the_host_actually_sent() -> None:
+    rate = AdaptiveRate(ceiling=10e9, bits_per_second=10e9)
+    rate.update(0.1, 50_000_000)  # 500 Mbit/s sent: the host, not the rate, is the limit
+    assert rate.bits_per_second == 10e9  # not raised: no use
+    rate.report(1, 0, 1000, 0, 0.15)
+    rate.report(1, 0, 1000, 7, 0.2)
+    rate.update(0.2, 100_000_000)
+    assert rate.bits_per_second == pytest.approx(0.75 * 500e6)

@@ -12,9 +12,11 @@ is repaired, not a reason to slow down):
 - Congestion is a receiver's kernel drop count growing (its receive buffer overflowed: it is
   slower than the rate), or its loss above its floor by more than 2 points and more than
   three standard deviations of a loss measured over ``n`` packets, ``3 sqrt(p(1-p)/n)``.
-- On congestion the rate is cut by ``decrease`` (x0.75), at most once per ``hold`` (200
-  ms); otherwise it grows by ``increase`` (x1.1) every ``interval`` (100 ms), up to the
-  ceiling (``--rate``). It starts at the ceiling or 1 Gbit/s, whichever is lower.
+- On congestion the rate is cut to ``decrease`` (3/4) of what was actually sent over the
+  last interval (or of the rate, if lower), at most once per ``hold`` (200 ms); otherwise,
+  if the rate and not the host was the limit (at least 80 % of it was sent), it grows by
+  ``increase`` (x1.1) every ``interval`` (100 ms), up to the ceiling (``--rate``). It
+  starts at the ceiling or 1 Gbit/s, whichever is lower.
 
 So the rate settles just under what the slowest live receiver takes, while a lossy path
 (every receiver repairs its loss anyway) does not slow the session down.
@@ -41,7 +43,7 @@ class FixedRate:
     def report(self, receiver: int, loss_ppm: int, packets: int, drops: int, now: float) -> None:
         """Nothing changes a fixed rate."""
 
-    def update(self, now: float) -> None:
+    def update(self, now: float, sent_bits: int) -> None:
         """Nothing changes a fixed rate."""
 
     def forget(self, receiver: int) -> None:
@@ -70,6 +72,8 @@ class AdaptiveRate:
     decreases: int = 0
     _seen: dict[int, _Seen] = field(default_factory=dict)
     _next_update: float = 0.0
+    _updated_at: float = 0.0
+    _sent_bits: int = 0
     _cut_at: float = float("-inf")
 
     def report(self, receiver: int, loss_ppm: int, packets: int, drops: int, now: float) -> None:
@@ -93,20 +97,25 @@ class AdaptiveRate:
         """A receiver that finished or was dropped no longer steers the rate."""
         self._seen.pop(receiver, None)
 
-    def update(self, now: float) -> None:
-        """Apply the rule once per interval."""
+    def update(self, now: float, sent_bits: int) -> None:
+        """Apply the rule once per interval; ``sent_bits`` counts every bit sent so far."""
         if now < self._next_update:
             return
+        elapsed = now - self._updated_at
+        achieved = (sent_bits - self._sent_bits) / elapsed if elapsed > 0 else 0.0
         self._next_update = now + self.interval
+        self._updated_at, self._sent_bits = now, sent_bits
         congested = any(seen.congested for seen in self._seen.values())
         for seen in self._seen.values():
             seen.congested = False
         if congested:
             if now - self._cut_at >= self.hold:
-                self.bits_per_second = max(self.floor_rate, self.bits_per_second * self.decrease)
+                # From what was actually sent: a ceiling the host never reached cuts nothing.
+                base = min(self.bits_per_second, achieved) if achieved > 0 else self.bits_per_second
+                self.bits_per_second = max(self.floor_rate, base * self.decrease)
                 self._cut_at = now
                 self.decreases += 1
-        else:
+        elif achieved >= 0.8 * self.bits_per_second:  # the rate, not the host, was the limit
             self.bits_per_second = min(self.ceiling, self.bits_per_second * self.increase)
 
 

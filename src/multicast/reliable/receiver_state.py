@@ -98,6 +98,7 @@ class _Stats:
 
 
 _DIGEST_TRIES = 2  # a file whose digest fails this often is given up
+_EARLY_LIMIT = 8192  # symbols kept for files not yet described
 
 
 class ReceiverState:
@@ -167,6 +168,7 @@ class ReceiverState:
         self.blocks_done = 0
         self.bytes_done = 0
         self.position: tuple[int, int] | None = None  # (pass, block) of the latest pass data
+        self.early: list[tuple[int, int, bytes]] = []  # symbols of blocks of files not described
         self.last_block = -1
 
     # --- input ------------------------------------------------------------------------------
@@ -273,6 +275,13 @@ class ReceiverState:
             self.remaining[info.index] = blocks - outcome.resumed_blocks
             if not self.remaining[info.index]:
                 self._finish_file(info.index)
+        early, self.early = self.early, []
+        last = entry.first_block + blocks
+        for block, symbol, payload in early:
+            if entry.first_block <= block < last:
+                self._take(block, symbol, payload)
+            else:
+                self.early.append((block, symbol, payload))
 
     def _count(self, counter: int) -> None:
         if self._interval_first is None:
@@ -316,19 +325,26 @@ class ReceiverState:
             self.round[block] = max(self.round[block], round_)
         elif self.position != (pass_number, block):
             self._advance(pass_number, block)
-        symbols = k[block]
+        self._take(block, symbol, payload)
+
+    def _take(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
+        """Keep one symbol of ``block``; assemble the block once it has enough."""
+        symbols = self.k[block]
         if self.complete[block] or not symbols:
             if symbols:
                 self.stats.duplicates += 1
             else:
                 self.stats.early += 1
+                if len(self.early) < _EARLY_LIMIT:  # kept until its file is described
+                    self.early.append((block, symbol, bytes(payload)))
             return
         bit = 1 << symbol
         have = self.have[block]
         if have & bit:
             self.stats.duplicates += 1
             return
-        size = session.symbol_size
+        assert self.layout is not None
+        size = self.layout.symbol_size
         if len(payload) != size:
             self.reject(Reason.MALFORMED)
             return

@@ -29,6 +29,7 @@ from multicast.reliable.protection import Reason
 from multicast.reliable.rate import RateControl
 from multicast.reliable.wire import (
     MAX_RECEIVERS_LISTED,
+    DATA_OVERHEAD,
     Nack,
     Packet,
     Phase,
@@ -56,7 +57,7 @@ class SenderConfig:
     wait: float = 30.0  # closed: how long to wait for the receivers
     drop_after: float = 1.5  # a receiver silent this long is dropped
     announce_interval: float = 0.1
-    describe_interval: float = 0.25
+    describe_interval: float = 0.05
     repair_hold: float = 0.1
     linger: float = 1.0  # open: the end, once no NACK came for this long
 
@@ -149,6 +150,8 @@ class SenderState:
         self._describe_at = now
         self._describe_next = 0
         self._endings = 0
+        layout = catalogue.layout
+        self.datagram_bits = 8 * (layout.symbol_size + DATA_OVERHEAD + stamper.protector.overhead)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -237,6 +240,13 @@ class SenderState:
         self.next_parity[block] = (start + count) % MAX_SYMBOLS
         return ids
 
+    @property
+    def sent_bits(self) -> int:
+        """Bits handed out to send so far (every datagram counted at a data datagram's size)."""
+        stats = self.stats
+        total = stats.pass_datagrams + stats.repair_datagrams + stats.control_datagrams
+        return total * self.datagram_bits
+
     def _repair(self, now: float) -> Burst:
         block, (new, topup) = self.pending.popitem(last=False)
         if new:
@@ -249,8 +259,11 @@ class SenderState:
             self.stats.topups += 1
             count = topup
         self.repaired_at[block] = now
-        self.stats.repair_datagrams += count
-        return Burst(block, self._symbols(block, count), self.round[block], self.pass_number, True)
+        k = self.k[block]
+        # A receiver with nothing of the block: its data serve everyone and need no decoding.
+        ids = tuple(range(k)) if count >= k else self._symbols(block, count)
+        self.stats.repair_datagrams += len(ids)
+        return Burst(block, ids, self.round[block], self.pass_number, True)
 
     def _pass_symbols(self, budget: int) -> Burst | None:
         block, symbol = self.cursor
@@ -400,7 +413,7 @@ class SenderState:
 
     def poll(self, now: float, budget: int) -> list[bytes | Burst]:
         """What to send now: control packets and bursts, ``budget`` datagrams at most."""
-        self.rate.update(now)
+        self.rate.update(now, self.sent_bits)
         self._advance(now)
         out: list[bytes | Burst] = []
         if self.finished:
