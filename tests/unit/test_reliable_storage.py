@@ -61,10 +61,10 @@ def test_a_file_is_renamed_into_place_only_once_its_digest_matches(tmp_path: Pat
     prepared = store.prepare(entry, LAYOUT)
     assert prepared.refused is None and list(prepared.done) == [0, 0, 0]
     store.write(0, 0, b"\0" * 150)
-    assert not store.finish(0)  # wrong bytes: stays partial, its blocks forgotten
+    assert not store.finish(0, hashlib.sha256(b"\0" * 150).digest())  # stays partial
     assert not (tmp_path / "f.bin").exists()
     store.write(0, 0, content)
-    assert store.finish(0)
+    assert store.finish(0, hashlib.sha256(content).digest())
     assert (tmp_path / "f.bin").read_bytes() == content
     assert sorted(os.listdir(tmp_path)) == ["f.bin"]
     store.close()
@@ -80,7 +80,7 @@ def test_a_link_in_place_of_the_file_is_replaced_not_followed(tmp_path: Path) ->
     store = FileStore(output)
     store.prepare(_entry(content), LAYOUT)
     store.write(0, 0, content)
-    assert store.finish(0)
+    assert store.finish(0, hashlib.sha256(content).digest())
     store.close()
     assert outside.read_bytes() == b"keep me"
     assert not (output / "f.bin").is_symlink()

@@ -14,6 +14,7 @@ it, or after ``retry`` seconds if none came.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class Store(Protocol):
 
     def block_done(self, file: int, local: int) -> None: ...
 
-    def finish(self, file: int) -> bool: ...
+    def finish(self, file: int, digest: bytes) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class _Stats:
 
 _DIGEST_TRIES = 2  # a file whose digest fails this often is given up
 _EARLY_LIMIT = 8192  # symbols kept for files not yet described
+_REPAIR_GAP = 0.005  # seconds without data after a repair: the sender is done with that block
 
 
 class ReceiverState:
@@ -130,6 +132,7 @@ class ReceiverState:
         self.phase = Phase.WAITING
         self.mark: ReceiverMark | None = None  # how the sender lists us
         self.heard_at = now  # the sender last heard
+        self.data_at = now  # the last data packet heard
         self.done_at: float | None = None
         self.finished = False
         self.ending = ""  # why the session ended for us: complete, ended, silent, no-session
@@ -165,6 +168,8 @@ class ReceiverState:
         self.waiting: dict[int, tuple[float, int]] = {}  # NACKed: (ask again at, round)
         self.heard: dict[int, int] = {}  # other receivers' needs per block, at our round
         self.remaining: dict[int, int] = {}  # file -> blocks not complete
+        # file -> SHA-256 of its first blocks, and how many: checked once it is complete
+        self.digests: dict[int, tuple[hashlib._Hash, int]] = {}
         self.blocks_done = 0
         self.bytes_done = 0
         self.position: tuple[int, int] | None = None  # (pass, block) of the latest pass data
@@ -272,6 +277,8 @@ class ReceiverState:
             outcome.resumed_blocks = 0
             self.remaining[info.index] = 0
         else:
+            self.digests[info.index] = (hashlib.sha256(), 0)
+            self._digest_forward(info.index)
             self.remaining[info.index] = blocks - outcome.resumed_blocks
             if not self.remaining[info.index]:
                 self._finish_file(info.index)
@@ -307,7 +314,7 @@ class ReceiverState:
         if session is None or origin != session.origin:
             self.reject(Reason.OTHER_SESSION)
             return
-        self.heard_at = now
+        self.heard_at = self.data_at = now
         k = self.k
         if block >= len(k):
             self.reject(Reason.OUT_OF_RANGE)
@@ -436,8 +443,9 @@ class ReceiverState:
                 for i in missing:
                     stop = min((i + 1) * size, length)
                     self.store.write(file, offset + i * size, recovered[i][: stop - i * size])
-        if buffer is not None:
-            self.store.write(file, offset, memoryview(buffer)[:length])
+        data = None if buffer is None else memoryview(buffer)[:length]
+        if data is not None:
+            self.store.write(file, offset, data)
         self.complete[block] = 1
         self.candidates.pop(block, None)
         self.waiting.pop(block, None)
@@ -445,15 +453,34 @@ class ReceiverState:
         self.blocks_done += 1
         self.bytes_done += length
         self.store.block_done(file, block - entry.first_block)
+        self._digest_forward(file, block, data)
         self.remaining[file] -= 1
         if not self.remaining[file]:
             self._finish_file(file)
 
+    def _digest_forward(self, file: int, block: int = -1, data: memoryview | None = None) -> None:
+        """Hash the file's complete blocks in order, as far as they go (``data``: ``block``'s
+        bytes, in memory; other blocks are read back), for the check when it is complete."""
+        assert self.layout is not None
+        entry = self.files[file]
+        hasher, local = self.digests[file]
+        size = self.layout.block_size
+        while local < entry.blocks and self.complete[entry.first_block + local]:
+            if data is not None and entry.first_block + local == block:
+                hasher.update(data)
+            else:
+                offset = local * size
+                hasher.update(self.store.read(file, offset, min(size, entry.size - offset)))
+            local += 1
+        self.digests[file] = (hasher, local)
+
     def _finish_file(self, file: int) -> None:
         outcome = self.outcomes[file]
-        if self.store.finish(file):
+        self._digest_forward(file)
+        if self.store.finish(file, self.digests[file][0].digest()):
             outcome.received = True
             return
+        self.digests[file] = (hashlib.sha256(), 0)
         outcome.digest_failures += 1
         entry = self.files[file]
         if outcome.digest_failures >= _DIGEST_TRIES:
@@ -524,6 +551,8 @@ class ReceiverState:
 
     def deadline(self, now: float) -> float:
         """When :meth:`poll` has work next (a report, a NACK, a timer)."""
+        if self.session is None:  # nothing to do but wait (the caller wakes on packets)
+            return now + 0.1
         times = [self._next_report]
         if self._nack_due is not None:
             times.append(self._nack_due)
@@ -543,6 +572,8 @@ class ReceiverState:
         if self.done_at is None and self.complete_session:
             self.done_at = now
             self._next_report = now
+        if now - self.data_at >= _REPAIR_GAP:
+            self._moved_on(self.last_block)  # a repair burst ended with nothing after it
         self._nack(now, out)
         if now >= self._next_report:
             self._next_report = now + self.config.report_interval

@@ -28,8 +28,8 @@ from multicast.reliable.fec import MAX_SYMBOLS
 from multicast.reliable.protection import Reason
 from multicast.reliable.rate import RateControl
 from multicast.reliable.wire import (
-    MAX_RECEIVERS_LISTED,
     DATA_OVERHEAD,
+    MAX_RECEIVERS_LISTED,
     Nack,
     Packet,
     Phase,

@@ -148,20 +148,10 @@ class PartFile:
         self.directory.write_atomically(self.state_name, self._record_head() + bytes(self.done))
         self.dirty = False
 
-    def digest(self) -> bytes:
-        sha = hashlib.sha256()
-        offset = 0
-        while offset < self.entry.size:
-            chunk = os.pread(self.fd, min(_CHUNK, self.entry.size - offset), offset)
-            if not chunk:
-                break
-            sha.update(chunk)
-            offset += len(chunk)
-        return sha.digest()
-
-    def finish(self) -> bool:
-        """Check the digest; if it matches, rename into place and drop the record."""
-        if self.digest() != self.entry.digest:
+    def finish(self, digest: bytes) -> bool:
+        """If ``digest`` (the SHA-256 of what was written) is the sender's, rename the file into
+        place and drop the record."""
+        if digest != self.entry.digest:
             return False
         os.fsync(self.fd)
         self.directory.rename(self.part_name, self.entry.name)
@@ -307,10 +297,11 @@ class FileStore:
     def block_done(self, file: int, local: int) -> None:
         self.parts[file].block_done(local)
 
-    def finish(self, file: int) -> bool:
-        """Verify and rename file ``file`` into place; False if its digest does not match."""
+    def finish(self, file: int, digest: bytes) -> bool:
+        """Rename file ``file`` into place if ``digest`` (of what was written) is the sender's;
+        False if not (its blocks are then forgotten, to be received again)."""
         part = self.parts[file]
-        if not part.finish():
+        if not part.finish(digest):
             part.discard()
             return False
         os.close(part.fd)

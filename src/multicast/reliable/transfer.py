@@ -65,6 +65,8 @@ DEFAULT_DATAGRAM = 1452  # fits a 1500-byte MTU on IPv4 and IPv6
 DEFAULT_BLOCK = 64
 _BATCH = 64  # datagrams per sendmmsg
 _RECEIVE_BATCH = 512
+_FEW = 32  # a wake-up that found fewer datagrams than this waits _GATHER before the next
+_GATHER = 0.0005  # seconds: about 40 datagrams at 80,000 a second
 _BUFFER = 4 << 20  # socket buffers asked for
 _BLOCKS_CACHED = 64  # blocks of file data the sender keeps for repairs
 _SAVE_INTERVAL = 1.0  # seconds between resume records
@@ -331,6 +333,80 @@ def send_files(
     )
 
 
+class _ReceiverLoop:
+    """The receiver's socket loop: data and peers' NACKs in, reports and NACKs out."""
+
+    def __init__(
+        self,
+        state: ReceiverState,
+        store: FileStore,
+        *,
+        data: Receiver,
+        control: Receiver,
+        out: Sender,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.data = data
+        self.control = control
+        self.out = out
+        self.read = DataReader(state.stamper.protector).read
+
+    def take(self, receiver: Receiver, now: float) -> int:
+        """Every datagram queued on ``receiver``, handed to the state; how many there were."""
+        state, read, on_data = self.state, self.read, self.state.on_data
+        arrived = receiver.receive_ready(_RECEIVE_BATCH)
+        for datagram in arrived:
+            packet = read(datagram.payload)
+            if isinstance(packet, tuple):
+                on_data(*packet, now)
+            elif isinstance(packet, Reason):
+                state.reject(packet)
+            else:
+                state.handle(packet, now)
+        return len(arrived)
+
+    def run(
+        self,
+        group: Group,
+        port: int,
+        start: float,
+        progress: Callable[[ReceiverState, float], None] | None,
+        stop: threading.Event | None,
+    ) -> tuple[bool, float | None]:
+        """Until the session is over for us: (whether ``stop`` ended it, when data began)."""
+        state, data, control = self.state, self.data, self.control
+        poller = select.poll()
+        poller.register(data.sock, select.POLLIN)
+        poller.register(control.sock, select.POLLIN)
+        control_fd = control.fileno()
+        save_at = start + _SAVE_INTERVAL
+        first_data: float | None = None
+        while not state.finished:
+            if stop is not None and stop.is_set():
+                return True, first_data
+            now = time.monotonic()
+            ready = poller.poll(max(0.0, min(state.deadline(now) - now, 0.1)) * 1000)
+            now = time.monotonic()
+            taken = self.take(data, now)
+            if any(fd == control_fd for fd, _ in ready):
+                self.take(control, now)
+            if first_data is None and state.stats.data:
+                first_data = now
+            state.kernel_drops = data.drops
+            for outgoing in state.poll(now):
+                _send(self.out, [outgoing], group, port + 1)
+            if now >= save_at:
+                self.store.save()
+                save_at = now + _SAVE_INTERVAL
+            if progress is not None:
+                progress(state, now - start)
+            if 0 < taken < _FEW:
+                # Let datagrams gather: one wake-up per batch, not per datagram.
+                time.sleep(_GATHER)
+        return False, first_data
+
+
 def receive_files(
     group: str | IPAddress | Group,
     port: int,
@@ -370,37 +446,8 @@ def receive_files(
             open_receiver([parsed], port + 1, interfaces=where, blocking=False) as control,
             Sender(parsed.family, ttl=ttl, interface=where) as out,
         ):
-            poller = select.poll()
-            poller.register(data.sock, select.POLLIN)
-            poller.register(control.sock, select.POLLIN)
-            save_at = start + _SAVE_INTERVAL
-            read, on_data = DataReader(protector).read, state.on_data
-            while not state.finished:
-                if stop is not None and stop.is_set():
-                    interrupted = True
-                    break
-                now = time.monotonic()
-                poller.poll(max(0.0, min(state.deadline(now) - now, 0.1)) * 1000)
-                now = time.monotonic()
-                for receiver in (data, control):
-                    for datagram in receiver.receive_ready(_RECEIVE_BATCH):
-                        packet = read(datagram.payload)
-                        if isinstance(packet, tuple):
-                            on_data(*packet, now)
-                        elif isinstance(packet, Reason):
-                            state.reject(packet)
-                        else:
-                            state.handle(packet, now)
-                if first_data is None and state.stats.data:
-                    first_data = now
-                state.kernel_drops = data.drops
-                for outgoing in state.poll(now):
-                    _send(out, [outgoing], parsed, port + 1)
-                if now >= save_at:
-                    store.save()
-                    save_at = now + _SAVE_INTERVAL
-                if progress is not None:
-                    progress(state, now - start)
+            loop = _ReceiverLoop(state, store, data=data, control=control, out=out)
+            interrupted, first_data = loop.run(parsed, port, start, progress, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
