@@ -43,7 +43,7 @@ class FixedRate:
     def report(self, receiver: int, loss_ppm: int, packets: int, drops: int, now: float) -> None:
         """Nothing changes a fixed rate."""
 
-    def update(self, now: float, sent_bits: int) -> None:
+    def update(self, now: float, sent_bits: int, *, busy: bool = True) -> None:
         """Nothing changes a fixed rate."""
 
     def forget(self, receiver: int) -> None:
@@ -97,8 +97,9 @@ class AdaptiveRate:
         """A receiver that finished or was dropped no longer steers the rate."""
         self._seen.pop(receiver, None)
 
-    def update(self, now: float, sent_bits: int) -> None:
-        """Apply the rule once per interval; ``sent_bits`` counts every bit sent so far."""
+    def update(self, now: float, sent_bits: int, *, busy: bool = True) -> None:
+        """Apply the rule once per interval; ``sent_bits`` counts every bit sent so far;
+        ``busy``: the sender had data to send all along (its rate says what the host can do)."""
         if now < self._next_update:
             return
         elapsed = now - self._updated_at
@@ -111,11 +112,11 @@ class AdaptiveRate:
         if congested:
             if now - self._cut_at >= self.hold:
                 # From what was actually sent: a ceiling the host never reached cuts nothing.
-                base = min(self.bits_per_second, achieved) if achieved > 0 else self.bits_per_second
+                base = min(self.bits_per_second, achieved) if busy else self.bits_per_second
                 self.bits_per_second = max(self.floor_rate, base * self.decrease)
                 self._cut_at = now
                 self.decreases += 1
-        elif achieved >= 0.8 * self.bits_per_second:  # the rate, not the host, was the limit
+        elif busy and achieved >= 0.8 * self.bits_per_second:  # the rate was the limit
             self.bits_per_second = min(self.ceiling, self.bits_per_second * self.increase)
 
 

@@ -62,7 +62,7 @@ class ReceiverConfig:
 
     name: str = ""
     backoff: float = 0.02  # NACK back-off window
-    retry: float = 0.25  # ask again for a block no repair came for
+    retry: float = 0.08  # ask again for a block no repair came for
     report_interval: float = 0.1  # progress reports, also the heartbeat the sender watches
     linger: float = 2.0  # after completing, keep reporting until the sender acknowledges
     idle: float = 5.0  # the sender silent this long ends the session (incomplete)

@@ -130,6 +130,11 @@ def send_report(
         "bytes": catalogue.total_bytes,
         "seconds": round(seconds, 6),
         "sending_seconds": round(sending, 6),
+        "repair_tail_seconds": (
+            None
+            if state.flushing_since is None
+            else round(state.started + seconds - state.flushing_since, 6)
+        ),
         "goodput": round(_rate(catalogue.total_bytes, sending), 3),
         "passes": state.passes_done,
         "rate_bits_per_second": state.rate.bits_per_second,

@@ -20,6 +20,7 @@ session no longer waits for it.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class SenderConfig:
     drop_after: float = 1.5  # a receiver silent this long is dropped
     announce_interval: float = 0.1
     describe_interval: float = 0.05
-    repair_hold: float = 0.1
+    repair_hold: float = 0.04
     linger: float = 1.0  # open: the end, once no NACK came for this long
 
 
@@ -134,6 +135,7 @@ class SenderState:
         self.receivers: dict[int, ReceiverEntry] = {}
         self.phase = Phase.WAITING if config.receivers else Phase.SENDING
         self.sending_since: float | None = None if config.receivers else now
+        self.flushing_since: float | None = None  # when the last pass ended
         self.pass_number = 0
         self.passes_done = 0
         self.outcome = ""  # complete, incomplete, no-receivers: set when the session ends
@@ -240,6 +242,13 @@ class SenderState:
         self.next_parity[block] = (start + count) % MAX_SYMBOLS
         return ids
 
+    def _worst_loss(self) -> float:
+        """The highest loss share the receivers still at work last reported."""
+        losses = [
+            e.loss_ppm for e in self.receivers.values() if not e.dropped and e.done_at is None
+        ]
+        return min(0.5, max(losses, default=0) / 1e6)
+
     @property
     def sent_bits(self) -> int:
         """Bits handed out to send so far (every datagram counted at a data datagram's size)."""
@@ -250,10 +259,12 @@ class SenderState:
     def _repair(self, now: float) -> Burst:
         block, (new, topup) = self.pending.popitem(last=False)
         if new:
+            # A margin for the repair's own loss, at the worst live receiver's loss rate:
+            # without it, a lost repair costs a receiver another round trip and back-off.
+            count = new + math.ceil(new * 2 * self._worst_loss())
             self.round[block] += 1
-            self.sent_in_round[block] = new
+            self.sent_in_round[block] = count
             self.stats.repair_rounds += 1
-            count = new
         else:
             self.sent_in_round[block] += topup
             self.stats.topups += 1
@@ -321,6 +332,8 @@ class SenderState:
         self._announce_at = now
         if phase is Phase.SENDING:
             self.sending_since = now
+        elif phase is Phase.FLUSHING:
+            self.flushing_since = now
         elif phase is Phase.ENDED:
             self.pending.clear()
 
@@ -413,7 +426,7 @@ class SenderState:
 
     def poll(self, now: float, budget: int) -> list[bytes | Burst]:
         """What to send now: control packets and bursts, ``budget`` datagrams at most."""
-        self.rate.update(now, self.sent_bits)
+        self.rate.update(now, self.sent_bits, busy=self.phase is Phase.SENDING)
         self._advance(now)
         out: list[bytes | Burst] = []
         if self.finished:
