@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multicast.exceptions import AuthKeyError
-from multicast.reliable.fec import ParityCode
+from multicast.reliable.fec import FecUnavailableError, ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.wire import (
     Data,
@@ -49,10 +50,18 @@ def test_any_k_symbols_rebuild_the_block(k: int, size: int, rng: random.Random) 
     assert code.recover(k, symbols) == data
 
 
-def test_first_parity_is_the_xor_of_the_data() -> None:
+def test_memoryviews_serve_as_symbols() -> None:
     data = [os.urandom(32) for _ in range(5)]
-    expected = bytes(a ^ b ^ c ^ d ^ e for a, b, c, d, e in zip(*data, strict=True))
-    assert ParityCode().parity(data, [5]) == [expected]
+    code = ParityCode()
+    parity = code.parity([memoryview(d) for d in data], [7, 9])
+    symbols = {0: memoryview(data[0]), 2: data[2], 4: data[4], 7: parity[0], 9: parity[1]}
+    assert code.recover(5, symbols) == data
+
+
+def test_without_zfec_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "zfec", None)
+    with pytest.raises(FecUnavailableError, match=r"pip install 'multicast\[files\]'"):
+        ParityCode()
 
 
 def test_too_few_symbols_or_a_data_id_as_parity_are_refused() -> None:

@@ -3,7 +3,7 @@
 The sender multicasts numbered blocks of symbols at a rate; receivers ask only for what they
 miss, with NACKs multicast to the group after a random back-off (a receiver that hears
 another's NACK for the same blocks keeps quiet); the sender repairs each block once per
-round, whoever asked, with new parity symbols (Reed-Solomon, :mod:`~multicast.reliable.fec`), so one repair serves
+round, whoever asked, with new parity symbols (Reed-Solomon, ``zfec``), so one repair serves
 every receiver whatever each lost. Sessions are open (a carousel late joiners catch up on) or
 closed (N receivers, done when all N confirm); files are checked (SHA-256) before they are
 renamed into place and partial files resume; with a key every packet is authenticated, and
@@ -22,8 +22,8 @@ Layers (h11-style: pure state, I/O at the edge):
   :func:`receive_files` and their asyncio forms);
 - :mod:`~multicast.reliable.commands`: ``multicast send-file`` and ``multicast receive-file``.
 
-Encryption and the faster GMAC tags need the ``files`` extra (``pip install
-'multicast[files]'``: the ``cryptography`` package); everything else is the standard library.
+Needs the ``files`` extra (``pip install 'multicast[files]'``): ``zfec`` for the parity code,
+and ``cryptography`` for encryption and the faster GMAC tags (without it, keys use HMAC).
 """
 
 from multicast.reliable.receiver_state import ReceiverConfig
