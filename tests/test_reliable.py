@@ -12,6 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from multicast.__main__ import main
 from multicast.core import Sender
 from multicast.reliable import ReceiverConfig, SenderConfig, receive_files, send_files
 from multicast.reliable.protection import make_protector
@@ -254,3 +257,30 @@ def test_a_partial_file_resumes(testbed: Testbed, tmp_path: Path) -> None:
     assert isinstance(files, list) and files[0]["resumed_blocks"] > 0
     assert (output / "resume.bin").read_bytes() == path.read_bytes()
     assert sorted(os.listdir(output)) == ["resume.bin"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["send-file", "/nonexistent/x", GROUP], "is not a regular file"),
+        (["send-file", "f", GROUP, "--rate", "10kpps"], "bits or bytes per second"),
+        (["send-file", "f", GROUP, "--receivers", "2", "--duration", "5"], "open sessions"),
+        (["send-file", "f", GROUP, "--drop-after", "5"], "0.2-2 seconds"),
+        (["send-file", "f", GROUP, "--encrypt"], "needs a key"),
+        (["receive-file", GROUP], "--output"),
+        (["receive-file", GROUP, "--output", "o", "--session", "xyz"], "hexadecimal"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_usage_code(
+    argv: list[str],
+    complaint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    code, _ = main(argv)
+    assert code == 64
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert complaint in lines[-1] and "Traceback" not in "".join(lines)

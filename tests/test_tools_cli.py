@@ -49,7 +49,15 @@ def finish(process: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def test_the_tools_are_registered() -> None:
-    assert set(TOOLS) == {"stream", "monitor", "ping", "pong", "doctor"}
+    assert set(TOOLS) == {
+        "stream",
+        "monitor",
+        "ping",
+        "pong",
+        "doctor",
+        "send-file",
+        "receive-file",
+    }
     tools: dict[str, Tool] = TOOLS  # the contract, checked by mypy
     for tool in tools.values():
         assert callable(tool.add_arguments) and callable(tool.run)

@@ -15,7 +15,7 @@ import math
 import socket
 
 from multicast.cliargs import add_iface, add_port, add_ttl, group_type
-from multicast.exceptions import OptionError
+from multicast.exceptions import OptionError, UsageError
 from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
 from multicast.reliable.report import ReceiveReport, SendReport
 from multicast.reliable.sender_state import SenderConfig, SenderState
@@ -156,7 +156,9 @@ class SendFileTool:
 
     def run(self, args: argparse.Namespace) -> int:
         if args.duration is not None and args.receivers is not None:
-            raise OptionError("--duration is for open sessions; --receivers makes it closed")
+            raise UsageError("--duration is for open sessions; --receivers makes it closed")
+        if args.encrypt and args.key_file is None and args.key_env is None:
+            raise UsageError("--encrypt needs a key: give --key-file or --key-env")
         config = SenderConfig(
             receivers=args.receivers,
             repeat=args.repeat or 1,
