@@ -7,7 +7,7 @@ NETNS  := scripts/netns-run
 # Debian packages the tests use; `make system-deps` installs the missing ones.
 DEBS   := iproute2 util-linux socat iperf sockperf smcroute nftables udpcast uftp
 
-.PHONY: demo test lint typecheck unit soak bench system-deps clean
+.PHONY: demo test lint typecheck unit soak bench bench-files system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ soak: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/run.py
+
+bench-files: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(NETNS) $(BIN)/python benchmarks/bench_files.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -3,6 +3,7 @@ packets, an escaping file name, resume, IPv6 and keys."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,14 @@ import pytest
 
 from multicast.__main__ import main
 from multicast.core import Sender
-from multicast.reliable import ReceiverConfig, SenderConfig, receive_files, send_files
+from multicast.reliable import (
+    ReceiverConfig,
+    SenderConfig,
+    receive_files,
+    receive_files_async,
+    send_files,
+    send_files_async,
+)
 from multicast.reliable.protection import make_protector
 from multicast.reliable.receiver_state import ReceiverState
 from multicast.reliable.wire import Phase, Stamper, encode_file, encode_session
@@ -284,3 +292,37 @@ def test_bad_input_is_one_line_and_a_usage_code(
     assert code == 64
     lines = capsys.readouterr().err.strip().splitlines()
     assert complaint in lines[-1] and "Traceback" not in "".join(lines)
+
+
+def test_the_asyncio_api_transfers_and_cancels(testbed: Testbed, tmp_path: Path) -> None:
+    sender, receiver = testbed.add_hosts(2)
+    testbed.connect(sender, receiver)
+    path = make_file(tmp_path, "async.bin", 300_000)
+
+    async def receive_then_cancel() -> tuple[str, bool]:
+        config = ReceiverConfig(name="aio", wait=10.0, idle=3.0)
+        report = await receive_files_async(
+            GROUP, PORT, tmp_path / "out", config=config, interface="eth0"
+        )
+        idle = asyncio.create_task(
+            receive_files_async(GROUP, PORT + 2, tmp_path / "none", interface="eth0")
+        )
+        await asyncio.sleep(0.2)
+        idle.cancel()
+        try:
+            await idle
+        except asyncio.CancelledError:
+            return report.outcome, True
+        return report.outcome, False
+
+    async def send() -> str:
+        config = SenderConfig(receivers=1, wait=10.0)
+        report = await send_files_async(
+            [path], GROUP, PORT, rate=100e6, config=config, interface="eth0"
+        )
+        return report.outcome
+
+    receiving = receiver.start(asyncio.run, receive_then_cancel())
+    assert sender.call(asyncio.run, send()) == "complete"
+    assert receiving.result(timeout=10) == ("complete", True)
+    assert (tmp_path / "out" / "async.bin").read_bytes() == path.read_bytes()

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multicast.exceptions import AuthKeyError
+from multicast.reliable.blocks import MAX_BLOCKS
 from multicast.reliable.fec import FecUnavailableError, ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.wire import (
@@ -231,3 +232,20 @@ def test_parse_never_raises(noise: bytes, keyed: bool) -> None:
         result = parse(candidate, protector)
         assert isinstance(result, Reason | Session | FileInfo | Data | Report | Nack)
         DataReader(protector).read(candidate)
+
+
+@pytest.mark.parametrize(("symbols", "blocks"), [(129, 1), (64, MAX_BLOCKS + 1)])
+def test_sessions_that_would_cost_unbounded_memory_are_malformed(symbols: int, blocks: int) -> None:
+    packet = encode_session(
+        _stamper(),
+        symbol_size=1400,
+        block_symbols=symbols,
+        files=1,
+        phase=Phase.SENDING,
+        closed=False,
+        pass_number=0,
+        passes=1,
+        blocks=blocks,
+        rate=0,
+    )
+    assert parse(packet, make_protector(None)) is Reason.MALFORMED

@@ -7,6 +7,7 @@ dropping a share at random) and their reports and NACKs to the sender and to eac
 from __future__ import annotations
 
 import hashlib
+import io
 import random
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate
 from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
+from multicast.reliable.report import Progress
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import Prepared, unsafe_name
 from multicast.reliable.wire import (
@@ -376,3 +378,19 @@ def test_a_receiver_waiting_for_a_session_does_not_spin() -> None:
     )
     state.poll(1.0)
     assert state.deadline(1.0) >= 1.05  # a later time, not the past: the loop may sleep
+
+
+def test_progress_shows_who_has_what() -> None:
+    net = Network(FILES, SenderConfig(receivers=2))
+    net.add(0.0)
+    net.add(0.0, dies=0.002)  # joins, then is never heard again
+    net.run()
+    screen = io.StringIO()
+    progress = Progress(screen, interval=0.5)
+    assert progress.due(1.0) and not progress.due(1.2)
+    progress.sender(net.sender, 123_000, 1.0)
+    progress.sender(net.sender, 246_000, 2.0)  # drawn again in place
+    lines = screen.getvalue().split("\x1b[3F\x1b[J")[-1].splitlines()
+    assert lines[0].startswith("send-file: ended pass 1")
+    assert "r1 (peer1)" in lines[1] and "100.0%" in lines[1] and lines[1].endswith("done")
+    assert "r2 (peer2)" in lines[2] and lines[2].endswith("dropped")

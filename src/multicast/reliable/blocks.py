@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 from multicast.exceptions import OptionError
 
-__all__ = ["Catalogue", "FileEntry", "Layout"]
+__all__ = ["MAX_BLOCKS", "MAX_BLOCK_SYMBOLS", "Catalogue", "FileEntry", "Layout"]
+
+MAX_BLOCK_SYMBOLS = 128  # data symbols per block: at least as many parity ids remain
+# Blocks of one session: a receiver keeps a few bytes per block (4M blocks: 380 GB at 64 x
+# 1422 bytes). A session announcing more is refused, so memory stays bounded.
+MAX_BLOCKS = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +37,8 @@ class Layout:
     def __post_init__(self) -> None:
         if not 16 <= self.symbol_size <= 65000:
             raise OptionError(f"symbol size {self.symbol_size} must be 16-65000 bytes")
-        if not 1 <= self.block_symbols <= 128:
-            raise OptionError(f"block of {self.block_symbols} symbols: give 1-128")
+        if not 1 <= self.block_symbols <= MAX_BLOCK_SYMBOLS:
+            raise OptionError(f"block of {self.block_symbols} symbols: give 1-{MAX_BLOCK_SYMBOLS}")
 
     @property
     def block_size(self) -> int:
@@ -69,6 +74,11 @@ class Catalogue:
         self._starts = [entry.first_block for entry in self.files]
         self.blocks = sum(entry.blocks for entry in self.files)
         self.total_bytes = sum(entry.size for entry in self.files)
+        if self.blocks > MAX_BLOCKS:
+            raise OptionError(
+                f"{self.total_bytes} bytes make {self.blocks} blocks; at most {MAX_BLOCKS} "
+                "(give a larger --block or --datagram-size)"
+            )
 
     @classmethod
     def build(cls, layout: Layout, files: Sequence[tuple[str, int, bytes]]) -> Catalogue:

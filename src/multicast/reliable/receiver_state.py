@@ -14,6 +14,7 @@ it, or after ``retry`` seconds if none came.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import random
 from collections import OrderedDict
@@ -152,12 +153,12 @@ class ReceiverState:
     def _adopt(self, session: Session) -> None:
         self.session = session
         self.layout = Layout(session.symbol_size, session.block_symbols)
-        count = session.blocks
-        self.k = [0] * count  # data symbols of each block (0: its file is not described yet)
-        self.owner = [0] * count  # file index of each block
+        count = session.blocks  # at most MAX_BLOCKS (the codec refuses more)
+        self.k = bytearray(count)  # data symbols of each block (0: its file not described yet)
+        self.owner = array.array("H", bytes(2 * count))  # file index of each block
         self.have = [0] * count  # bit i: symbol i received
-        self.count = [0] * count
-        self.round = [0] * count  # the latest repair round seen
+        self.count = bytearray(count)
+        self.round = array.array("H", bytes(2 * count))  # the latest repair round seen
         self.complete = bytearray(count)
         self.passed = bytearray(count)
         self.flushed = bytearray(count)  # its data symbols went to the store, not a buffer

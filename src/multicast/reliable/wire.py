@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from multicast.exceptions import MulticastError
 from multicast.reliable import protection
+from multicast.reliable.blocks import MAX_BLOCK_SYMBOLS, MAX_BLOCKS
 from multicast.reliable.fec import MAX_SYMBOLS
 from multicast.reliable.protection import Protector, Reason
 
@@ -394,7 +395,11 @@ def _session(origin: int, counter: int, body: memoryview) -> Session | Reason:
     )
     if len(body) != _SESSION.size + listed * _RECEIVER.size or listed > MAX_RECEIVERS_LISTED:
         return Reason.MALFORMED
-    if not (16 <= size <= 65000 and 1 <= symbols < MAX_SYMBOLS) or phase > Phase.ENDED:
+    if (
+        not (16 <= size <= 65000 and 1 <= symbols <= MAX_BLOCK_SYMBOLS)
+        or phase > Phase.ENDED
+        or blocks > MAX_BLOCKS
+    ):
         return Reason.MALFORMED
     if closed > 1 or (files == 0 and blocks != 0):
         return Reason.MALFORMED
