@@ -17,7 +17,8 @@ from multicast.reliable.blocks import Catalogue, FileEntry, Layout
 from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate
-from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
+from multicast.reliable.receiver_state import ReceiverState
+from multicast.reliable.receiving import ReceiverConfig
 from multicast.reliable.report import Progress
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import Prepared, unsafe_name

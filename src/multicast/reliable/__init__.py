@@ -15,7 +15,8 @@ Layers (h11-style: pure state, I/O at the edge):
 - :mod:`~multicast.reliable.protection`: HMAC tags and AES-GCM with the package's keys;
 - :mod:`~multicast.reliable.blocks`, :mod:`~multicast.reliable.fec`: files as blocks of
   symbols, and the Reed-Solomon parity code that repairs them;
-- :mod:`~multicast.reliable.sender_state`, :mod:`~multicast.reliable.receiver_state`,
+- :mod:`~multicast.reliable.sender_state`, :mod:`~multicast.reliable.receiver_state`
+  (with :mod:`~multicast.reliable.receiving`: its settings, storage interface and counts),
   :mod:`~multicast.reliable.rate`: the protocol, with time as an argument;
 - :mod:`~multicast.reliable.storage`: safe names, partial files, resume, digest check;
 - :mod:`~multicast.reliable.transfer`: the socket loops (:func:`send_files`,
@@ -26,7 +27,7 @@ Needs the ``files`` extra (``pip install 'multicast[files]'``): ``zfec`` for the
 and ``cryptography`` for encryption and the faster GMAC tags (without it, keys use HMAC).
 """
 
-from multicast.reliable.receiver_state import ReceiverConfig
+from multicast.reliable.receiving import ReceiverConfig
 from multicast.reliable.report import ReceiveReport, SendReport
 from multicast.reliable.sender_state import SenderConfig
 from multicast.reliable.transfer import (

@@ -16,7 +16,8 @@ import socket
 
 from multicast.cliargs import add_iface, add_port, add_ttl, group_type
 from multicast.exceptions import OptionError, UsageError
-from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
+from multicast.reliable.receiver_state import ReceiverState
+from multicast.reliable.receiving import ReceiverConfig
 from multicast.reliable.report import ReceiveReport, SendReport
 from multicast.reliable.sender_state import SenderConfig, SenderState
 from multicast.reliable.transfer import (

@@ -40,7 +40,8 @@ from multicast.reliable.blocks import Catalogue, Layout
 from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate, RateControl
-from multicast.reliable.receiver_state import ReceiverConfig, ReceiverState
+from multicast.reliable.receiver_state import ReceiverState
+from multicast.reliable.receiving import ReceiverConfig
 from multicast.reliable.report import (
     Progress,
     ReceiveReport,
