@@ -6,9 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NETNS  := scripts/netns-run
 # Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark
+DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark nftables udpcast uftp
 
-.PHONY: demo routed test lint typecheck unit unit-pure soak bench system-deps clean
+.PHONY: demo routed test lint typecheck unit unit-pure soak bench bench-files system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ soak: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/run.py
+
+bench-files: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(NETNS) $(BIN)/python benchmarks/bench_files.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -173,6 +173,21 @@ def test_parse_rate_refuses(text: str) -> None:
         parse_rate(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("10M", Rate(10e6, bits=True)),
+        ("10Mbps", Rate(10e6, bits=True)),
+        ("5MBps", Rate(40e6, bits=True)),
+        ("2kpps", Rate(2000.0)),
+        ("max", Rate(None)),
+    ],
+)
+def test_parse_rate_iperf_units(text: str, rate: Rate) -> None:
+    """As iperf2: a bare number is bits per second, ``Bps`` bytes, ``pps`` datagrams."""
+    assert parse_rate(text, bare="bps") == rate
+
+
 def test_rate_in_datagrams() -> None:
     assert parse_rate("8kbps").datagrams_per_second(100) == 10.0
     assert parse_rate("10").datagrams_per_second(100) == 10.0

@@ -1,7 +1,9 @@
 """Send rates: parsing ``--rate`` and spacing datagrams to keep it. Pure code.
 
 A rate is datagrams per second (``1000``, ``2.5k``, ``1000pps``), bits per second
-(``800kbps``, ``10Mbps``, ``1Gbps``; bits are counted over the UDP payload), or ``max``.
+(``800kbps``, ``10Mbps``, ``1Gbps``; bits are counted over the UDP payload), bytes per second
+(``50MBps``), or ``max``. A number without a unit is datagrams per second, or bits per second
+where the caller asks for iperf2's convention (``parse_rate("10M", bare="bps")``).
 
 >>> parse_rate("10Mbps").datagrams_per_second(1250)
 1000.0
@@ -22,7 +24,9 @@ from multicast.exceptions import OptionError
 __all__ = ["Pacer", "Rate", "parse_rate"]
 
 _PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
-_RATE = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<prefix>[kmg]?)(?P<unit>pps|bps)?")
+_RATE = re.compile(
+    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<prefix>[kmg]?)(?P<unit>pps|bps)?", re.IGNORECASE
+)
 # Lateness the schedule makes up for by sending back to back; beyond it, the lost time is lost.
 _MAX_CATCH_UP = 0.01
 
@@ -46,21 +50,27 @@ class Rate:
         return f"{self.per_second:g} {'bit/s' if self.bits else 'datagrams/s'}"
 
 
-def parse_rate(text: str) -> Rate:
-    """Parse a ``--rate`` value; :class:`OptionError` names what is wrong with it."""
-    value = text.strip().lower()
-    if value == "max":
+def parse_rate(text: str, *, bare: str = "pps") -> Rate:
+    """Parse a ``--rate`` value; :class:`OptionError` names what is wrong with it.
+
+    ``bare`` is the unit of a number without one: ``"pps"`` or ``"bps"`` (iperf2's).
+    """
+    value = text.strip()
+    if value.lower() == "max":
         return Rate(None)
     match = _RATE.fullmatch(value)
     if match is None:
         raise OptionError(
-            f"rate {text!r} is not a number with an optional k/M/G prefix and unit pps or bps, "
-            "nor 'max'"
+            f"rate {text!r} is not a number with an optional k/M/G prefix and unit pps, bps "
+            "or Bps, nor 'max'"
         )
-    amount = float(match["number"]) * _PREFIX[match["prefix"]]
+    amount = float(match["number"]) * _PREFIX[match["prefix"].lower()]
     if not (amount > 0 and math.isfinite(amount)):
         raise OptionError(f"rate {text!r} must be above zero")
-    return Rate(amount, bits=match["unit"] == "bps")
+    unit = match["unit"] or bare
+    if unit == "Bps":  # bytes: the one unit whose case matters
+        return Rate(amount * 8, bits=True)
+    return Rate(amount, bits=unit.lower() == "bps")
 
 
 class Pacer:
