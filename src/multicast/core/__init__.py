@@ -10,10 +10,13 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
 - :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
+- :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.
 """
 
 from multicast.core.addresses import (
+    MAX_CHANNELS,
+    Channel,
     Group,
     GroupSpec,
     IPAddress,
@@ -21,6 +24,8 @@ from multicast.core.addresses import (
     common_family,
     family_of,
     parse_address,
+    parse_channel_lines,
+    parse_channels,
     parse_group,
     parse_port,
     parse_ttl,
@@ -87,6 +92,8 @@ from multicast.core.options import (
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
+    "MAX_CHANNELS",
+    "Channel",
     "Closing",
     "Datagram",
     "Group",
@@ -123,6 +130,8 @@ __all__ = [
     "open_receiver",
     "parse_address",
     "parse_ancillary",
+    "parse_channel_lines",
+    "parse_channels",
     "parse_group",
     "parse_port",
     "parse_ttl",

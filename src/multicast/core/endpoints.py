@@ -8,6 +8,7 @@ filter each of them applies to what it reads.
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import time
@@ -16,7 +17,14 @@ from collections.abc import Iterable, Sequence
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
-from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
+from multicast.core.addresses import (
+    Channel,
+    Group,
+    GroupSpec,
+    IPAddress,
+    common_family,
+    parse_group,
+)
 from multicast.core.datagram import Datagram, Payload, SocketAddress
 from multicast.core.interfaces import (
     Interface,
@@ -36,7 +44,6 @@ from multicast.core.membership import (
     Membership,
     MembershipTable,
     apply_membership,
-    join_all,
     membership_for,
     rejoin,
 )
@@ -51,7 +58,9 @@ from multicast.core.options import (
     set_send_interface,
     set_ttl,
 )
+from multicast.core.spread import Slots, SocketLimits
 from multicast.core.watch import InterfaceWatcher
+from multicast.exceptions import SocketOptionError
 
 __all__ = [
     "Closing",
@@ -64,6 +73,9 @@ __all__ = [
 ]
 
 _DESTINATIONS_KEPT = 64  # resolved destinations a sender remembers before starting afresh
+# A join refused for these means the socket is full (its count or its option memory): the
+# membership goes to another socket.
+_SOCKET_FULL = frozenset({errno.ENOBUFS, errno.ENOMEM})
 
 
 class Closing(ABC):
@@ -156,6 +168,10 @@ class Receiver(_Endpoint):
     Deleting an interface takes its memberships away; :meth:`rejoin` brings them back once
     an interface of the same name exists again. After :meth:`watch_interfaces` the receiver
     does that by itself, on every call that receives.
+
+    It joins any number of groups: past what one socket may hold (see
+    :mod:`multicast.core.spread`) further memberships go to extra sockets (:attr:`holders`)
+    that only hold them, while this socket reads them all and keeps only what was joined.
     """
 
     def __init__(
@@ -188,6 +204,9 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.watcher: InterfaceWatcher | None = None
         self.drops = 0
+        self.isolated = isolate
+        self.holders: list[socket.socket] = []  # sockets that only hold memberships
+        self.slots = Slots(SocketLimits.of(family))
 
     @property
     def port(self) -> int:
@@ -209,13 +228,75 @@ class Receiver(_Endpoint):
         """IPv6 datagrams dropped for arriving on an interface their group was not joined on."""
         return self.table.wrong_interface
 
+    @property
+    def not_joined(self) -> int:
+        """Datagrams dropped for a group or source not joined (only once memberships are
+        spread over several sockets: the reading one then takes every group of its port)."""
+        return self.table.not_joined
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The reading socket, then those holding the memberships it has no room for."""
+        return [self.sock, *self.holders]
+
     def join(
         self,
         group: GroupSpec,
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        return join_all(self.sock, self.table, [parse_group(group)], interface, [source])[0]
+        return self.join_all([parse_group(group)], interface, [source])[0]
+
+    def join_all(
+        self,
+        groups: Iterable[GroupSpec | Channel],
+        interface: InterfaceSpec | None = None,
+        sources: Iterable[str | IPAddress | None] = (),
+    ) -> list[Membership]:
+        """Join each group on ``interface``, from each of ``sources`` (none: any source); a
+        :class:`Channel` with a source is joined from that source only. The memberships."""
+        wanted = list(sources) or [None]
+        joined = []
+        for item in groups:
+            group = item.group if isinstance(item, Channel) else parse_group(item)
+            chosen = [item.source] if isinstance(item, Channel) and item.source else wanted
+            for source in chosen:
+                membership = membership_for(self.sock.family, group, interface, source)
+                self._hold(membership)
+                joined.append(membership)
+        return joined
+
+    def _hold(self, membership: Membership) -> None:
+        """Join ``membership`` on a socket with room for it, making one if need be."""
+        if self.table.holds(membership):  # the kernel of the socket holding it decides
+            apply_membership(self.sockets[self.table.slot_of(membership)], membership, join=True)
+            return
+        while True:
+            slot = self.slots.place(membership)
+            fresh = slot > len(self.holders)
+            holder = self._holder(slot)
+            try:
+                apply_membership(holder, membership, join=True)
+            except SocketOptionError as error:
+                if error.errno not in _SOCKET_FULL or fresh:
+                    self.slots.release(slot, membership)
+                    raise
+                self.slots.full(slot, membership)  # limits not readable: learn them here
+                continue
+            index = membership.interface
+            self.table.add(membership, name_by_index(self.sock, index) if index else None, slot)
+            return
+
+    def _holder(self, slot: int) -> socket.socket:
+        """The socket of ``slot``: this one for 0, else a holder, made when first needed."""
+        if slot == 0:
+            return self.sock
+        if slot > len(self.holders):
+            if self.isolated:  # the reading socket must now take the holders' groups
+                set_isolation(self.sock, enabled=False)
+                self.table.only_joined = True
+            self.holders.append(new_socket(self.sock.family))
+        return self.holders[slot - 1]
 
     def leave(
         self,
@@ -231,8 +312,10 @@ class Receiver(_Endpoint):
         if waiting is not None:  # its interface went away: the kernel holds nothing
             self.table.remove(waiting)
             return waiting
-        apply_membership(self.sock, membership, join=False)
+        slot = self.table.slot_of(membership)
+        apply_membership(self.sockets[slot], membership, join=False)
         self.table.remove(membership)
+        self.slots.release(slot, membership)
         return membership
 
     def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
@@ -241,7 +324,7 @@ class Receiver(_Endpoint):
         See :func:`multicast.core.membership.rejoin`: ``removed`` are the indexes of the
         interfaces deleted since the last call.
         """
-        return rejoin(self.sock, self.table, removed)
+        return rejoin(self.sockets, self.table, removed)
 
     def watch_interfaces(self) -> InterfaceWatcher:
         """From now on, act on interface changes before every receive: rejoin by itself.
@@ -279,6 +362,8 @@ class Receiver(_Endpoint):
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        for holder in self.holders:
+            holder.close()
         super().close()
 
     def _accepted(self, datagram: Datagram) -> bool:
@@ -405,7 +490,7 @@ class Sender(_Endpoint):
 
 
 def open_receiver(
-    groups: Sequence[GroupSpec],
+    groups: Sequence[GroupSpec | Channel],
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
@@ -418,13 +503,14 @@ def open_receiver(
 
     ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
     multicast-capable interface with an address of the groups' family. With ``sources`` the
-    joins are source-specific, one per (source, group). With ``watch_interfaces`` the
-    receiver rejoins by itself after an interface it joined on is deleted and made again
-    (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
-    (:class:`ReceiverOptions`).
+    joins are source-specific, one per (source, group); a :class:`Channel` with a source
+    is joined from that source only. Any number of groups: see :meth:`Receiver.join_all`.
+    With ``watch_interfaces`` the receiver rejoins by itself after an interface it joined
+    on is deleted and made again (see :meth:`Receiver.watch_interfaces`). The other
+    ``options`` are the receiver's (:class:`ReceiverOptions`).
     """
-    parsed = [parse_group(g) for g in groups]
-    family = common_family(parsed)
+    parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in groups]
+    family = common_family([channel.group for channel in parsed])
     where: list[InterfaceSpec | None]
     if every_interface:
         where = list(multicast_interfaces(family))
@@ -438,9 +524,9 @@ def open_receiver(
     try:
         if watch_interfaces:  # before joining: no change may slip between the two
             receiver.watch_interfaces()
-        for group in parsed:
+        for channel in parsed:
             for interface in where:
-                join_all(receiver.sock, receiver.table, [group], interface, sources)
+                receiver.join_all([channel], interface, sources)
     except BaseException:
         receiver.close()
         raise

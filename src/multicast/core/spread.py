@@ -1,0 +1,129 @@
+"""Spreading one receiver's memberships over several sockets, within the kernel's limits.
+
+Linux caps what one socket may join: ``net.ipv4.igmp_max_memberships`` groups (20 by
+default) and ``net.ipv4.igmp_max_msf`` (IPv6: ``net.ipv6.mld_max_msf``) sources per group;
+both families also run out of option memory (``net.core.optmem_max``). A receiver that joins
+more keeps one socket that reads and extra sockets that only hold memberships: the reading
+socket then takes every group joined on the host for its port, and the receiver's
+membership table keeps only the channels it joined (see
+:attr:`~multicast.core.membership.MembershipTable.only_joined`). Each datagram still tells
+its group (``IP_PKTINFO``).
+
+:class:`SocketLimits` reads the limits (the only I/O here); :class:`Slots` is the plain
+bookkeeping of which socket (slot 0: the reading one) holds which membership.
+
+>>> slots = Slots(SocketLimits(groups=2, sources=None))
+>>> from multicast.core.addresses import parse_group
+>>> from multicast.core.membership import Membership
+>>> [slots.place(Membership(parse_group(f"239.1.1.{n}"))) for n in range(5)]
+[0, 0, 1, 1, 2]
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from multicast.core.membership import Membership
+
+__all__ = ["DEFAULT_MAX_SOURCES", "Slots", "SocketLimits", "read_sysctl"]
+
+DEFAULT_MAX_SOURCES = 10  # the kernel's igmp_max_msf default, used where it cannot be read
+
+
+def read_sysctl(name: str) -> int | None:
+    """The whole-number value of sysctl ``name`` (``net.ipv4.igmp_max_memberships``) in this
+    thread's network namespace; None where it cannot be read."""
+    try:
+        text = Path("/proc/thread-self/sys", *name.split(".")).read_text()
+    except OSError:
+        try:
+            text = Path("/proc/sys", *name.split(".")).read_text()
+        except OSError:
+            return None
+    text = text.strip()
+    return int(text) if text.isdecimal() else None
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """What one socket may join: distinct (group, interface) memberships, and sources per
+    membership; None where the kernel sets no count (it may still run out of memory)."""
+
+    groups: int | None
+    sources: int | None
+
+    @classmethod
+    def of(cls, family: socket.AddressFamily) -> SocketLimits:
+        """The limits of this network namespace for sockets of ``family``."""
+        if family == socket.AF_INET:
+            groups = read_sysctl("net.ipv4.igmp_max_memberships")
+            sources = read_sysctl("net.ipv4.igmp_max_msf")
+            return cls(groups, DEFAULT_MAX_SOURCES if sources is None else sources)
+        return cls(None, read_sysctl("net.ipv6.mld_max_msf"))
+
+
+_Key = tuple[object, int]  # (group address, interface index): one kernel membership record
+_ANY_SOURCE = -1  # held for an any-source membership: no source may be added to it
+
+
+class Slots:
+    """Room left on each socket: which one should hold the next membership.
+
+    A socket's room is :class:`SocketLimits`; one the kernel refused (:meth:`full`) takes
+    nothing more. Pure: the receiver makes the socket of a new slot, and its membership
+    table remembers which slot holds each membership.
+    """
+
+    def __init__(self, limits: SocketLimits) -> None:
+        self.limits = limits
+        # Per slot: sources held per (group, interface), or _ANY_SOURCE.
+        self._held: list[dict[_Key, int]] = [{}]
+        self._full: set[int] = set()
+
+    @property
+    def count(self) -> int:
+        """Slots made so far (the reading socket's included)."""
+        return len(self._held)
+
+    def _fits(self, slot: int, key: _Key, source_specific: bool) -> bool:
+        if slot in self._full:
+            return False
+        held = self._held[slot]
+        if key in held:  # one more source of a group the socket holds
+            sources = held[key]
+            return (
+                source_specific
+                and sources != _ANY_SOURCE
+                and (self.limits.sources is None or sources < self.limits.sources)
+            )
+        return self.limits.groups is None or len(held) < self.limits.groups
+
+    def place(self, membership: Membership) -> int:
+        """The slot to join ``membership`` on (a new one when none has room), counted as held."""
+        key = (membership.group.address, membership.interface)
+        specific = membership.source is not None
+        slot = next(
+            (n for n in range(len(self._held)) if self._fits(n, key, specific)), len(self._held)
+        )
+        if slot == len(self._held):
+            self._held.append({})
+        held = self._held[slot]
+        held[key] = held.get(key, 0) + 1 if specific else _ANY_SOURCE
+        return slot
+
+    def full(self, slot: int, membership: Membership) -> None:
+        """The kernel refused ``membership`` on ``slot``: not held, and that socket takes
+        nothing more."""
+        self.release(slot, membership)
+        self._full.add(slot)
+
+    def release(self, slot: int, membership: Membership) -> None:
+        """``membership`` is no longer held on ``slot`` (left, or refused)."""
+        key = (membership.group.address, membership.interface)
+        held = self._held[slot]
+        if held.get(key, 0) > 1:
+            held[key] -= 1
+        else:
+            held.pop(key, None)
