@@ -285,7 +285,25 @@ class Receiver(_Endpoint):
                 continue
             index = membership.interface
             self.table.add(membership, name_by_index(self.sock, index) if index else None, slot)
+            if slot and self.slots.split(membership):
+                self._move_off_reader(membership)
             return
+
+    def _move_off_reader(self, membership: Membership) -> None:
+        """Move the memberships of ``membership``'s group (and interface) that the reading
+        socket holds to the others: its own source filter would refuse their sources."""
+        moving = [
+            m
+            for m in self.table.joined
+            if (m.group, m.interface) == (membership.group, membership.interface)
+            and self.table.slot_of(m) == 0
+        ]
+        for held in moving:
+            apply_membership(self.sock, held, join=False)
+            self.table.remove(held)
+            self.slots.release(0, held)
+        for held in moving:
+            self._hold(held)
 
     def _holder(self, slot: int) -> socket.socket:
         """The socket of ``slot``: this one for 0, else a holder, made when first needed."""

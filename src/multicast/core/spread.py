@@ -81,6 +81,9 @@ class Slots:
         # Per slot: sources held per (group, interface), or _ANY_SOURCE.
         self._held: list[dict[_Key, int]] = [{}]
         self._full: set[int] = set()
+        # Groups whose sources are spread over sockets: the reading socket (slot 0) may hold
+        # none of them, or its own source filter would refuse what the others joined.
+        self._split: set[_Key] = set()
 
     @property
     def count(self) -> int:
@@ -88,7 +91,7 @@ class Slots:
         return len(self._held)
 
     def _fits(self, slot: int, key: _Key, source_specific: bool) -> bool:
-        if slot in self._full:
+        if slot in self._full or (slot == 0 and key in self._split):
             return False
         held = self._held[slot]
         if key in held:  # one more source of a group the socket holds
@@ -109,9 +112,16 @@ class Slots:
         )
         if slot == len(self._held):
             self._held.append({})
+        if slot and specific and key in self._held[0]:
+            self._split.add(key)
         held = self._held[slot]
         held[key] = held.get(key, 0) + 1 if specific else _ANY_SOURCE
         return slot
+
+    def split(self, membership: Membership) -> bool:
+        """Whether the sources of ``membership``'s group are spread over sockets: those the
+        reading socket holds must move (leave, then :meth:`place` again)."""
+        return (membership.group.address, membership.interface) in self._split
 
     def full(self, slot: int, membership: Membership) -> None:
         """The kernel refused ``membership`` on ``slot``: not held, and that socket takes
