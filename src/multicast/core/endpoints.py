@@ -13,7 +13,7 @@ import select
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
@@ -252,9 +252,14 @@ class Receiver(_Endpoint):
         groups: Iterable[GroupSpec | Channel],
         interface: InterfaceSpec | None = None,
         sources: Iterable[str | IPAddress | None] = (),
+        *,
+        before_join: Callable[[Membership], None] | None = None,
     ) -> list[Membership]:
         """Join each group on ``interface``, from each of ``sources`` (none: any source); a
-        :class:`Channel` with a source is joined from that source only. The memberships."""
+        :class:`Channel` with a source is joined from that source only. The memberships.
+
+        ``before_join`` is called with each membership just before it is joined (a tool
+        times the joins with it)."""
         wanted = list(sources) or [None]
         joined = []
         for item in groups:
@@ -262,6 +267,8 @@ class Receiver(_Endpoint):
             chosen = [item.source] if isinstance(item, Channel) and item.source else wanted
             for source in chosen:
                 membership = membership_for(self.sock.family, group, interface, source)
+                if before_join is not None:
+                    before_join(membership)
                 self._hold(membership)
                 joined.append(membership)
         return joined
@@ -515,6 +522,7 @@ def open_receiver(
     sources: Sequence[str | IPAddress | None] = (),
     every_interface: bool = False,
     watch_interfaces: bool = False,
+    before_join: Callable[[Membership], None] | None = None,
     **options: Unpack[ReceiverOptions],
 ) -> Receiver:
     """A :class:`Receiver` on ``port`` that joined every group on every interface given.
@@ -524,8 +532,9 @@ def open_receiver(
     joins are source-specific, one per (source, group); a :class:`Channel` with a source
     is joined from that source only. Any number of groups: see :meth:`Receiver.join_all`.
     With ``watch_interfaces`` the receiver rejoins by itself after an interface it joined
-    on is deleted and made again (see :meth:`Receiver.watch_interfaces`). The other
-    ``options`` are the receiver's (:class:`ReceiverOptions`).
+    on is deleted and made again (see :meth:`Receiver.watch_interfaces`). ``before_join`` is
+    called with each membership just before it is joined. The other ``options`` are the
+    receiver's (:class:`ReceiverOptions`).
     """
     parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in groups]
     family = common_family([channel.group for channel in parsed])
@@ -544,7 +553,7 @@ def open_receiver(
             receiver.watch_interfaces()
         for channel in parsed:
             for interface in where:
-                receiver.join_all([channel], interface, sources)
+                receiver.join_all([channel], interface, sources, before_join=before_join)
     except BaseException:
         receiver.close()
         raise
