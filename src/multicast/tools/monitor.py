@@ -53,7 +53,7 @@ from multicast.tools.options import (
     seconds_type,
 )
 from multicast.tools.payloads import NANOSECONDS, FrameStamps, Kind, reader_for
-from multicast.tools.tally import MAX_SENDERS, Tally
+from multicast.tools.tally import MAX_FLOWS, MAX_SENDERS, Tally
 
 __all__ = [
     "DEFAULT_RECEIVE_BUFFER",
@@ -73,14 +73,18 @@ DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 EXIT_ALARM = 3  # the exit status of a run in which an alarm fired
 
 
-def _tally(payload: Kind | None, key: bytes | None, rtp_clock: int, sent_ttl: int | None) -> Tally:
-    """The tally of ``payload`` (None: detected per flow); a key means frames."""
+def _tally(
+    payload: Kind | None, key: bytes | None, rtp_clock: int, sent_ttl: int | None, groups: int
+) -> Tally:
+    """The tally of ``payload`` (None: detected per flow) on ``groups`` groups; a key means
+    frames. It tracks at least two flows per group."""
     if key is not None and payload not in (None, Kind.FRAMES):
         raise OptionError(f"a key authenticates frames only, not --payload {payload.value}")
+    flows = max(MAX_FLOWS, 2 * groups)
     if key is not None:
-        return Tally(FrameStamps(key), sent_ttl=sent_ttl)
+        return Tally(FrameStamps(key), sent_ttl=sent_ttl, max_flows=flows)
     reader = None if payload is None else reader_for(payload, rtp_clock=rtp_clock)
-    return Tally(reader, sent_ttl=sent_ttl, rtp_clock=rtp_clock)
+    return Tally(reader, sent_ttl=sent_ttl, rtp_clock=rtp_clock, max_flows=flows)
 
 
 class Monitor(Joined):
@@ -103,7 +107,8 @@ class Monitor(Joined):
     ) -> None:
         if not 1 <= max_size <= MAX_DATAGRAM:
             raise OptionError(f"max size {max_size} is outside 1-{MAX_DATAGRAM} bytes")
-        tally = _tally(payload, key, rtp_clock, sent_ttl)  # checks the key before joining
+        # The key is checked before joining.
+        tally = _tally(payload, key, rtp_clock, sent_ttl, len(groups))
         super().__init__(
             groups,
             port,
@@ -163,7 +168,7 @@ class Monitor(Joined):
         """Leave every membership, noting when each group was left."""
         for membership in list(self.receiver.memberships):
             self.left_at.setdefault(membership.group.address.compressed, time.time_ns())
-            self.receiver.leave(membership.group, membership.interface, membership.source)
+            self.receiver.leave(membership.group, membership.interface or None, membership.source)
 
     def _take(self, timeout: float, limit: int | None) -> None:
         ready = self.ready(timeout, limit)
