@@ -8,8 +8,8 @@ own console capture); :class:`LiveView` redraws it in place each interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -26,7 +26,7 @@ _BARS = "▁▂▃▄▅▆▇█"
 
 
 def sparkline(values: Sequence[float]) -> str:
-    """One bar per value, scaled to the largest (all lowest when every value is 0).
+    """One bar per value: eighths of the largest (all lowest when every value is 0).
 
     >>> sparkline([0, 1, 2, 4])
     '▁▂▄█'
@@ -34,9 +34,8 @@ def sparkline(values: Sequence[float]) -> str:
     top = max(values, default=0.0)
     if top <= 0:
         return _BARS[0] * len(values)
-    return "".join(
-        _BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values
-    )
+    steps = len(_BARS)
+    return "".join(_BARS[max(0, min(steps, math.ceil(v / top * steps)) - 1)] for v in values)
 
 
 def _loss(flow: Flow) -> float:
@@ -111,11 +110,11 @@ def render(
 
 
 class LiveView(Output):
-    """Redraws :func:`render` of ``tally`` in place, on the whole screen of ``stream``, each
-    interval; the screen is given back when the run ends (the report is printed then)."""
+    """Redraws :func:`render` of ``tally`` in place, on the whole screen of ``console``,
+    each interval; the screen is given back when the run ends (the report is printed then)."""
 
-    def __init__(self, stream: TextIO, *, title: str, tally: Tally) -> None:
-        self.console = Console(file=stream)
+    def __init__(self, console: Console, *, title: str, tally: Tally) -> None:
+        self.console = console
         self.title = title
         self.tally = tally
         self.alarms = 0

@@ -10,10 +10,12 @@ without it.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
 import logging.handlers
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from multicast.core import list_interfaces
@@ -149,6 +151,8 @@ def open_log(*, file: str | None = None, syslog: str | None = None) -> LogOutput
             handler = logging.FileHandler(file, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))
         elif syslog is not None:
+            if not Path(syslog).is_socket():  # the handler would drop every line silently
+                raise FileNotFoundError(errno.ENOENT, "no socket there")
             handler = logging.handlers.SysLogHandler(
                 address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON
             )
@@ -243,10 +247,12 @@ def live_view(stream: TextIO, *, title: str, tally: Tally) -> Output:
     """The full-screen live view of ``tally`` on ``stream`` (a terminal) when ``rich`` is
     installed; else interval lines."""
     try:
-        from multicast.tools.monitor_live import LiveView  # noqa: PLC0415 (optional extra)
+        from rich.console import Console  # noqa: PLC0415 (the optional extra)
+
+        from multicast.tools.monitor_live import LiveView  # noqa: PLC0415
     except ImportError:
         return LinesOutput(stream)
-    return LiveView(stream, title=title, tally=tally)
+    return LiveView(Console(file=stream), title=title, tally=tally)
 
 
 def local_addresses() -> set[str]:
