@@ -317,14 +317,13 @@ class PongTool:
     def run(self, args: argparse.Namespace) -> int:
         channels = channels_of(args)
         progress = Progress(sys.stderr if sys.stderr.isatty() and not args.json else None)
-        answered: list[int] = [0]
+        answered = 0
 
         def probed(datagram: Datagram) -> None:
-            answered[0] += 1
-            progress.show(
-                time.monotonic(),
-                lambda: f"answered {answered[0]} probes, last from {datagram.source[0]}",
-            )
+            nonlocal answered
+            answered += 1
+            line = f"answered {answered} probes, the last from {datagram.source[0]}"
+            progress.show(time.monotonic(), lambda: line)
 
         report = run_pong(
             channels,
