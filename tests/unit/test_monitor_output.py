@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from multicast.tools.monitor_output import (
     CsvOutput,
     JsonLinesOutput,
     LinesOutput,
+    Output,
     clock_note,
     live_view,
     open_log,
@@ -133,15 +135,21 @@ def final_report(tally: Tally, alarms: tuple[str, ...] = ()) -> MonitorReport:
     )
 
 
-def test_json_lines_are_one_object_per_interval_and_a_final_one() -> None:
+def one_interval_and_the_end(make: Callable[[io.StringIO], Output]) -> str:
+    """What the output ``make`` builds writes for one interval of :func:`fed`, and the end."""
     tally, intervals = fed()
     stream = io.StringIO()
-    output = JsonLinesOutput(stream)
+    output = make(stream)
     line = intervals.poll(1.0, at=1_700_000_001.0)
     assert line is not None
     output.interval(line)
     output.final(final_report(tally))
-    first, last = (json.loads(text) for text in stream.getvalue().splitlines())
+    return stream.getvalue()
+
+
+def test_json_lines_are_one_object_per_interval_and_a_final_one() -> None:
+    written = one_interval_and_the_end(JsonLinesOutput)
+    first, last = (json.loads(text) for text in written.splitlines())
     assert (first["schema"], first["type"], first["at"], first["datagrams"]) == (
         SCHEMA,
         "interval",
@@ -157,14 +165,7 @@ def test_json_lines_are_one_object_per_interval_and_a_final_one() -> None:
 
 
 def test_csv_has_its_columns_then_rows_per_flow() -> None:
-    tally, intervals = fed()
-    stream = io.StringIO()
-    output = CsvOutput(stream)
-    line = intervals.poll(1.0, at=1_700_000_001.0)
-    assert line is not None
-    output.interval(line)
-    output.final(final_report(tally))
-    rows = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    rows = list(csv.DictReader(io.StringIO(one_interval_and_the_end(CsvOutput))))
     assert list(rows[0]) == list(CSV_FIELDS)
     assert [(r["type"], r["group"], r["lost"]) for r in rows] == [
         ("interval", "239.1.1.1", "0"),

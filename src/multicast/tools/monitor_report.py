@@ -18,7 +18,7 @@ from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
 from multicast.tools.payloads import NANOSECONDS
 from multicast.tools.stats import DelayHistogram
-from multicast.tools.tally import Flow, FlowKey, Tally
+from multicast.tools.tally import Flow, FlowKey, Tally, Totals
 
 __all__ = [
     "CSV_FIELDS",
@@ -254,7 +254,7 @@ def _spread(values: list[float]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class MonitorReport:
+class MonitorReport(Totals):
     """What a monitor run saw: totals, rejections by reason, one report per flow and per
     joined channel, the alarms raised."""
 
@@ -321,22 +321,6 @@ class MonitorReport:
     def total(self, name: str) -> int:
         """Sum of a per-flow counter (``received``, ``lost``, ...) over every flow."""
         return sum(int(getattr(report, name)) for report in self.senders)
-
-    @property
-    def received(self) -> int:
-        return self.total("received")
-
-    @property
-    def lost(self) -> int:
-        return self.total("lost")
-
-    @property
-    def duplicates(self) -> int:
-        return self.total("duplicates")
-
-    @property
-    def reordered(self) -> int:
-        return self.total("reordered")
 
     @property
     def foreign(self) -> int:

@@ -24,6 +24,7 @@ a reader the tally picks one per UDP source (:class:`~multicast.tools.payloads.D
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -56,6 +57,7 @@ __all__ = [
     "Stamp",
     "Stream",
     "Tally",
+    "Totals",
 ]
 
 # Flows tracked at most (and UDP sources whose payload is being detected); datagrams of
@@ -66,6 +68,32 @@ HISTORY = 32  # interval rates each flow keeps, for the live view's sparkline
 
 FlowKey = tuple[str, str, str, int]
 """(group, kind, source address or "" for frames, stream: sender id, SSRC or source port)."""
+
+
+class Totals(ABC):
+    """``received``, ``lost``, ``duplicates`` and ``reordered``, each a :meth:`total`."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def total(self, name: str) -> int:
+        """The counter ``name`` (``received``, ``lost``, ...), summed over the parts."""
+
+    @property
+    def received(self) -> int:
+        return self.total("received")
+
+    @property
+    def lost(self) -> int:
+        return self.total("lost")
+
+    @property
+    def duplicates(self) -> int:
+        return self.total("duplicates")
+
+    @property
+    def reordered(self) -> int:
+        return self.total("reordered")
 
 
 class Stream:
@@ -103,7 +131,7 @@ class Stream:
 
 
 @dataclass(slots=True)
-class Flow:
+class Flow(Totals):
     """Running counts for one flow: one stream (or one UDP source) on one group."""
 
     group: str
@@ -164,22 +192,6 @@ class Flow:
     def total(self, name: str) -> int:
         """A sequence counter (``received``, ``lost``, ...) summed over the streams."""
         return sum(int(getattr(stream.tracker, name)) for stream in self.streams.values())
-
-    @property
-    def received(self) -> int:
-        return self.total("received")
-
-    @property
-    def lost(self) -> int:
-        return self.total("lost")
-
-    @property
-    def duplicates(self) -> int:
-        return self.total("duplicates")
-
-    @property
-    def reordered(self) -> int:
-        return self.total("reordered")
 
     @property
     def jitter_seconds(self) -> float | None:
