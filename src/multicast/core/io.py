@@ -106,7 +106,7 @@ def send_many_to(sock: socket.socket, payloads: Iterable[Payload], where: Socket
         name = batch.encode_address(sock.family, where)
         if name is not None:
             try:
-                return batch.sender().send(sock, payloads, name)
+                return batch.send(sock, payloads, name)
             except OSError as error:
                 raise _refused(error, where) from error
     sent = 0
