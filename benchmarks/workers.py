@@ -167,7 +167,9 @@ def pong_ours(options: argparse.Namespace) -> None:
     """This package's ``multicast pong`` reflector (:class:`multicast.tools.Pong`)."""
     from multicast.tools import Pong  # noqa: PLC0415 - a part of the package run.py may skip
 
-    with Pong([options.group], options.port, interfaces=["lo"]) as pong:
+    with Pong(
+        [options.group], options.port, interfaces=["lo"], busy_poll=options.busy_poll
+    ) as pong:
         _Serving(count=lambda: pong.answerer.replies).ready()
         report = pong.serve()  # until SIGINT
     _say({"received": report.replies})
@@ -310,6 +312,7 @@ def ping_ours(options: argparse.Namespace) -> None:
         wait=PING_WAIT,
         size=options.size,
         interface="lo",
+        busy_poll=options.busy_poll,
     )
     rtt = report.responders[0].rtt if report.responders else None
     percentiles = {"p50": rtt.p50 * 1e3, "p99": rtt.p99 * 1e3} if rtt else {}
@@ -347,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=10_000.0)
+    parser.add_argument("--busy-poll", type=float, default=0.0, help="seconds: latency mode")
     options = parser.parse_args(argv)
     options.family = socket.AF_INET6 if ":" in options.group else socket.AF_INET
     ROLES[options.role](options)

@@ -169,6 +169,6 @@ def test_no_reference_is_leaked_over_100000_datagrams(
     before = counts()
     assert run(100_000 // len(payloads) + 1) > 100_000
     after = counts()
-    assert [abs(later - earlier) < 100 for earlier, later in zip(before, after, strict=True)] == [
+    assert [abs(later - earlier) < 1000 for earlier, later in zip(before, after, strict=True)] == [
         True
     ] * len(before), (before, after)

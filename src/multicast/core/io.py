@@ -152,15 +152,18 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
     )
 
 
-def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> list[Datagram]:
+def receive_ready(
+    sock: socket.socket, buffer: bytearray, limit: int = 1024, *, spin: float = 0.0
+) -> list[Datagram]:
     """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
 
     Payloads are cut at ``len(buffer)`` bytes. On Linux they are read in batches
     (``recvmmsg``, :mod:`multicast.core.batch`) into this thread's preallocated buffers,
-    and ``buffer`` gives only that length.
+    and ``buffer`` gives only that length. With ``spin`` seconds (Linux), an empty queue is
+    polled without blocking for up to that long (busy-polling: latency for CPU).
     """
     if batch.AVAILABLE:
-        return batch.receiver(len(buffer)).receive(sock, limit)
+        return batch.receiver(len(buffer)).receive(sock, limit, spin=spin)
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
@@ -171,16 +174,29 @@ def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> 
 
 
 def receive_batch(
-    sock: socket.socket, buffer: bytearray, limit: int = 1024, timeout: float | None = None
+    sock: socket.socket,
+    buffer: bytearray,
+    limit: int = 1024,
+    timeout: float | None = None,
+    *,
+    spin: float = 0.0,
 ) -> list[Datagram]:
     """Wait for a datagram, then return it with every other already queued (at most ``limit``).
 
     ``timeout`` is the longest wait in seconds (None: as long as it takes); after it the
     list is empty. On Linux a blocking socket with no timeout waits and reads in one
     ``recvmmsg`` call (``MSG_WAITFORONE``): one system call per wake-up, whatever the load.
+    With ``spin`` seconds (Linux) the wait first busy-polls that long (at most ``timeout``)
+    before it sleeps: a datagram that comes meanwhile is taken without a wake-up's delay.
     """
     if batch.AVAILABLE and timeout is None and sock.gettimeout() is None:
-        return batch.receiver(len(buffer)).receive(sock, limit, wait=True)
+        return batch.receiver(len(buffer)).receive(sock, limit, wait=True, spin=spin)
+    if spin > 0:
+        ready = receive_ready(
+            sock, buffer, limit, spin=spin if timeout is None else min(spin, timeout)
+        )
+        if ready:
+            return ready
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
