@@ -91,6 +91,19 @@ def receive_ours(options: argparse.Namespace) -> None:
             serving.finish(kernel_drops=receiver.drops)
 
 
+def receive_monitor(options: argparse.Namespace) -> None:
+    """``multicast monitor``'s receiving loop (:class:`multicast.tools.Monitor`): every datagram
+    read, timed and accounted (sockperf's are not frames: each is counted as foreign)."""
+    from multicast.tools.monitor import Monitor  # noqa: PLC0415 - a part run.py may skip
+
+    with Monitor(
+        [options.group], options.port, interfaces=["lo"], receive_buffer=BUFFER
+    ) as monitor:
+        _Serving(count=lambda: monitor.tally.datagrams).ready()
+        report = monitor.run()  # until SIGINT
+    _say({"received": report.datagrams})
+
+
 def receive_plain(options: argparse.Namespace) -> None:
     """The usual Python loop: one blocking ``recvfrom`` per datagram."""
     serving = _Serving()
@@ -329,6 +342,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 ROLES: dict[str, Callable[[argparse.Namespace], None]] = {
     "receive-ours": receive_ours,
     "receive-plain": receive_plain,
+    "receive-monitor": receive_monitor,
     "receive-aio": receive_aio,
     "receive-protocol": receive_protocol,
     "echo-plain": echo_plain,

@@ -15,6 +15,7 @@ import errno
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -445,3 +446,24 @@ def test_names_and_timeouts_take_the_plain_path(
             b"by name",
             b"with timeout",
         ]
+
+
+def test_busy_polling_takes_what_comes_and_gives_up_in_time(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    """A spin finds a datagram queued meanwhile; on an empty socket it ends by the timeout."""
+    with Receiver(0, family=family[0], max_size=64, blocking=False) as receiver:
+        receiver.join(family[1][0], "lo")
+        assert receiver.set_busy_poll(0.05) in (True, False)  # SO_BUSY_POLL may be refused
+        later = threading.Timer(0.01, senders[0].send, (b"soon", family[1][0], receiver.port))
+        later.start()
+        got = receive_ready(receiver.sock, receiver.buffer, spin=0.5)
+        later.join()
+        assert [d.payload for d in got] == [b"soon"]
+        started = time.monotonic()
+        assert receiver.receive_batch(timeout=0.1) == []
+        assert 0.1 <= time.monotonic() - started < 1.0
+        senders[0].send(b"queued", family[1][0], receiver.port)
+        assert [
+            d.payload for d in receive_batch(receiver.sock, receiver.buffer, spin=0.01, timeout=1)
+        ] == [b"queued"]

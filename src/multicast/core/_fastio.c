@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -361,10 +362,13 @@ static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, do
     errno = EAGAIN;
     if (spin > 0) {
         double deadline = monotonic() + spin;
-        do
+        for (;;) {
             count = recvmmsg(fd, self->messages, wanted, (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT,
                              NULL);
-        while (count < 0 && errno == EAGAIN && monotonic() < deadline);
+            if (count >= 0 || errno != EAGAIN || monotonic() >= deadline)
+                break;
+            sched_yield(); /* a busy CPU goes first to whoever else is ready to run */
+        }
     }
     if (count < 0 && errno == EAGAIN)
         count = recvmmsg(fd, self->messages, wanted, flags, NULL);
