@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ WORKERS = [sys.executable, str(HERE / "workers.py")]
 CLI = [sys.executable, "-m", "multicast"]
 
 GROUP = "239.77.6.1"
+SECOND_GROUP = "239.77.6.2"  # the second stream of the workers benchmark
 PORT = 5096
 PAYLOADS = (64, 512, 1400)
 BUFFER = 4 << 20  # every receiver's receive buffer, as in workers.py
@@ -261,7 +262,7 @@ def serving(argv: Sequence[str], name: str, env: dict[str, str] | None = None) -
         yield child
 
 
-def worker(role: str, size: int, **options: float) -> list[str]:
+def worker(role: str, size: int, **options: float | str) -> list[str]:
     argv = [*WORKERS, role, "--group", GROUP, "--port", str(PORT), "--size", str(size)]
     for name, value in options.items():
         argv += [f"--{name}", str(value)]
@@ -374,6 +375,60 @@ SATURATED = ["sockperf", "ours", "ours (ctypes)", "plain python", "ours asyncio"
 def bench_receive(results: Results, options: argparse.Namespace) -> None:
     """Receivers take turns on one sockperf stream at ``--rate`` per payload size."""
     _receive(results, options, "receive", options.rate, AT_RATE)
+
+
+SHARDINGS = {  # path: the groups each worker process joins
+    "ours, 1 worker (both groups)": [[GROUP, SECOND_GROUP]],
+    "ours, 2 workers (one group each)": [[GROUP], [SECOND_GROUP]],
+}
+
+
+def bench_workers(results: Results, options: argparse.Namespace) -> None:
+    """Two groups, one sockperf stream each at ``--rate``: one receiver process joined to both,
+    against two processes sharded by group (the recipe for more than one core)."""
+    seconds = int(len(SHARDINGS) * options.runs * (options.window + 2 * SETTLE + 1.5)) + 5
+    for size in options.payloads:
+        streams = [
+            sockperf("tp", size, "--mps", options.rate, "-t", str(seconds)) for _ in range(2)
+        ]
+        streams[1][streams[1].index(GROUP)] = SECOND_GROUP
+        with running(streams[0], "stream 1") as one, running(streams[1], "stream 2") as two:
+            for sender in (one, two):
+                sender.wait_line(lambda line: "Starting test" in line, START_TIMEOUT, "start")
+            for _ in range(options.runs):
+                for path, shards in SHARDINGS.items():
+                    results.attempt(
+                        "workers", path, size, functools.partial(_sharded, shards, size, options)
+                    )
+
+
+def _sharded(shards: list[list[str]], size: int, options: argparse.Namespace) -> dict[str, float]:
+    """CPU per datagram of all the workers together, datagrams read per second, loss."""
+    with ExitStack() as stack:
+        children = [
+            stack.enter_context(
+                running(worker("receive-ours", size, groups=",".join(groups)), "worker")
+            )  # type: ignore[arg-type]
+            for groups in shards
+        ]
+        for child, groups in zip(children, shards, strict=True):
+            for group in groups:
+                child.wait_until(lambda g=group: listening(PORT, g), START_TIMEOUT, "listening")
+        time.sleep(SETTLE)
+        before, start = udp_counters(), time.monotonic()
+        cpu = sum(child.cpu() for child in children)
+        first = sum(child.count() for child in children)
+        time.sleep(options.window)
+        spent = sum(child.cpu() for child in children) - cpu
+        count = sum(child.count() for child in children) - first
+        after, seconds = udp_counters(), time.monotonic() - start
+    queued = after["InDatagrams"] - before["InDatagrams"]
+    dropped = after["RcvbufErrors"] - before["RcvbufErrors"]
+    return {
+        "cpu_us": 1e6 * spent / count if count else math.nan,
+        "rate": count / seconds,
+        "loss_pct": 100 * dropped / (queued + dropped) if queued + dropped else 0.0,
+    }
 
 
 def bench_saturation(results: Results, options: argparse.Namespace) -> None:
@@ -627,6 +682,7 @@ def bench_cli(results: Results, options: argparse.Namespace) -> None:
 BENCHES: dict[str, Callable[[Results, argparse.Namespace], None]] = {
     "receive": bench_receive,
     "saturation": bench_saturation,
+    "workers": bench_workers,
     "send": bench_send,
     "echo": bench_echo,
     "ping": bench_ping,
@@ -649,6 +705,11 @@ COLUMNS = {
         ("CPU µs/datagram", "cpu_us", "range"),
         ("vs sockperf", "cpu_us", "ratio"),
         ("datagrams/s", "rate", "median"),
+        ("loss %", "loss_pct", "median"),
+    ],
+    "workers": [
+        ("CPU µs/datagram, all workers", "cpu_us", "range"),
+        ("datagrams/s read", "rate", "median"),
         ("loss %", "loss_pct", "median"),
     ],
     "send": [
@@ -718,6 +779,7 @@ def _paths(benchmark: str) -> list[str]:
     registry: dict[str, dict[str, object]] = {
         "receive": dict.fromkeys(AT_RATE),
         "saturation": dict.fromkeys(SATURATED),
+        "workers": dict(SHARDINGS),
         "send": dict(SENDERS),
         "echo": dict(ECHO_SERVERS),
         "ping": dict(PINGERS),
@@ -822,8 +884,10 @@ def _summary(raw: Path) -> str:
             frame = stack.rsplit(";", 1)[-1].replace(str(HERE.parent) + "/", "")
             own[frame] = own.get(frame, 0) + int(count)
             total += int(count)
+    if not total:
+        return "no sample held the GIL: its time is in the kernel and in waits"
     top = sorted(own.items(), key=lambda item: -item[1])[:PROFILE_TOP]
-    return "; ".join(f"{100 * n / total:.0f}% {frame}" for frame, n in top) if total else "-"
+    return f"{total} samples: " + "; ".join(f"{100 * n / total:.0f}% {frame}" for frame, n in top)
 
 
 def _spied(spy: str, pid: int, target: Path) -> list[str]:

@@ -78,10 +78,12 @@ def _plain_socket(options: argparse.Namespace) -> socket.socket:
 
 
 def receive_ours(options: argparse.Namespace) -> None:
-    """The core receiver: wait for a datagram and take all queued, with their metadata."""
+    """The core receiver: wait for a datagram and take all queued, with their metadata
+    (of ``--groups``, comma-separated, when given: one worker of a sharded load)."""
     serving = _Serving()
+    groups = options.groups.split(",") if options.groups else [options.group]
     with open_receiver(
-        [options.group], options.port, interfaces="lo", receive_buffer=BUFFER, max_size=MAX_SIZE
+        groups, options.port, interfaces="lo", receive_buffer=BUFFER, max_size=MAX_SIZE
     ) as receiver:
         serving.ready()
         try:
@@ -360,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=sorted(ROLES))
     parser.add_argument("--group", required=True)
+    parser.add_argument("--groups", default="", help="groups to join instead of --group")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--count", type=int, default=10_000)
