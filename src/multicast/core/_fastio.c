@@ -94,11 +94,13 @@ typedef struct {
     int has_interface, interface;
     int has_ttl, ttl;
     unsigned int drops;
-    int passed; /* an SCM_RIGHTS record: descriptors to close */
 } Metadata;
 
-/* What the control records of one datagram say (the rules of datagram.parse_ancillary). */
-static void parse_control(const unsigned char *control, size_t length, Metadata *meta) {
+/* What the control records of one datagram say (the rules of datagram.parse_ancillary). With
+ * `close_passed`, the descriptors of an SCM_RIGHTS record (only an AF_UNIX peer sends one)
+ * are closed: a receiver of datagrams takes none, and keeps nothing a hostile peer pushed. */
+static void parse_control(const unsigned char *control, size_t length, int close_passed,
+                          Metadata *meta) {
     const size_t header = CMSG_LEN(0);
     size_t offset = 0;
     memset(meta, 0, sizeof *meta);
@@ -137,28 +139,9 @@ static void parse_control(const unsigned char *control, size_t length, Metadata 
             if (size >= sizeof(unsigned int))
                 memcpy(&meta->drops, data, sizeof(unsigned int));
         } else if (record.cmsg_level == SOL_SOCKET && record.cmsg_type == SCM_RIGHTS) {
-            meta->passed = 1;
-        }
-        offset += CMSG_ALIGN(record.cmsg_len);
-        if (offset > length)
-            break;
-    }
-}
-
-/* Close the descriptors an SCM_RIGHTS record passed (only an AF_UNIX peer can): a receiver
- * of datagrams takes none, and must not keep what a hostile peer pushed into the process. */
-static void close_passed(const unsigned char *control, size_t length) {
-    const size_t header = CMSG_LEN(0);
-    size_t offset = 0;
-    while (length - offset >= sizeof(struct cmsghdr)) {
-        struct cmsghdr record;
-        memcpy(&record, control + offset, sizeof record);
-        if (record.cmsg_len < header || record.cmsg_len > length - offset)
-            break;
-        if (record.cmsg_level == SOL_SOCKET && record.cmsg_type == SCM_RIGHTS) {
-            for (size_t at = header; at + sizeof(int) <= record.cmsg_len; at += sizeof(int)) {
+            for (size_t at = 0; close_passed && at + sizeof(int) <= size; at += sizeof(int)) {
                 int passed;
-                memcpy(&passed, control + offset + at, sizeof passed);
+                memcpy(&passed, data + at, sizeof passed);
                 close(passed);
             }
         }
@@ -312,9 +295,7 @@ static PyObject *collect(Receiver *self, unsigned int index) {
     Metadata meta;
     if (controlled > CONTROL_SPACE)
         controlled = CONTROL_SPACE;
-    parse_control(self->controls + CONTROL_SPACE * index, controlled, &meta);
-    if (meta.passed)
-        close_passed(self->controls + CONTROL_SPACE * index, controlled);
+    parse_control(self->controls + CONTROL_SPACE * index, controlled, 1, &meta);
     PyObject *values[FIELDS];
     values[PAYLOAD] = PyBytes_FromStringAndSize(
         (const char *)self->payloads + (size_t)self->size * index, (Py_ssize_t)kept);
@@ -616,7 +597,7 @@ static PyObject *parse_control_bytes(PyObject *module, PyObject *args) {
     (void)module;
     if (!PyArg_ParseTuple(args, "y*:parse_control", &control))
         return NULL;
-    parse_control(control.buf, (size_t)control.len, &meta);
+    parse_control(control.buf, (size_t)control.len, 0, &meta);
     PyBuffer_Release(&control);
     PyObject *group = meta.family ? decode_group(meta.group, meta.family == AF_INET ? 4 : 16)
                                   : Py_NewRef(Py_None);
