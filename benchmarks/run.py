@@ -694,30 +694,21 @@ BENCHES: dict[str, Callable[[Results, argparse.Namespace], None]] = {
 
 # Per benchmark: (title, figure, style); style "range" is median [min..max], "ratio" is the
 # median's ratio to sockperf's median.
+_THROUGHPUT = [
+    ("CPU µs/datagram", "cpu_us", "range"),
+    ("vs sockperf", "cpu_us", "ratio"),
+    ("datagrams/s", "rate", "median"),
+    ("loss %", "loss_pct", "median"),
+]
 COLUMNS = {
-    "receive": [
-        ("CPU µs/datagram", "cpu_us", "range"),
-        ("vs sockperf", "cpu_us", "ratio"),
-        ("datagrams/s", "rate", "median"),
-        ("loss %", "loss_pct", "median"),
-    ],
-    "saturation": [
-        ("CPU µs/datagram", "cpu_us", "range"),
-        ("vs sockperf", "cpu_us", "ratio"),
-        ("datagrams/s", "rate", "median"),
-        ("loss %", "loss_pct", "median"),
-    ],
+    "receive": _THROUGHPUT,
+    "saturation": _THROUGHPUT,
     "workers": [
         ("CPU µs/datagram, all workers", "cpu_us", "range"),
         ("datagrams/s read", "rate", "median"),
         ("loss %", "loss_pct", "median"),
     ],
-    "send": [
-        ("CPU µs/datagram", "cpu_us", "range"),
-        ("vs sockperf", "cpu_us", "ratio"),
-        ("datagrams/s", "rate", "median"),
-        ("loss %", "loss_pct", "median"),
-    ],
+    "send": _THROUGHPUT,
     "echo": [
         ("answered %", "answered_pct", "range"),
         ("server CPU µs/answer", "cpu_us", "range"),

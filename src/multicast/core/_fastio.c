@@ -96,6 +96,15 @@ typedef struct {
     unsigned int drops;
 } Metadata;
 
+/* A packet-info record: the destination group and the arrival interface. */
+static void packet_info(Metadata *meta, int family, const void *group, size_t size,
+                        int interface) {
+    meta->family = family;
+    memcpy(meta->group, group, size);
+    meta->has_interface = 1;
+    meta->interface = interface;
+}
+
 /* What the control records of one datagram say (the rules of datagram.parse_ancillary). With
  * `close_passed`, the descriptors of an SCM_RIGHTS record (only an AF_UNIX peer sends one)
  * are closed: a receiver of datagrams takes none, and keeps nothing a hostile peer pushed. */
@@ -112,23 +121,14 @@ static void parse_control(const unsigned char *control, size_t length, int close
         const unsigned char *data = control + offset + header;
         size_t size = record.cmsg_len - header;
         if (record.cmsg_level == IPPROTO_IP && record.cmsg_type == IP_PKTINFO) {
-            struct in_pktinfo info;
-            if (size >= sizeof info) {
-                memcpy(&info, data, sizeof info);
-                meta->family = AF_INET;
-                memcpy(meta->group, &info.ipi_addr, sizeof info.ipi_addr);
-                meta->has_interface = 1;
-                meta->interface = info.ipi_ifindex;
-            }
+            struct in_pktinfo v4;
+            if (size >= sizeof v4 && memcpy(&v4, data, sizeof v4))
+                packet_info(meta, AF_INET, &v4.ipi_addr, sizeof v4.ipi_addr, v4.ipi_ifindex);
         } else if (record.cmsg_level == IPPROTO_IPV6 && record.cmsg_type == IPV6_PKTINFO) {
-            struct in6_pktinfo info;
-            if (size >= sizeof info) {
-                memcpy(&info, data, sizeof info);
-                meta->family = AF_INET6;
-                memcpy(meta->group, &info.ipi6_addr, sizeof info.ipi6_addr);
-                meta->has_interface = 1;
-                meta->interface = (int)info.ipi6_ifindex;
-            }
+            struct in6_pktinfo v6;
+            if (size >= sizeof v6 && memcpy(&v6, data, sizeof v6))
+                packet_info(meta, AF_INET6, &v6.ipi6_addr, sizeof v6.ipi6_addr,
+                            (int)v6.ipi6_ifindex);
         } else if ((record.cmsg_level == IPPROTO_IP && record.cmsg_type == IP_TTL) ||
                    (record.cmsg_level == IPPROTO_IPV6 && record.cmsg_type == IPV6_HOPLIMIT)) {
             if (size >= sizeof(int)) {
