@@ -71,9 +71,13 @@ def _refused(error: OSError, where: SocketAddress) -> SendError:
     return SendError(code, f"cannot send to {where[0]} port {where[1]}: {error.strerror or error}")
 
 
+_ALWAYS_FITS = min(constants.MAX_PAYLOAD.values())  # bytes that fit one datagram of any family
+
+
 def send_to(sock: socket.socket, payload: Payload, where: SocketAddress) -> int:
     """Send one datagram to a resolved :func:`destination`; returns the bytes sent."""
-    check_payload_size(sock.family, len(payload))
+    if len(payload) > _ALWAYS_FITS:  # only then the family matters (reading it costs)
+        check_payload_size(sock.family, len(payload))
     try:
         return sock.sendto(payload, where)
     except (BlockingIOError, TimeoutError):  # not refused: not sent yet
