@@ -90,7 +90,6 @@ class _Mmsghdr(ctypes.Structure):
 _SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
 _MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
 _NAME_SPACE = 32  # a sockaddr_in6 (28 bytes), kept 8-aligned
-_SHORTEST_NAME = 16  # a sockaddr_in
 _CONTROL_SPACE = ANCILLARY_SPACE
 _ORIGIN_SPACE = _NAME_SPACE + _CONTROL_SPACE
 
@@ -105,10 +104,9 @@ def _fields(size: int, fields: Sequence[tuple[int, str]]) -> struct.Struct:
     return struct.Struct("".join(parts))
 
 
-_HEADER = _fields(  # what the kernel reports per message: namelen, controllen, flags, length
+_HEADER = _fields(  # what the kernel reports per message: controllen, flags, length
     _MMSGHDR_SIZE,
     [
-        (_Msghdr.namelen.offset, "I"),
         (_Msghdr.controllen.offset, _SIZE_T),
         (_Msghdr.flags.offset, "i"),
         (_Mmsghdr.length.offset, "I"),
@@ -240,13 +238,17 @@ def _close_passed(records: Iterable[tuple[int, int, bytes]]) -> bool:
     return bool(passed)
 
 
-def _decode_source(name: bytes, length: int) -> tuple[str, int]:
-    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` of ``length`` bytes (trailing
-    bytes ignored); ``("", 0)`` for any other address, as the extension gives it."""
+def _decode_source(name: bytes) -> tuple[str, int]:
+    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` (trailing bytes ignored);
+    ``("", 0)`` for any other address (an ``AF_UNIX`` peer), as the extension gives it.
+
+    The kernel writes a whole address of the socket's family, or (``AF_UNIX``, unnamed) none:
+    what a slot holds is always of that family, or zeros.
+    """
     family = _FAMILY.unpack_from(name)[0]
-    if family == socket.AF_INET and length >= _SHORTEST_NAME:
+    if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, name[4:8]), _PORT.unpack_from(name, 2)[0]
-    if family == socket.AF_INET6 and length >= 28:
+    if family == socket.AF_INET6:
         return socket.inet_ntop(socket.AF_INET6, name[8:24]), _PORT.unpack_from(name, 2)[0]
     return ("", 0)
 
@@ -331,12 +333,12 @@ class BatchReceiver:
         append, known, size, datagram = ready.append, self._known, self.size, Datagram
         headers, origins, payloads = self._views
         for index in range(count):
-            namelen, controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
+            controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
             at = index * _ORIGIN_SPACE
             raw = origins[at : at + _NAME_SPACE + controllen].tobytes()
-            origin = known.get(raw) if namelen >= _SHORTEST_NAME else None
+            origin = known.get(raw)
             if origin is None:
-                origin = self._learn(raw, namelen)
+                origin = self._learn(raw)
             source, group, interface, ttl, drops = origin
             at = index * size
             append(
@@ -352,22 +354,20 @@ class BatchReceiver:
                 )
             )
 
-    def _learn(self, raw: bytes, namelen: int) -> _Origin:
+    def _learn(self, raw: bytes) -> _Origin:
         """Decode a slot's source address and control messages (with the core's parser).
 
-        Remembered only for a whole IP address: a shorter one leaves earlier bytes in place.
-        Descriptors an ``AF_UNIX`` peer passed are closed (see :func:`_close_passed`).
+        Descriptors an ``AF_UNIX`` peer passed are closed (see :func:`_close_passed`), and
+        such a slot is not remembered: the next ones must be closed too.
         """
         records = _control_records(raw[_NAME_SPACE:])
         meta = parse_ancillary(records)
-        source = _decode_source(raw, namelen)
-        origin = (source, meta.group, meta.interface, meta.ttl, meta.drops)
-        if _close_passed(records):  # never remembered: the next ones must be closed too
+        origin = (_decode_source(raw), meta.group, meta.interface, meta.ttl, meta.drops)
+        if _close_passed(records):
             return origin
-        if namelen >= _SHORTEST_NAME:
-            if len(self._known) >= _MEMORY_LIMIT:
-                self._known.clear()
-            self._known[raw] = origin
+        if len(self._known) >= _MEMORY_LIMIT:
+            self._known.clear()
+        self._known[raw] = origin
         return origin
 
 
