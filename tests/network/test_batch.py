@@ -31,7 +31,7 @@ from multicast.core import (
     receive_ready,
     send_many,
 )
-from multicast.exceptions import MessageSizeError
+from multicast.exceptions import ClosedError, MessageSizeError
 
 FAMILIES = {
     "ipv4": (socket.AF_INET, ("239.7.0.1", "239.7.0.2", "239.7.0.3")),
@@ -467,3 +467,11 @@ def test_busy_polling_takes_what_comes_and_gives_up_in_time(
         assert [
             d.payload for d in receive_batch(receiver.sock, receiver.buffer, spin=0.01, timeout=1)
         ] == [b"queued"]
+
+
+def test_a_watching_receiver_whose_socket_was_closed_raises_at_once() -> None:
+    with Receiver(0, blocking=False) as receiver:
+        receiver.watch_interfaces()
+        receiver.sock.close()
+        with pytest.raises(ClosedError):
+            receiver.receive_batch(timeout=5)

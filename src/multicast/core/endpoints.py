@@ -8,6 +8,7 @@ filter each of them applies to what it reads.
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import time
@@ -53,6 +54,7 @@ from multicast.core.options import (
     set_ttl,
 )
 from multicast.core.watch import InterfaceWatcher
+from multicast.exceptions import ClosedError
 
 __all__ = [
     "Closing",
@@ -288,6 +290,8 @@ class Receiver(_Endpoint):
             poller = select.poll()
             poller.register(self.sock, select.POLLIN)
         fd = self.sock.fileno()
+        if fd < 0:  # closed: the poller would watch a number that is no longer this socket
+            raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready = poller.poll(None if left is None else left * 1000)
