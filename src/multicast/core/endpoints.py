@@ -8,6 +8,7 @@ filter each of them applies to what it reads.
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import time
@@ -45,6 +46,7 @@ from multicast.core.options import (
     enable_receive_metadata,
     new_socket,
     request_receive_buffer,
+    set_busy_poll,
     set_isolation,
     set_loopback,
     set_reuse,
@@ -52,6 +54,7 @@ from multicast.core.options import (
     set_ttl,
 )
 from multicast.core.watch import InterfaceWatcher
+from multicast.exceptions import ClosedError
 
 __all__ = [
     "Closing",
@@ -188,6 +191,10 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.watcher: InterfaceWatcher | None = None
         self.drops = 0
+        self.busy_poll = 0.0
+        """Seconds :meth:`receive_batch` busy-polls before it sleeps (0: it sleeps at once):
+        the latency mode, see :meth:`set_busy_poll`."""
+        self._poller: select.poll | None = None  # the socket and the watcher, once watching
 
     @property
     def port(self) -> int:
@@ -251,7 +258,21 @@ class Receiver(_Endpoint):
         """
         if self.watcher is None:
             self.watcher = InterfaceWatcher()
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+            self._poller.register(self.watcher, select.POLLIN)
         return self.watcher
+
+    def set_busy_poll(self, seconds: float) -> bool:
+        """The latency mode: :meth:`receive_batch` busy-polls ``seconds`` before sleeping, and
+        the kernel is asked to busy-poll the device too (``SO_BUSY_POLL``, see
+        :func:`~multicast.core.options.set_busy_poll`; whether it agreed is returned). A
+        datagram that comes within that time is read without the delay of a wake-up, at the
+        cost of a CPU kept busy meanwhile. 0 turns it off (the default)."""
+        if not 0 <= seconds <= 1:
+            raise ValueError(f"busy-poll time {seconds} s is outside 0-1 s")
+        self.busy_poll = seconds
+        return set_busy_poll(self.sock, round(seconds * 1e6))
 
     def follow_interfaces(self) -> list[Membership]:
         """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
@@ -262,16 +283,21 @@ class Receiver(_Endpoint):
 
     def _wait(self, deadline: float | None) -> bool:
         """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
-        interface changes meanwhile; True if one is queued. The socket's timeout is untouched."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        if self.watcher is not None:
-            poller.register(self.watcher, select.POLLIN)
+        interface changes as they are reported; True if one is queued. The socket's timeout
+        is untouched. One ``poll`` per wake-up watches both the socket and the watcher."""
+        poller = self._poller
+        if poller is None:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+        fd = self.sock.fileno()
+        if fd < 0:  # closed: the poller would watch a number that is no longer this socket
+            raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
-            self.follow_interfaces()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
-            if self.sock.fileno() in ready:
+            ready = poller.poll(None if left is None else left * 1000)
+            if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
+                self.follow_interfaces()
+            if any(found == fd for found, _ in ready):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -318,10 +344,18 @@ class Receiver(_Endpoint):
         See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
         """
         if self.watcher is not None:
-            if not self._wait(_deadline(timeout)):
+            queued = False
+            if self.busy_poll:  # interface news first (a poll that does not wait), then spin
+                queued = self._wait(time.monotonic())
+                spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+                if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
+                    return self._taken(spun)
+            if not queued and not self._wait(_deadline(timeout)):
                 return []
             return self._taken(receive_ready(self.sock, self.buffer, limit))
-        return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
+        return self._taken(
+            receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
+        )
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         """Note the kernel's drop count; keep what arrived where its group was joined."""
