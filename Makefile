@@ -5,15 +5,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NETNS  := scripts/netns-run
-# Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark nftables udpcast uftp
+# Debian packages the tests use; `make system-deps` installs the missing ones. build-essential
+# and python3-dev compile the C extension multicast.core._fastio (without them: ctypes).
+DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark nftables udpcast uftp \
+          build-essential python3-dev
 
 .PHONY: demo routed test lint typecheck unit unit-pure soak bench bench-files system-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/multicast/core/_fastio.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# The extension is optional; where a compiler is, it must have been built.
+	@backend=$$($(BIN)/python -c 'import multicast.core as c; print(c.IO_BACKEND)'); \
+	echo "multicast I/O backend: $$backend"; \
+	if [ "$$backend" != extension ] && command -v cc >/dev/null; then \
+		echo "the C extension did not build (see pip's output: pip install -v -e .)"; exit 1; fi
 	touch $@
 
 system-deps:
@@ -23,7 +30,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(STAMP) system-deps
+demo: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python examples/demo.py
 
 # Multicast across three PIM routers (FRR's pimd): needs root.
@@ -38,19 +45,19 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src examples
 
 # tests/unit and tests/network (pyproject's testpaths), in the namespace.
-unit: $(STAMP) system-deps
+unit: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python -m pytest -m "not soak"
 
 # tests/unit alone, as the calling user, with no namespace and no Debian package.
 unit-pure: $(STAMP)
 	$(BIN)/python -m pytest -m "not soak" tests/unit
 
-test: lint typecheck unit
+test: system-deps lint typecheck unit
 
-soak: $(STAMP) system-deps
+soak: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python -m pytest -m soak
 
-bench: $(STAMP) system-deps
+bench: system-deps $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/run.py
 
@@ -59,4 +66,4 @@ bench-files: $(STAMP) system-deps
 	$(NETNS) $(BIN)/python benchmarks/bench_files.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/multicast/core/_fastio*.so

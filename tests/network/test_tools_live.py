@@ -370,3 +370,17 @@ def test_monitor_counts_match_an_impaired_link(
     # Gaps: each burst has one at the dropped frame and one at the delayed frame.
     assert (*counts, sender.gaps) == (160, 150, 10, 10, 10, 20), sender
     assert report.drops == 0
+
+
+def test_ping_and_pong_in_latency_mode(background: Callable[..., Future[object]]) -> None:
+    """Busy-polling changes when replies are read, never what is counted."""
+    group = "239.6.1.12"
+    with Pong([group], 6114, busy_poll=0.0005) as pong:
+        assert pong.receiver.busy_poll == 0.0005
+        serving = background(pong.serve, duration=LIMIT, count=20)
+        report = run_ping(group, 6114, count=20, interval=0.002, wait=1.0, busy_poll=0.0005)
+        answered = serving.result(timeout=LIMIT)
+    assert (report.sent, report.received) == (20, 20)
+    assert answered.replies == 20  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="busy-poll"):
+        Pong([group], 6114, busy_poll=2.0)

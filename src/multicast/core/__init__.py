@@ -8,7 +8,8 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.datagram`: what a received datagram carries (pure);
 - :mod:`~multicast.core.options`: every socket option, and the bind;
 - :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
-- :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving;
+- :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving, batched
+  by the C extension ``_fastio`` where it is built (:data:`IO_BACKEND` says), else by ctypes;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
 - :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.
@@ -32,6 +33,7 @@ from multicast.core.addresses import (
     split_zone,
     wildcard_host,
 )
+from multicast.core.batch import IO_BACKEND
 from multicast.core.datagram import (
     Datagram,
     Payload,
@@ -82,6 +84,7 @@ from multicast.core.options import (
     request_receive_buffer,
     request_send_buffer,
     set_broadcast,
+    set_busy_poll,
     set_isolation,
     set_loopback,
     set_reuse,
@@ -92,6 +95,7 @@ from multicast.core.options import (
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
+    "IO_BACKEND",
     "MAX_CHANNELS",
     "Channel",
     "Closing",
@@ -147,6 +151,7 @@ __all__ = [
     "send_reply",
     "send_to",
     "set_broadcast",
+    "set_busy_poll",
     "set_isolation",
     "set_loopback",
     "set_reuse",

@@ -43,7 +43,6 @@ from multicast.core.io import (
 from multicast.core.membership import (
     Membership,
     MembershipTable,
-    apply_membership,
     membership_for,
     rejoin,
 )
@@ -52,15 +51,16 @@ from multicast.core.options import (
     enable_receive_metadata,
     new_socket,
     request_receive_buffer,
+    set_busy_poll,
     set_isolation,
     set_loopback,
     set_reuse,
     set_send_interface,
     set_ttl,
 )
-from multicast.core.spread import Slots, SocketLimits
+from multicast.core.spread import Spread
 from multicast.core.watch import InterfaceWatcher
-from multicast.exceptions import SocketOptionError
+from multicast.exceptions import ClosedError
 
 __all__ = [
     "Closing",
@@ -73,9 +73,6 @@ __all__ = [
 ]
 
 _DESTINATIONS_KEPT = 64  # resolved destinations a sender remembers before starting afresh
-# A join refused for these means the socket is full (its count or its option memory): the
-# membership goes to another socket.
-_SOCKET_FULL = frozenset({errno.ENOBUFS, errno.ENOMEM})
 
 
 class Closing(ABC):
@@ -204,9 +201,11 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.watcher: InterfaceWatcher | None = None
         self.drops = 0
-        self.isolated = isolate
-        self.holders: list[socket.socket] = []  # sockets that only hold memberships
-        self.slots = Slots(SocketLimits.of(family))
+        self.spread = Spread(self.sock, self.table, isolated=isolate)
+        self.busy_poll = 0.0
+        """Seconds :meth:`receive_batch` busy-polls before it sleeps (0: it sleeps at once):
+        the latency mode, see :meth:`set_busy_poll`."""
+        self._poller: select.poll | None = None  # the socket and the watcher, once watching
 
     @property
     def port(self) -> int:
@@ -235,9 +234,14 @@ class Receiver(_Endpoint):
         return self.table.not_joined
 
     @property
+    def holders(self) -> list[socket.socket]:
+        """The sockets that only hold memberships this one has no room for."""
+        return self.spread.holders
+
+    @property
     def sockets(self) -> list[socket.socket]:
         """The reading socket, then those holding the memberships it has no room for."""
-        return [self.sock, *self.holders]
+        return self.spread.sockets
 
     def join(
         self,
@@ -269,59 +273,9 @@ class Receiver(_Endpoint):
                 membership = membership_for(self.sock.family, group, interface, source)
                 if before_join is not None:
                     before_join(membership)
-                self._hold(membership)
+                self.spread.hold(membership)
                 joined.append(membership)
         return joined
-
-    def _hold(self, membership: Membership) -> None:
-        """Join ``membership`` on a socket with room for it, making one if need be."""
-        if self.table.holds(membership):  # the kernel of the socket holding it decides
-            apply_membership(self.sockets[self.table.slot_of(membership)], membership, join=True)
-            return
-        while True:
-            slot = self.slots.place(membership)
-            fresh = slot > len(self.holders)
-            holder = self._holder(slot)
-            try:
-                apply_membership(holder, membership, join=True)
-            except SocketOptionError as error:
-                if error.errno not in _SOCKET_FULL or fresh:
-                    self.slots.release(slot, membership)
-                    raise
-                self.slots.full(slot, membership)  # limits not readable: learn them here
-                continue
-            index = membership.interface
-            self.table.add(membership, name_by_index(self.sock, index) if index else None, slot)
-            if slot and self.slots.split(membership):
-                self._move_off_reader(membership)
-            return
-
-    def _move_off_reader(self, membership: Membership) -> None:
-        """Move the memberships of ``membership``'s group (and interface) that the reading
-        socket holds to the others: its own source filter would refuse their sources."""
-        moving = [
-            m
-            for m in self.table.joined
-            if (m.group, m.interface) == (membership.group, membership.interface)
-            and self.table.slot_of(m) == 0
-        ]
-        for held in moving:
-            apply_membership(self.sock, held, join=False)
-            self.table.remove(held)
-            self.slots.release(0, held)
-        for held in moving:
-            self._hold(held)
-
-    def _holder(self, slot: int) -> socket.socket:
-        """The socket of ``slot``: this one for 0, else a holder, made when first needed."""
-        if slot == 0:
-            return self.sock
-        if slot > len(self.holders):
-            if self.isolated:  # the reading socket must now take the holders' groups
-                set_isolation(self.sock, enabled=False)
-                self.table.only_joined = True
-            self.holders.append(new_socket(self.sock.family))
-        return self.holders[slot - 1]
 
     def leave(
         self,
@@ -337,10 +291,7 @@ class Receiver(_Endpoint):
         if waiting is not None:  # its interface went away: the kernel holds nothing
             self.table.remove(waiting)
             return waiting
-        slot = self.table.slot_of(membership)
-        apply_membership(self.sockets[slot], membership, join=False)
-        self.table.remove(membership)
-        self.slots.release(slot, membership)
+        self.spread.leave(membership)
         return membership
 
     def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
@@ -359,7 +310,21 @@ class Receiver(_Endpoint):
         """
         if self.watcher is None:
             self.watcher = InterfaceWatcher()
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+            self._poller.register(self.watcher, select.POLLIN)
         return self.watcher
+
+    def set_busy_poll(self, seconds: float) -> bool:
+        """The latency mode: :meth:`receive_batch` busy-polls ``seconds`` before sleeping, and
+        the kernel is asked to busy-poll the device too (``SO_BUSY_POLL``, see
+        :func:`~multicast.core.options.set_busy_poll`; whether it agreed is returned). A
+        datagram that comes within that time is read without the delay of a wake-up, at the
+        cost of a CPU kept busy meanwhile. 0 turns it off (the default)."""
+        if not 0 <= seconds <= 1:
+            raise ValueError(f"busy-poll time {seconds} s is outside 0-1 s")
+        self.busy_poll = seconds
+        return set_busy_poll(self.sock, round(seconds * 1e6))
 
     def follow_interfaces(self) -> list[Membership]:
         """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
@@ -370,16 +335,21 @@ class Receiver(_Endpoint):
 
     def _wait(self, deadline: float | None) -> bool:
         """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
-        interface changes meanwhile; True if one is queued. The socket's timeout is untouched."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        if self.watcher is not None:
-            poller.register(self.watcher, select.POLLIN)
+        interface changes as they are reported; True if one is queued. The socket's timeout
+        is untouched. One ``poll`` per wake-up watches both the socket and the watcher."""
+        poller = self._poller
+        if poller is None:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+        fd = self.sock.fileno()
+        if fd < 0:  # closed: the poller would watch a number that is no longer this socket
+            raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
-            self.follow_interfaces()
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = [fd for fd, _ in poller.poll(None if left is None else left * 1000)]
-            if self.sock.fileno() in ready:
+            ready = poller.poll(None if left is None else left * 1000)
+            if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
+                self.follow_interfaces()
+            if any(found == fd for found, _ in ready):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -387,8 +357,7 @@ class Receiver(_Endpoint):
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
-        for holder in self.holders:
-            holder.close()
+        self.spread.close()
         super().close()
 
     def _accepted(self, datagram: Datagram) -> bool:
@@ -428,10 +397,18 @@ class Receiver(_Endpoint):
         See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
         """
         if self.watcher is not None:
-            if not self._wait(_deadline(timeout)):
+            queued = False
+            if self.busy_poll:  # interface news first (a poll that does not wait), then spin
+                queued = self._wait(time.monotonic())
+                spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+                if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
+                    return self._taken(spun)
+            if not queued and not self._wait(_deadline(timeout)):
                 return []
             return self._taken(receive_ready(self.sock, self.buffer, limit))
-        return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
+        return self._taken(
+            receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
+        )
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         """Note the kernel's drop count; keep what arrived where its group was joined."""

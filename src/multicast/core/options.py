@@ -27,6 +27,7 @@ __all__ = [
     "request_send_buffer",
     "require_linux",
     "set_broadcast",
+    "set_busy_poll",
     "set_isolation",
     "set_loopback",
     "set_option",
@@ -125,6 +126,25 @@ def set_broadcast(sock: socket.socket, enabled: bool = True) -> None:
     set_option(
         sock, socket.SOL_SOCKET, socket.SO_BROADCAST, int(enabled), f"turn broadcast {state}"
     )
+
+
+def set_busy_poll(sock: socket.socket, microseconds: int) -> bool:
+    """Ask the kernel to busy-poll the device queue for up to ``microseconds`` on a blocking
+    read of ``sock`` (``SO_BUSY_POLL``, Linux); False where it is not permitted or supported.
+
+    It helps only on devices whose driver polls (NAPI), not on ``lo``, and a value above the
+    system's ``net.core.busy_read`` needs ``CAP_NET_ADMIN``: the latency modes of ``ping`` and
+    ``pong`` ask for it and spin in user space as well.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, constants.SO_BUSY_POLL, microseconds)
+    except OSError as error:
+        if error.errno in (errno.EPERM, errno.EACCES, errno.ENOPROTOOPT, errno.EINVAL):
+            return False
+        raise SocketOptionError(
+            error.errno or errno.EINVAL, f"cannot busy-poll: {error.strerror or error}"
+        ) from error
+    return True
 
 
 def enable_receive_metadata(sock: socket.socket) -> None:

@@ -10,7 +10,8 @@ membership table keeps only the channels it joined (see
 its group (``IP_PKTINFO``).
 
 :class:`SocketLimits` reads the limits (the only I/O here); :class:`Slots` is the plain
-bookkeeping of which socket (slot 0: the reading one) holds which membership.
+bookkeeping of which socket (slot 0: the reading one) holds which membership; :class:`Spread`
+makes the joins, the leaves and the extra sockets of one receiver.
 
 >>> slots = Slots(SocketLimits(groups=2, sources=None))
 >>> from multicast.core.addresses import parse_group
@@ -21,15 +22,22 @@ bookkeeping of which socket (slot 0: the reading one) holds which membership.
 
 from __future__ import annotations
 
+import errno
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from multicast.core.membership import Membership
+from multicast.core.interfaces import name_by_index
+from multicast.core.membership import Membership, MembershipTable, apply_membership
+from multicast.core.options import new_socket, set_isolation
+from multicast.exceptions import SocketOptionError
 
-__all__ = ["DEFAULT_MAX_SOURCES", "Slots", "SocketLimits", "read_sysctl"]
+__all__ = ["DEFAULT_MAX_SOURCES", "Slots", "SocketLimits", "Spread", "read_sysctl"]
 
 DEFAULT_MAX_SOURCES = 10  # the kernel's igmp_max_msf default, used where it cannot be read
+# A join refused for these means the socket is full (its count or its option memory): the
+# membership goes to another socket.
+_SOCKET_FULL = frozenset({errno.ENOBUFS, errno.ENOMEM})
 
 
 def read_sysctl(name: str) -> int | None:
@@ -137,3 +145,87 @@ class Slots:
             held[key] -= 1
         else:
             held.pop(key, None)
+
+
+class Spread:
+    """The sockets holding one receiver's memberships: ``reader``, the socket that reads,
+    and the extra ones (:attr:`holders`) made when it has no room left. ``table`` is the
+    receiver's membership table, told which socket holds each membership.
+
+    Once a holder exists, an ``isolated`` reader is opened to every group of its port
+    (``IP_MULTICAST_ALL``) and the table keeps only the channels joined.
+    """
+
+    def __init__(self, reader: socket.socket, table: MembershipTable, *, isolated: bool) -> None:
+        self.reader = reader
+        self.table = table
+        self.isolated = isolated
+        self.holders: list[socket.socket] = []
+        self.slots = Slots(SocketLimits.of(reader.family))
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The reading socket, then the holders, in the order of the table's slots."""
+        return [self.reader, *self.holders]
+
+    def hold(self, membership: Membership) -> None:
+        """Join ``membership`` on a socket with room for it, making one if need be."""
+        table = self.table
+        if table.holds(membership):  # the kernel of the socket holding it decides
+            apply_membership(self.sockets[table.slot_of(membership)], membership, join=True)
+            return
+        while True:
+            slot = self.slots.place(membership)
+            fresh = slot > len(self.holders)
+            try:
+                apply_membership(self._socket(slot), membership, join=True)
+            except SocketOptionError as error:
+                if error.errno not in _SOCKET_FULL or fresh:
+                    self.slots.release(slot, membership)
+                    raise
+                self.slots.full(slot, membership)  # limits not readable: learn them here
+                continue
+            index = membership.interface
+            table.add(membership, name_by_index(self.reader, index) if index else None, slot)
+            if slot and self.slots.split(membership):
+                self._move_off_reader(membership)
+            return
+
+    def leave(self, membership: Membership) -> None:
+        """Leave ``membership`` on the socket that holds it."""
+        slot = self.table.slot_of(membership)
+        apply_membership(self.sockets[slot], membership, join=False)
+        self.table.remove(membership)
+        self.slots.release(slot, membership)
+
+    def close(self) -> None:
+        """Close the holders (the reader is the receiver's)."""
+        for holder in self.holders:
+            holder.close()
+
+    def _move_off_reader(self, membership: Membership) -> None:
+        """Move the memberships of ``membership``'s group (and interface) that the reading
+        socket holds to the others: its own source filter would refuse their sources."""
+        moving = [
+            m
+            for m in self.table.joined
+            if (m.group, m.interface) == (membership.group, membership.interface)
+            and self.table.slot_of(m) == 0
+        ]
+        for held in moving:
+            apply_membership(self.reader, held, join=False)
+            self.table.remove(held)
+            self.slots.release(0, held)
+        for held in moving:
+            self.hold(held)
+
+    def _socket(self, slot: int) -> socket.socket:
+        """The socket of ``slot``: the reader for 0, else a holder, made when first needed."""
+        if slot == 0:
+            return self.reader
+        if slot > len(self.holders):
+            if self.isolated:  # the reading socket must now take the holders' groups
+                set_isolation(self.reader, enabled=False)
+                self.table.only_joined = True
+            self.holders.append(new_socket(self.reader.family))
+        return self.holders[slot - 1]

@@ -35,6 +35,7 @@ from multicast.tools.pacing import parse_rate
 
 __all__ = [
     "Report",
+    "add_busy_poll",
     "add_duration",
     "add_json",
     "add_key",
@@ -70,6 +71,16 @@ def _seconds(text: str) -> float:
     if not (seconds > 0 and math.isfinite(seconds)):
         raise OptionError(f"{text!r} must be a number of seconds above zero")
     return seconds
+
+
+_MAX_BUSY_POLL = 1_000_000  # microseconds: one second of spinning per wait at most
+
+
+def _busy_microseconds(text: str) -> int:
+    number = whole_number(text)
+    if not 0 <= number <= _MAX_BUSY_POLL:
+        raise OptionError(f"busy-poll time {number} µs is outside 0-{_MAX_BUSY_POLL}")
+    return number
 
 
 def _positive(text: str) -> int:
@@ -238,6 +249,18 @@ def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None)
     if len(key) < MIN_KEY_SIZE:
         raise AuthKeyError(f"{where} holds {len(key)} bytes; a key needs at least {MIN_KEY_SIZE}")
     return key
+
+
+def add_busy_poll(parser: argparse.ArgumentParser) -> None:
+    """``--busy-poll MICROSECONDS``: the latency mode (0, the default: off)."""
+    parser.add_argument(
+        "--busy-poll",
+        type=argument_type(_busy_microseconds),
+        default=0,
+        metavar="MICROSECONDS",
+        help="latency mode: before sleeping, poll the socket this long without blocking (and "
+        "ask the kernel for SO_BUSY_POLL): lower round trips for a CPU kept busy (default 0: off)",
+    )
 
 
 def add_duration(parser: argparse.ArgumentParser, help_text: str) -> None:

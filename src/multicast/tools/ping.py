@@ -34,6 +34,7 @@ from multicast.core import (
     parse_group,
     receive_batch,
     send_datagram,
+    set_busy_poll,
 )
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError, UsageError
@@ -50,6 +51,7 @@ from multicast.tools.framing import (
     parse_reply,
 )
 from multicast.tools.options import (
+    add_busy_poll,
     add_json,
     add_key,
     add_sending,
@@ -337,6 +339,7 @@ def run_ping(
     source: str | IPAddress | None = None,
     loopback: bool = True,
     key: bytes | None = None,
+    busy_poll: float = 0.0,
     on_reply: Callable[[Reply], None] | None = None,
     unicast: str | IPAddress | None = None,
 ) -> PingReport:
@@ -345,7 +348,9 @@ def run_ping(
     ``size`` is the probe's UDP payload (default and minimum: the size of a reply). With
     ``unicast`` (a pong's address), each probe to the group goes with one to that address,
     with its own sequence numbers; the report carries both. Ctrl-C ends the run early with
-    a report.
+    a report. ``busy_poll`` seconds is the latency mode (0: off): each wait for replies
+    first polls that long without sleeping (and the socket asks the kernel for
+    ``SO_BUSY_POLL``), so a reply is taken without a wake-up's delay.
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
@@ -361,7 +366,7 @@ def run_ping(
         direct = Prober(ttl=_UNICAST_TTL, size=size, key=key)
     check_payload_size(parsed.family, size)
     check_limits(None, count)
-    for name, value in (("interval", interval), ("wait", wait)):
+    for name, value in (("interval", interval), ("wait", wait), ("busy-poll", busy_poll)):
         if not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} {value} must be a number of seconds, zero or more")
     interrupted = False
@@ -373,6 +378,8 @@ def run_ping(
         source=source,
     ) as out:
         buffer = bytearray(MAX_DATAGRAM)
+        if busy_poll:
+            set_busy_poll(out.sock, round(busy_poll * 1e6))
         start = time.monotonic()
         pacer = Pacer(1 / interval if interval > 0 else None, start=start)
         deadline = math.inf
@@ -389,7 +396,9 @@ def run_ping(
                         deadline = time.monotonic() + wait
                     continue
                 due = pacer.delay(now) if prober.sent < count else deadline - now
-                replies = receive_batch(out.sock, buffer, DRAIN_LIMIT, min(due, 1.0))
+                replies = receive_batch(
+                    out.sock, buffer, DRAIN_LIMIT, min(due, 1.0), spin=busy_poll
+                )
                 arrived = time.monotonic()
                 for datagram in replies:
                     taker = prober
@@ -473,6 +482,7 @@ class PingTool:
             metavar="BYTES",
             help="UDP payload of each probe (default and minimum: the size of a reply)",
         )
+        add_busy_poll(parser)
         add_key(parser)
         add_json(parser)
 
@@ -492,6 +502,7 @@ class PingTool:
             source=source,
             loopback=not args.no_loopback,
             key=key_of(args),
+            busy_poll=args.busy_poll / 1e6,
             on_reply=_print_reply if live() and not args.json else None,
             unicast=args.unicast,
         )

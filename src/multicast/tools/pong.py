@@ -35,6 +35,7 @@ from multicast.core.datagram import SocketAddress
 from multicast.tools.common import Joined, Progress, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
+    add_busy_poll,
     add_duration,
     add_json,
     add_key,
@@ -194,7 +195,8 @@ _SEND_REFUSALS = frozenset(
 
 class Pong(Joined):
     """A joined reflector that sends what its :attr:`answerer` decides; open it before
-    probes are sent."""
+    probes are sent. ``busy_poll`` seconds is the latency mode (0: off): each wait for a probe
+    first polls that long without sleeping."""
 
     def __init__(
         self,
@@ -206,16 +208,19 @@ class Pong(Joined):
         key: bytes | None = None,
         responder: int | None = None,
         ttl: int | None = None,
+        busy_poll: float = 0.0,
     ) -> None:
         answerer = Answerer(key, responder)  # checks the key before joining
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
         self.answerer = answerer
-        if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
-            try:
+        try:
+            if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
                 set_unicast_ttl(self.receiver.sock, ttl)
-            except BaseException:
-                self.close()
-                raise
+            if busy_poll:  # the latency mode: see Receiver.set_busy_poll
+                self.receiver.set_busy_poll(busy_poll)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def responder(self) -> int:
@@ -283,15 +288,25 @@ def run_pong(
     ttl: int | None = None,
     duration: float | None = None,
     count: int | None = None,
+    busy_poll: float = 0.0,
     on_ready: Callable[[Pong], None] | None = None,
     on_probe: Callable[[Datagram], None] | None = None,
 ) -> PongReport:
     """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C.
 
-    ``ttl`` is the replies' TTL (IPv6 hop limit); ``on_ready`` is called once joined, before
-    the first probe is read, and ``on_probe`` with each probe answered.
+    ``ttl`` is the replies' TTL (IPv6 hop limit); ``busy_poll`` seconds the latency mode (see
+    :class:`Pong`); ``on_ready`` is called once joined, before the first probe is read, and
+    ``on_probe`` with each probe answered.
     """
-    with Pong(groups, port, interfaces=interfaces, sources=sources, key=key, ttl=ttl) as pong:
+    with Pong(
+        groups,
+        port,
+        interfaces=interfaces,
+        sources=sources,
+        key=key,
+        ttl=ttl,
+        busy_poll=busy_poll,
+    ) as pong:
         if on_ready is not None:
             on_ready(pong)
         return pong.serve(duration=duration, count=count, on_probe=on_probe)
@@ -311,6 +326,7 @@ class PongTool:
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
+        add_busy_poll(parser)
         add_key(parser)
         add_json(parser)
 
@@ -334,6 +350,7 @@ class PongTool:
             ttl=args.ttl,
             duration=args.duration,
             count=args.count or None,
+            busy_poll=args.busy_poll / 1e6,
             on_ready=_print_ready if live() and not args.json else None,
             on_probe=probed,
         )
