@@ -100,7 +100,12 @@ def test_monitor_counts_an_iperf_stream_as_iperf_server_does() -> None:
     (flow,) = report.senders
     assert flow.payload == "iperf"
     assert total == 401  # 400 datagrams and the final one
-    assert (flow.lost, flow.unique + flow.lost) == (lost, total)
+    # The same datagrams arrived; iperf2 knows the total from its client's header, the monitor
+    # only up to the highest sequence number seen: a lost tail (the final datagram, on a
+    # loaded machine) is iperf2's loss only.
+    assert flow.last_sequence is not None
+    tail = total - flow.last_sequence
+    assert (flow.unique, flow.lost + tail) == (total - lost, lost), (flow, report.drops)
     assert (flow.duplicates, flow.reordered, report.datagrams) == (0, 0, total - lost)
     assert lost > 0, "nftables dropped nothing: the comparison proves little"
 

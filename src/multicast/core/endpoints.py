@@ -354,6 +354,13 @@ class Receiver(_Endpoint):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a datagram is queued (``timeout`` seconds at most; None: no limit),
+        following interface changes meanwhile; whether one is. Nothing is read: a loop that
+        must not be interrupted between reading and using what it read waits here first,
+        then takes what is queued with :meth:`receive_ready`."""
+        return self._wait(_deadline(timeout))
+
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()

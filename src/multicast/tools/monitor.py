@@ -11,17 +11,19 @@ live view) and the alarms, :mod:`multicast.tools.monitor_output`'s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from multicast.core import Channel, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
-from multicast.tools.common import Joined, check_limits
+from multicast.tools.common import DRAIN_LIMIT, Joined, check_limits
 from multicast.tools.monitor_output import (
     Alarms,
     CsvOutput,
@@ -171,11 +173,17 @@ class Monitor(Joined):
             self.receiver.leave(membership.group, membership.interface or None, membership.source)
 
     def _take(self, timeout: float, limit: int | None) -> None:
-        ready = self.ready(timeout, limit)
-        arrived = time.time_ns()
-        account = self.tally.account
-        for datagram in ready:
-            account(datagram, arrived)
+        """Wait up to ``timeout`` seconds, then read and count what is queued (``limit`` at
+        most). Ctrl-C (or SIGTERM) interrupts the wait, but waits for the count of what was
+        read: the report never misses a datagram taken from the socket."""
+        if not self.receiver.wait(max(0.0, timeout)):
+            return
+        with _signals_held():
+            ready = self.receiver.receive_ready(DRAIN_LIMIT if limit is None else limit)
+            arrived = time.time_ns()
+            account = self.tally.account
+            for datagram in ready:
+                account(datagram, arrived)
 
     def run(
         self,
@@ -236,6 +244,20 @@ class Monitor(Joined):
         for output in outputs:
             output.final(report)
         return report
+
+
+_HELD = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from this thread meanwhile: one that comes is handled
+    (as KeyboardInterrupt, or the command line's Terminated) just after."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def run_monitor(
