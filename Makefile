@@ -4,26 +4,36 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 NETNS  := scripts/netns-run
-# Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute
+ACCEPTANCE := ../shared/acceptance
+# Debian packages: what scripts/netns-run and the test bed need (the demo needs only these),
+# and what the tests use besides. `make system-deps` installs the missing ones.
+DEMO_DEBS := iproute2 util-linux
+DEBS   := $(DEMO_DEBS) socat iperf sockperf smcroute nftables
 
-.PHONY: demo test lint typecheck unit unit-pure soak bench system-deps clean
+.PHONY: demo demo-deps test lint typecheck unit unit-pure acceptance acceptance-present soak bench \
+	system-deps clean
 
-$(STAMP): pyproject.toml
+# The package alone (runtime dependencies): enough for the demo.
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The package with the test tools.
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@scripts/system-deps $(DEBS)
 
-demo: $(STAMP) system-deps
+demo-deps:
+	@scripts/system-deps $(DEMO_DEBS)
+
+demo: $(RUNTIME) demo-deps
 	$(NETNS) $(BIN)/python examples/demo.py
 
 lint: $(STAMP)
@@ -42,6 +52,16 @@ unit-pure: $(STAMP)
 	$(BIN)/python -m pytest -m "not soak" tests/unit
 
 test: lint typecheck unit
+
+# The reference documents' examples, verbatim, from ../shared/acceptance beside the clone
+# (not part of `make test`: a clone has nothing beside it).
+acceptance: acceptance-present $(STAMP) system-deps
+	$(NETNS) $(BIN)/python -m pytest tests/acceptance
+
+acceptance-present:
+	@[ -d $(ACCEPTANCE) ] || { \
+		echo "acceptance: $(ACCEPTANCE) is not beside this repository: no examples to run" >&2; \
+		exit 1; }
 
 soak: $(STAMP) system-deps
 	$(NETNS) $(BIN)/python -m pytest -m soak
