@@ -9,6 +9,7 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.options`: every socket option, and the bind;
 - :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
 - :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving;
+- :mod:`~multicast.core.hostscope`: TTL 0 kept on this host, whatever the kernel would do;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.
 """
