@@ -19,6 +19,7 @@ from typing import Self, TypedDict, Unpack
 from multicast.core import constants
 from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
 from multicast.core.datagram import Datagram, Payload, SocketAddress
+from multicast.core.hostscope import release
 from multicast.core.interfaces import (
     Interface,
     InterfaceSpec,
@@ -141,6 +142,7 @@ class _Endpoint(Closing):
 
     def close(self) -> None:
         self.sock.close()
+        release(self.sock)  # the guards that kept its TTL-0 datagrams on this host
 
 
 def _deadline(timeout: float | None) -> float | None:
