@@ -67,10 +67,11 @@ def test_system_deps_tells_a_user_what_to_run_instead(tmp_path: Path) -> None:
 
 
 def copy_of_the_project(tmp_path: Path) -> Path:
-    """The Makefile, pyproject.toml, .ci/ and scripts/ in a folder with nothing beside it."""
+    """The Makefile, the build files, .ci/ and scripts/ in a folder with nothing beside it."""
     clone = tmp_path / "alone" / "clone"
     clone.mkdir(parents=True)
-    for name in ("Makefile", "pyproject.toml"):
+    for name in ("Makefile", "pyproject.toml", "setup.py", "src/multicast/core/_fastio.c"):
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPOSITORY / name, clone / name)
     for folder in (".ci", "scripts"):
         shutil.copytree(REPOSITORY / folder, clone / folder)
@@ -83,7 +84,7 @@ def test_demo_installs_only_what_the_demo_uses(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "pip install --quiet -e ." in done.stdout
     assert "[test]" not in done.stdout
-    assert "scripts/system-deps iproute2 util-linux\n" in done.stdout
+    assert "scripts/system-deps iproute2 util-linux build-essential python3-dev\n" in done.stdout
 
 
 def test_make_test_needs_nothing_beside_the_clone(tmp_path: Path) -> None:
