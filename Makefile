@@ -4,18 +4,25 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 NETNS  := scripts/netns-run
-# Debian packages the tests use; `make system-deps` installs the missing ones. build-essential
-# and python3-dev compile the C extension multicast.core._fastio (without them: ctypes).
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute frr tshark nftables udpcast uftp \
-          build-essential python3-dev
+ACCEPTANCE := ../shared/acceptance
+# Debian packages. The demo needs only what scripts/netns-run and the test bed use, and a C
+# compiler with Python's headers for the extension multicast.core._fastio (without them the
+# package uses ctypes); the tests use more; the benchmarks' references more again.
+# `make system-deps` installs the missing ones.
+DEMO_DEBS  := iproute2 util-linux build-essential python3-dev
+DEBS       := $(DEMO_DEBS) socat iperf smcroute nftables frr tshark
+BENCH_DEBS := $(DEBS) sockperf udpcast uftp
 
-.PHONY: demo routed test lint typecheck unit unit-pure soak bench bench-files system-deps clean
+.PHONY: demo demo-deps routed test lint typecheck unit unit-pure acceptance acceptance-present \
+	soak bench bench-files bench-deps system-deps clean
 
-$(STAMP): pyproject.toml setup.py src/multicast/core/_fastio.c
+# The package alone (runtime dependencies, the C extension built): enough for the demo.
+$(RUNTIME): pyproject.toml setup.py src/multicast/core/_fastio.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	@# The extension is optional; where a compiler is, it must have been built.
 	@backend=$$($(BIN)/python -c 'import multicast.core as c; print(c.IO_BACKEND)'); \
 	echo "multicast I/O backend: $$backend"; \
@@ -23,18 +30,25 @@ $(STAMP): pyproject.toml setup.py src/multicast/core/_fastio.c
 		echo "the C extension did not build (see pip's output: pip install -v -e .)"; exit 1; fi
 	touch $@
 
-system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+# The package with the test tools.
+$(STAMP): $(RUNTIME)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
 
-demo: system-deps $(STAMP)
+system-deps:
+	@scripts/system-deps $(DEBS)
+
+demo-deps:
+	@scripts/system-deps $(DEMO_DEBS)
+
+bench-deps:
+	@scripts/system-deps $(BENCH_DEBS)
+
+demo: demo-deps $(RUNTIME)
 	$(NETNS) $(BIN)/python examples/demo.py
 
 # Multicast across three PIM routers (FRR's pimd): needs root.
-routed: $(STAMP) system-deps
+routed: system-deps $(RUNTIME)
 	$(NETNS) $(BIN)/python examples/routed.py
 
 lint: $(STAMP)
@@ -54,14 +68,24 @@ unit-pure: $(STAMP)
 
 test: system-deps lint typecheck unit
 
+# The reference documents' examples, verbatim, from ../shared/acceptance beside the clone
+# (not part of `make test`: a clone has nothing beside it).
+acceptance: acceptance-present system-deps $(STAMP)
+	$(NETNS) $(BIN)/python -m pytest tests/acceptance
+
+acceptance-present:
+	@[ -d $(ACCEPTANCE) ] || { \
+		echo "acceptance: $(ACCEPTANCE) is not beside this repository: no examples to run" >&2; \
+		exit 1; }
+
 soak: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python -m pytest -m soak
 
-bench: system-deps $(STAMP)
+bench: bench-deps $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/run.py
 
-bench-files: $(STAMP) system-deps
+bench-files: bench-deps $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/bench_files.py
 

@@ -24,17 +24,26 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
 from multicast import defaults
-from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
+from multicast.cliargs import (
+    HelpFormatter,
+    Tool,
+    add_mode_flags,
+    check_sources,
+    chosen_groups,
+    mtool,
+)
 from multicast.env import load_config
 from multicast.exceptions import MulticastError, Terminated, UsageError
 from multicast.exitcodes import exit_on_exception, get_exit_code_from_exception, system_exit_code
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
+from multicast.skt import DEFAULT_TIMEOUT
 
 __all__ = [
     "TASK_OPTIONS",
@@ -66,12 +75,19 @@ class McastNope(mtool):
 
 
 class McastRecvHearDispatch(mtool):
-    """RECV and HEAR: receive (RECV, or HEAR without ``--daemon``) or serve (``--daemon``)."""
+    """RECV and HEAR: receive (RECV, or HEAR without ``--daemon``) or serve (``--daemon``).
+
+    ``command`` (``RECV`` or ``HEAR``, default :attr:`__proc__`) names the command in the
+    messages it logs.
+    """
 
     __module__ = "multicast.__main__"
     __proc__ = "HEAR"
     __prologue__ = "Receive datagrams, or with --daemon answer each one (the echo server)."
     __epilogue__ = "Without --daemon, HEAR receives like RECV, as in the reference."
+
+    def __init__(self, command: str | None = None) -> None:
+        self.command = command or str(self.__proc__)
 
     @classmethod
     def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
@@ -97,22 +113,88 @@ class McastRecvHearDispatch(mtool):
             return McastHEAR().doStep(**kwargs)
         if kwargs.get("allow_stop"):
             raise UsageError("--allow-stop needs --daemon: only the echo server can be stopped")
-        return McastRECV().doStep(**kwargs)
+        receiver = McastRECV()
+        result = receiver.doStep(**kwargs)
+        if not result[0]:
+            count, timeout = kwargs.get("count"), kwargs.get("timeout")
+            wanted = "any" if count == 0 else str(1 if count is None else count)
+            seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+            _logger.info(
+                "%s: %d of %s datagrams arrived within %g s each",
+                self.command,
+                receiver.received,
+                wanted,
+                seconds,
+            )
+        return result
 
 
 TASK_OPTIONS: dict[str, mtool] = {
     "NOOP": McastNope(),
-    "RECV": McastRecvHearDispatch(),
+    "RECV": McastRecvHearDispatch("RECV"),
     "SAY": McastSAY(),
-    "HEAR": McastRecvHearDispatch(),
+    "HEAR": McastRecvHearDispatch("HEAR"),
 }
 """The built-in commands: name -> tool."""
 
-_COMMAND_HELP = {
-    "HEAR": "receive like RECV; with --daemon, answer every datagram (the echo server)",
-    "NOOP": "do nothing",
-    "RECV": "receive datagrams from groups",
-    "SAY": "send a message or standard input to groups",
+_USAGE_CODES = "64 usage error (a bad option or value: one line says which)"
+_SIGNAL_CODES = "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)"
+
+
+@dataclass(frozen=True)
+class _Page:
+    """The help of a built-in command: one line for the list, what it does, an example."""
+
+    line: str
+    description: str
+    examples: str
+    exit_codes: str
+    mode_flags: bool = False  # --use-std and --daemon mean something for it
+
+    def epilog(self) -> str:
+        codes = f"exit codes: {self.exit_codes}; {_USAGE_CODES}; {_SIGNAL_CODES}"
+        return f"examples:\n{self.examples}\n\n{codes}"
+
+
+_PAGES = {
+    "SAY": _Page(
+        "send a message, or standard input, to groups",
+        "Send -m/--message (its words joined by spaces) as one datagram to each group, or with "
+        "--pipe standard input in datagrams of MULTICAST_BUFFER_SIZE bytes (default 1316). "
+        "--ttl 0 keeps the datagrams on this host.",
+        "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
+        "  printf 'STOP' | multicast SAY --group 239.1.2.3 --port 5000 --pipe\n"
+        "  multicast SAY --group ff02::1%eth0 --port 5000 --ttl 1 -m on eth0's link",
+        "0 sent; 2 the system refused (no route to the group, say); "
+        "65 a message too large for one datagram",
+    ),
+    "RECV": _Page(
+        "receive datagrams from groups and print them",
+        "Join the groups (--group, --groups; default the MULTICAST_GROUPS) on --port and wait "
+        "up to --timeout seconds for each of --count datagrams. Each datagram is printed as "
+        "one line with --use-std, or when standard output is a terminal. With --daemon, RECV "
+        "is the echo server of HEAR (as in the reference).",
+        "  multicast --use-std RECV --group 239.1.2.3 --port 5000 --count 0 --timeout 0\n"
+        "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m hello",
+        "0 every datagram asked for arrived (--count 0: at least one); "
+        "70 fewer arrived in time; 2 the system refused (the port is taken, say); "
+        "141 standard output closed",
+        mode_flags=True,
+    ),
+    "HEAR": _Page(
+        "the echo server (with --daemon): answer every datagram to its sender",
+        "The echo server: with --daemon, join the groups on --port and answer every datagram "
+        "to its sender "
+        "with 'HEAR [ TEXT SAID (host, port) ] from GROUP', never larger than the datagram, "
+        "until interrupted; with --allow-stop a datagram containing STOP ends it. Without "
+        "--daemon, HEAR receives one datagram like RECV (as in the reference).",
+        "  multicast --daemon HEAR --group 239.1.2.3 --port 5000 --allow-stop\n"
+        "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m STOP",
+        "0 stopped by an allowed STOP (without --daemon: a datagram arrived); "
+        "70 without --daemon, nothing arrived in time; 2 the system refused",
+        mode_flags=True,
+    ),
+    "NOOP": _Page("do nothing", "Do nothing, successfully.", "  multicast NOOP", "0 always"),
 }
 
 
@@ -134,19 +216,38 @@ class McastDispatch(mtool):
 
     __module__ = "multicast.__main__"
     __proc__ = "multicast"
-    __prologue__ = "The Main Entrypoint."
-    __epilogue__ = "Called from the command line, this main component handles the CLI dispatch."
+    __prologue__ = (
+        "Send, receive and measure IP multicast, IPv4 and IPv6: SAY sends, RECV receives, "
+        "HEAR --daemon answers (the echo server); stream, monitor, ping, pong and doctor "
+        "measure and check. Each command has its own --help."
+    )
+    __epilogue__ = (
+        "examples (two terminals):\n"
+        "  multicast --use-std RECV --group 239.1.2.3 --port 5000 --count 0 --timeout 0\n"
+        "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
+        "  multicast doctor\n\n"
+        "exit codes: 0 success; 2 the system refused; 64 usage error; 65 bad data; "
+        "70 the command did not succeed; 130 interrupted; 141 standard output closed; "
+        "143 terminated; a tool's own (see its --help). Every error is one line on standard "
+        "error."
+    )
 
     @classmethod
     def setupArgs(cls, parser: Any) -> None:
         """One subparser per built-in command and per contributed tool (``parser`` is the
         subparsers action)."""
         for name, task in sorted(TASK_OPTIONS.items()):
+            page = _PAGES[name]
             sub = parser.add_parser(
-                name, help=_COMMAND_HELP[name], description=type(task).__prologue__
+                name,
+                help=page.line,
+                description=page.description,
+                epilog=page.epilog(),
+                formatter_class=HelpFormatter,
             )
             type(task).setupArgs(sub)
-            add_mode_flags(sub, default=argparse.SUPPRESS)
+            if page.mode_flags:
+                add_mode_flags(sub, default=argparse.SUPPRESS)
         for name, tool in sorted(contributed_tools().items()):
             parser.add_parser(
                 name, help=tool.help, description=tool.help, add_arguments=tool.add_arguments
@@ -163,9 +264,21 @@ class McastDispatch(mtool):
         return TASK_OPTIONS[tool](**kwargs)
 
     def doStep(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
-        """Parse ``args[0]`` (a list of strings) and run it: ``(exit_code, result)``."""
+        """Parse ``args[0]`` (a list of strings) and run it: ``(exit_code, result)``.
+
+        A usage error is printed as one line on standard error and returned as
+        ``(64, (False, that line))``, as :func:`main` returns it; other errors propagate.
+        """
+        try:
+            return self._run(args[0] if args else None)
+        except UsageError as error:
+            line = _error_line(error)
+            print(line, file=sys.stderr)
+            return get_exit_code_from_exception(error), (False, line)
+
+    def _run(self, argv: Sequence[str] | None) -> tuple[int, Any]:
         parser = self.buildArgs(None)
-        arguments = parser.parse_args(self.checkToolArgs(args[0] if args else None))
+        arguments = parser.parse_args(self.checkToolArgs(argv))
         command: str | None = arguments.cmd_tool
         if command is None:
             parser.print_help()
@@ -242,6 +355,10 @@ def _process_settings() -> Iterator[None]:
     level = _logger.level
     _logger.addHandler(handler)
     _logger.setLevel(logging.INFO)
+    # RECV's own INFO lines are the reference's ("Success"): the dispatcher reports instead.
+    receiving = logging.getLogger("multicast.recv")
+    receiving_level = receiving.level
+    receiving.setLevel(logging.WARNING)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
@@ -251,6 +368,7 @@ def _process_settings() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
         _logger.removeHandler(handler)
         _logger.setLevel(level)
+        receiving.setLevel(receiving_level)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,9 @@ and :class:`~multicast.exceptions.MessageSizeError` names the size.
 ``--pipe`` reads standard input as **bytes** and sends it in datagrams of
 ``MULTICAST_BUFFER_SIZE`` bytes (default 1316), the last one shorter; empty input sends
 nothing. The bytes go out unchanged, so a multi-byte UTF-8 character may be split across two
-datagrams (RECV then shows each half escaped).
+datagrams (RECV then shows each half escaped). A ``sys.stdin`` without ``.buffer`` (a text
+stream such as ``io.StringIO``, as a program may set) is read as text and sent as UTF-8,
+cut the same way.
 
 Minimal Acceptance Testing:
 
@@ -34,13 +36,32 @@ from multicast.recv import requested_groups
 
 __module__ = "multicast"  # the value the reference documents for this module
 
-__all__ = ["McastSAY", "chunks"]
+__all__ = ["McastSAY", "chunks", "text_chunks"]
 
 
 def chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
     """``stream`` cut into pieces of ``size`` bytes (the last one shorter) until its end."""
     while piece := stream.read(size):
         yield piece
+
+
+def text_chunks(stream: IO[str], size: int) -> Iterator[bytes]:
+    """A text ``stream`` as UTF-8, cut into pieces of ``size`` bytes like :func:`chunks`."""
+    pending = b""
+    while text := stream.read(size):
+        pending += text.encode()
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending:
+        yield pending
+
+
+def _standard_input(size: int) -> Iterator[bytes]:
+    """Standard input in pieces of ``size`` bytes: its bytes, or its text as UTF-8 when it
+    has no ``.buffer``."""
+    binary = getattr(sys.stdin, "buffer", None)
+    return chunks(binary, size) if binary is not None else text_chunks(sys.stdin, size)
 
 
 def _payload(data: object) -> bytes:
@@ -108,7 +129,7 @@ class McastSAY(mtool):
             interface=kwargs.get("iface"),
         ) as sender:
             if data == ["-"]:
-                for piece in chunks(sys.stdin.buffer, defaults._MCAST_DEFAULT_BUFFER_SIZE):
+                for piece in _standard_input(defaults._MCAST_DEFAULT_BUFFER_SIZE):
                     for group in groups:
                         sender.send(piece, group, port)
             else:

@@ -10,6 +10,7 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
 - :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving, batched
   by the C extension ``_fastio`` where it is built (:data:`IO_BACKEND` says), else by ctypes;
+- :mod:`~multicast.core.hostscope`: TTL 0 kept on this host, whatever the kernel would do;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
 - :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.

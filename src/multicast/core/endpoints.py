@@ -26,6 +26,7 @@ from multicast.core.addresses import (
     parse_group,
 )
 from multicast.core.datagram import Datagram, Payload, SocketAddress
+from multicast.core.hostscope import release
 from multicast.core.interfaces import (
     Interface,
     InterfaceSpec,
@@ -147,6 +148,7 @@ class _Endpoint(Closing):
 
     def close(self) -> None:
         self.sock.close()
+        release(self.sock)  # the guards that kept its TTL-0 datagrams on this host
 
 
 def _deadline(timeout: float | None) -> float | None:

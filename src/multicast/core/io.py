@@ -8,7 +8,9 @@ on Linux :func:`receive_ready` and :func:`receive_batch` take every queued datag
 A destination is resolved once: :func:`destination` turns a group (with an IPv6 ``%zone``)
 or an address into the ``sendto`` address, which :func:`send_to` and :func:`send_many_to`
 then use as it is; an answer goes to a datagram's source by its arrival interface
-(:func:`send_reply`), never by a name looked up again. A refused send raises
+(:func:`send_reply`), never by a name looked up again. A datagram to a group from a socket
+whose TTL is 0 stays on this host (:func:`~multicast.core.hostscope.keep_on_host`, before
+each send). A refused send raises
 :class:`~multicast.exceptions.SendError` with the kernel's ``errno``; a socket that would
 block (or whose timeout passed) raises :class:`BlockingIOError` (:class:`TimeoutError`) as
 always.
@@ -34,6 +36,7 @@ from multicast.core.datagram import (
     parse_ancillary,
     reply_address,
 )
+from multicast.core.hostscope import keep_on_host
 from multicast.core.interfaces import zone_index
 from multicast.exceptions import SendError
 
@@ -78,6 +81,8 @@ def send_to(sock: socket.socket, payload: Payload, where: SocketAddress) -> int:
     """Send one datagram to a resolved :func:`destination`; returns the bytes sent."""
     if len(payload) > _ALWAYS_FITS:  # only then the family matters (reading it costs)
         check_payload_size(sock.family, len(payload))
+    if not keep_on_host(sock, where):  # TTL 0, loopback off: it would reach no one
+        return len(payload)
     try:
         return sock.sendto(payload, where)
     except (BlockingIOError, TimeoutError):  # not refused: not sent yet
@@ -106,6 +111,8 @@ def send_many_to(sock: socket.socket, payloads: Iterable[Payload], where: Socket
     advanced up to a batch ahead of what was sent, so one that paces its payloads should be
     sent one call per payload instead.
     """
+    if not keep_on_host(sock, where):  # TTL 0, loopback off: it would reach no one
+        return sum(1 for _ in payloads)
     if batch.AVAILABLE and not sock.gettimeout():  # blocking or non-blocking, no timeout
         name = batch.encode_address(sock.family, where)
         if name is not None:

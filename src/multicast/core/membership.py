@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,8 @@ __all__ = [
     "membership_for",
     "rejoin",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class _SockaddrStorage(ctypes.Structure):
@@ -324,8 +327,12 @@ def membership_for(
     return Membership(group, index, source_address)
 
 
-def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> None:
-    """Join (or leave) ``membership`` on ``sock``: one ``setsockopt``."""
+def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> bool:
+    """Join (or leave) ``membership`` on ``sock``: one ``setsockopt``.
+
+    Joining what the socket has already joined is no error: it is logged (debug) and False
+    returned; otherwise True.
+    """
     require_linux("group membership through MCAST_JOIN_GROUP")
     request: ctypes.Structure
     if membership.source is None:
@@ -339,7 +346,14 @@ def apply_membership(sock: socket.socket, membership: Membership, *, join: bool)
             _sockaddr(membership.source),
         )
     verb = "join" if join else "leave"
-    set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
+    try:
+        set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
+    except SocketOptionError as error:
+        if not (join and error.errno == errno.EADDRINUSE):
+            raise
+        logger.debug("%s is already joined on this socket", membership)
+        return False
+    return True
 
 
 def join_group(
@@ -380,9 +394,9 @@ def join_all(
     for group in groups:
         for source in wanted:
             membership = membership_for(sock.family, group, interface, source)
-            apply_membership(sock, membership, join=True)
-            index = membership.interface
-            table.add(membership, name_by_index(sock, index) if index else None)
+            if apply_membership(sock, membership, join=True) or membership not in table.joined:
+                index = membership.interface
+                table.add(membership, name_by_index(sock, index) if index else None)
             joined.append(membership)
     return joined
 
@@ -427,10 +441,9 @@ def rejoin(
     joined: list[Membership] = []
     for waiting, fresh in table.due(index_of):
         try:
-            apply_membership(holder(waiting), fresh, join=True)
-        except SocketOptionError as error:
-            if error.errno != errno.EADDRINUSE:  # e.g. no route to the group yet
-                continue
+            apply_membership(holder(waiting), fresh, join=True)  # joined already: fine
+        except SocketOptionError:  # e.g. no route to the group yet
+            continue
         table.restore(waiting, fresh)
         joined.append(fresh)
     return joined
