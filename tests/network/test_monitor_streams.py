@@ -81,7 +81,7 @@ def test_json_lines_detect_rtp_and_mpegts_with_their_losses() -> None:
     assert sum(o["datagrams"] for o in objects[:-1]) == 10
     final = objects[-1]
     flows = {flow["payload"]: flow for flow in final["senders"]}
-    assert flows["rtp"]["stream"] == "c0ffee"
+    assert flows["rtp"]["stream"] == "00c0ffee"
     assert (flows["rtp"]["received"], flows["rtp"]["lost"]) == (6, 1)
     assert (flows["mpegts"]["received"], flows["mpegts"]["lost"]) == (28, 7)
     assert flows["mpegts"]["pids"] == {

@@ -57,7 +57,7 @@ def test_stream_to_monitor_with_json() -> None:
     }
     assert report["schema"] == "multicast.monitor/1"
     (sender,) = report["senders"]
-    assert (sender["stream"], sender["payload"]) == (stream_report["sender"].lstrip("0"), "frames")
+    assert (sender["stream"], sender["payload"]) == (stream_report["sender"], "frames")
 
 
 def udp_datagrams_read() -> int:

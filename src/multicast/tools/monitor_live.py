@@ -18,6 +18,7 @@ from rich.text import Text
 
 from multicast.tools.monitor_output import Output
 from multicast.tools.monitor_report import IntervalReport, MonitorReport, wall_clock
+from multicast.tools.payloads import stream_text
 from multicast.tools.tally import Flow, Tally
 
 __all__ = ["LiveView", "render", "sparkline"]
@@ -82,7 +83,7 @@ def render(
                 flow.group,
                 flow.source,
                 flow.port,
-                None if flow.stream is None else f"{flow.stream:x}",
+                stream_text(flow.kind, flow.stream),
             )
         )
         bits = float(str(now["bits_per_second"])) if now else 0.0
@@ -92,7 +93,7 @@ def render(
         table.add_row(
             flow.group,
             f"{flow.source}:{flow.port}",
-            flow.kind.value if flow.stream is None else f"{flow.kind.value} {flow.stream:x}",
+            f"{flow.kind.value} {stream_text(flow.kind, flow.stream) or ''}".rstrip(),
             f"{bits / 1e6:.3f}",
             f"{pps:.0f}",
             str(flow.lost),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
-from multicast.tools.payloads import NANOSECONDS
+from multicast.tools.payloads import NANOSECONDS, Kind, stream_text
 from multicast.tools.stats import DelayHistogram
 from multicast.tools.tally import Flow, FlowKey, Tally, Totals
 
@@ -163,9 +163,17 @@ class FlowReport:
         return self.bytes * 8 * self.datagrams_per_second / self.datagrams if self.datagrams else 0
 
     @property
+    def stream_text(self) -> str | None:
+        """The stream id as reports write it (see :func:`payloads.stream_text`)."""
+        if self.stream is None or self.payload == "undecided":
+            return None
+        return stream_text(Kind(self.payload), self.stream)
+
+    @property
     def name(self) -> str:
         """How the text report names the flow."""
-        stream = "" if self.stream is None else f" {self.payload} {self.stream:x}"
+        text = self.stream_text
+        stream = "" if text is None else f" {self.payload} {text}"
         payload = "" if self.stream is not None else f" {self.payload}"
         return f"{self.source}:{self.port} -> {self.group}{stream}{payload}"
 
@@ -175,7 +183,7 @@ class FlowReport:
             "source": self.source,
             "port": self.port,
             "payload": self.payload,
-            "stream": None if self.stream is None else f"{self.stream:x}",
+            "stream": self.stream_text,
             "datagrams": self.datagrams,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 6),
@@ -541,7 +549,7 @@ class Intervals:
                         "source": flow.source,
                         "port": flow.port,
                         "payload": flow.kind.value,
-                        "stream": None if flow.stream is None else f"{flow.stream:x}",
+                        "stream": stream_text(flow.kind, flow.stream),
                         "datagrams": change[0],
                         "bytes": change[5],
                         "bits_per_second": round(change[5] * 8 / span, 3) if span > 0 else 0,

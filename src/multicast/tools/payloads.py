@@ -48,6 +48,7 @@ __all__ = [
     "Stamps",
     "TransportStreamStamps",
     "reader_for",
+    "stream_text",
     "unwrap",
 ]
 
@@ -91,6 +92,18 @@ class PayloadReader(Protocol):
         """The stamps (none, for a payload that places nothing in a stream), or why the
         payload is refused. A ``truncated`` payload was cut by a small receive buffer."""
         ...
+
+
+def stream_text(kind: Kind, stream: int | None) -> str | None:
+    """How reports write a stream id: a frame's sender id in 16 hexadecimal digits (as
+    ``stream`` reports it), an RTP SSRC in 8; None for a flow without one.
+
+    >>> stream_text(Kind.RTP, 0x5EED), stream_text(Kind.MPEGTS, None)
+    ('00005eed', None)
+    """
+    if stream is None:
+        return None
+    return f"{stream:016x}" if kind is Kind.FRAMES else f"{stream:08x}"
 
 
 def unwrap(highest: int | None, value: int, bits: int) -> int:
