@@ -12,10 +12,13 @@ socket option itself. Each truth has one module:
   by the C extension ``_fastio`` where it is built (:data:`IO_BACKEND` says), else by ctypes;
 - :mod:`~multicast.core.hostscope`: TTL 0 kept on this host, whatever the kernel would do;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
+- :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.
 """
 
 from multicast.core.addresses import (
+    MAX_CHANNELS,
+    Channel,
     Group,
     GroupSpec,
     IPAddress,
@@ -23,6 +26,8 @@ from multicast.core.addresses import (
     common_family,
     family_of,
     parse_address,
+    parse_channel_lines,
+    parse_channels,
     parse_group,
     parse_port,
     parse_ttl,
@@ -92,6 +97,8 @@ from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
     "IO_BACKEND",
+    "MAX_CHANNELS",
+    "Channel",
     "Closing",
     "Datagram",
     "Group",
@@ -128,6 +135,8 @@ __all__ = [
     "open_receiver",
     "parse_address",
     "parse_ancillary",
+    "parse_channel_lines",
+    "parse_channels",
     "parse_group",
     "parse_port",
     "parse_ttl",

@@ -13,11 +13,18 @@ import select
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
-from multicast.core.addresses import Group, GroupSpec, IPAddress, common_family, parse_group
+from multicast.core.addresses import (
+    Channel,
+    Group,
+    GroupSpec,
+    IPAddress,
+    common_family,
+    parse_group,
+)
 from multicast.core.datagram import Datagram, Payload, SocketAddress
 from multicast.core.hostscope import release
 from multicast.core.interfaces import (
@@ -37,8 +44,6 @@ from multicast.core.io import (
 from multicast.core.membership import (
     Membership,
     MembershipTable,
-    apply_membership,
-    join_all,
     membership_for,
     rejoin,
 )
@@ -54,6 +59,7 @@ from multicast.core.options import (
     set_send_interface,
     set_ttl,
 )
+from multicast.core.spread import Spread
 from multicast.core.watch import InterfaceWatcher
 from multicast.exceptions import ClosedError
 
@@ -161,6 +167,10 @@ class Receiver(_Endpoint):
     Deleting an interface takes its memberships away; :meth:`rejoin` brings them back once
     an interface of the same name exists again. After :meth:`watch_interfaces` the receiver
     does that by itself, on every call that receives.
+
+    It joins any number of groups: past what one socket may hold (see
+    :mod:`multicast.core.spread`) further memberships go to extra sockets (:attr:`holders`)
+    that only hold them, while this socket reads them all and keeps only what was joined.
     """
 
     def __init__(
@@ -193,6 +203,7 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.watcher: InterfaceWatcher | None = None
         self.drops = 0
+        self.spread = Spread(self.sock, self.table, isolated=isolate)
         self.busy_poll = 0.0
         """Seconds :meth:`receive_batch` busy-polls before it sleeps (0: it sleeps at once):
         the latency mode, see :meth:`set_busy_poll`."""
@@ -218,13 +229,55 @@ class Receiver(_Endpoint):
         """IPv6 datagrams dropped for arriving on an interface their group was not joined on."""
         return self.table.wrong_interface
 
+    @property
+    def not_joined(self) -> int:
+        """Datagrams dropped for a group or source not joined (only once memberships are
+        spread over several sockets: the reading one then takes every group of its port)."""
+        return self.table.not_joined
+
+    @property
+    def holders(self) -> list[socket.socket]:
+        """The sockets that only hold memberships this one has no room for."""
+        return self.spread.holders
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The reading socket, then those holding the memberships it has no room for."""
+        return self.spread.sockets
+
     def join(
         self,
         group: GroupSpec,
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        return join_all(self.sock, self.table, [parse_group(group)], interface, [source])[0]
+        return self.join_all([parse_group(group)], interface, [source])[0]
+
+    def join_all(
+        self,
+        groups: Iterable[GroupSpec | Channel],
+        interface: InterfaceSpec | None = None,
+        sources: Iterable[str | IPAddress | None] = (),
+        *,
+        before_join: Callable[[Membership], None] | None = None,
+    ) -> list[Membership]:
+        """Join each group on ``interface``, from each of ``sources`` (none: any source); a
+        :class:`Channel` with a source is joined from that source only. The memberships.
+
+        ``before_join`` is called with each membership just before it is joined (a tool
+        times the joins with it)."""
+        wanted = list(sources) or [None]
+        joined = []
+        for item in groups:
+            group = item.group if isinstance(item, Channel) else parse_group(item)
+            chosen = [item.source] if isinstance(item, Channel) and item.source else wanted
+            for source in chosen:
+                membership = membership_for(self.sock.family, group, interface, source)
+                if before_join is not None:
+                    before_join(membership)
+                self.spread.hold(membership)
+                joined.append(membership)
+        return joined
 
     def leave(
         self,
@@ -240,8 +293,7 @@ class Receiver(_Endpoint):
         if waiting is not None:  # its interface went away: the kernel holds nothing
             self.table.remove(waiting)
             return waiting
-        apply_membership(self.sock, membership, join=False)
-        self.table.remove(membership)
+        self.spread.leave(membership)
         return membership
 
     def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
@@ -250,7 +302,7 @@ class Receiver(_Endpoint):
         See :func:`multicast.core.membership.rejoin`: ``removed`` are the indexes of the
         interfaces deleted since the last call.
         """
-        return rejoin(self.sock, self.table, removed)
+        return rejoin(self.sockets, self.table, removed)
 
     def watch_interfaces(self) -> InterfaceWatcher:
         """From now on, act on interface changes before every receive: rejoin by itself.
@@ -304,9 +356,17 @@ class Receiver(_Endpoint):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a datagram is queued (``timeout`` seconds at most; None: no limit),
+        following interface changes meanwhile; whether one is. Nothing is read: a loop that
+        must not be interrupted between reading and using what it read waits here first,
+        then takes what is queued with :meth:`receive_ready`."""
+        return self._wait(_deadline(timeout))
+
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        self.spread.close()
         super().close()
 
     def _accepted(self, datagram: Datagram) -> bool:
@@ -441,26 +501,29 @@ class Sender(_Endpoint):
 
 
 def open_receiver(
-    groups: Sequence[GroupSpec],
+    groups: Sequence[GroupSpec | Channel],
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
     sources: Sequence[str | IPAddress | None] = (),
     every_interface: bool = False,
     watch_interfaces: bool = False,
+    before_join: Callable[[Membership], None] | None = None,
     **options: Unpack[ReceiverOptions],
 ) -> Receiver:
     """A :class:`Receiver` on ``port`` that joined every group on every interface given.
 
     ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
     multicast-capable interface with an address of the groups' family. With ``sources`` the
-    joins are source-specific, one per (source, group). With ``watch_interfaces`` the
-    receiver rejoins by itself after an interface it joined on is deleted and made again
-    (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
-    (:class:`ReceiverOptions`).
+    joins are source-specific, one per (source, group); a :class:`Channel` with a source
+    is joined from that source only. Any number of groups: see :meth:`Receiver.join_all`.
+    With ``watch_interfaces`` the receiver rejoins by itself after an interface it joined
+    on is deleted and made again (see :meth:`Receiver.watch_interfaces`). ``before_join`` is
+    called with each membership just before it is joined. The other ``options`` are the
+    receiver's (:class:`ReceiverOptions`).
     """
-    parsed = [parse_group(g) for g in groups]
-    family = common_family(parsed)
+    parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in groups]
+    family = common_family([channel.group for channel in parsed])
     where: list[InterfaceSpec | None]
     if every_interface:
         where = list(multicast_interfaces(family))
@@ -474,9 +537,9 @@ def open_receiver(
     try:
         if watch_interfaces:  # before joining: no change may slip between the two
             receiver.watch_interfaces()
-        for group in parsed:
+        for channel in parsed:
             for interface in where:
-                join_all(receiver.sock, receiver.table, [group], interface, sources)
+                receiver.join_all([channel], interface, sources, before_join=before_join)
     except BaseException:
         receiver.close()
         raise

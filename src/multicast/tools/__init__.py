@@ -84,7 +84,8 @@ TOOLS: dict[str, Tool] = {
         _Deferred("stream", "send sequenced frames to a group at a set rate, for monitor to count"),
         _Deferred(
             "monitor",
-            "count what arrives on groups: loss, duplicates, reordering, jitter, per sender",
+            "count what arrives on groups, per flow and whatever the payload (frames, RTP, "
+            "MPEG-TS, iperf2): rates, loss, jitter, delay, join latency; live, JSON or CSV",
         ),
         _Deferred("ping", "probe a group and time the replies of every pong on it"),
         _Deferred("pong", "answer ping probes on groups, by unicast to each prober"),

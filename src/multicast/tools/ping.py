@@ -1,5 +1,10 @@
 """``multicast ping``: probe a group and time the unicast replies of every pong on it.
 
+With ``--unicast ADDRESS`` it also probes one pong by unicast, at the same time and with
+its own sequence numbers, and reports both side by side: a path that answers unicast but
+not multicast points at multicast (snooping, routing, a firewall), one that answers neither
+at the path itself.
+
 Round-trip times come from this host's monotonic clock and a table of send times: nothing a
 reply claims about time is trusted. Hops come from the TTL each pong saw on the probe.
 
@@ -10,32 +15,39 @@ loop that sends its probes and gives it the replies.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from multicast.cliargs import source_type
 from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
     Sender,
     check_payload_size,
+    family_of,
+    parse_address,
     parse_group,
     receive_batch,
+    send_datagram,
     set_busy_poll,
 )
 from multicast.core.constants import MAX_DATAGRAM
-from multicast.exceptions import OptionError
+from multicast.exceptions import OptionError, UsageError
 from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_counted
 from multicast.tools.framing import (
+    HEADER_SIZE,
     REPLY_PAYLOAD_SIZE,
     Flag,
     FrameReader,
     Rejection,
     encode_frame,
     frame_size,
+    parse_header,
     parse_reply,
 )
 from multicast.tools.options import (
@@ -48,6 +60,7 @@ from multicast.tools.options import (
     live,
     positive_type,
     seconds_type,
+    sending_channels,
 )
 from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
@@ -158,10 +171,24 @@ class PingReport:
     rejected: dict[str, int]
     seconds: float
     interrupted: bool = False
+    unicast: PingReport | None = None  # the unicast probes of --unicast, side by side
 
     @property
     def received(self) -> int:
         return sum(responder.replies for responder in self.responders)
+
+    @property
+    def verdict(self) -> str | None:
+        """With unicast probes: what the two together say of the path."""
+        if self.unicast is None:
+            return None
+        if self.received and self.unicast.received:
+            return "unicast and multicast both answered"
+        if self.unicast.received:
+            return "unicast answered, multicast did not: multicast is broken on the way"
+        if self.received:
+            return "multicast answered, unicast did not: unicast is filtered on the way"
+        return "neither answered: the path (or the pong) is down"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -176,6 +203,8 @@ class PingReport:
             "seconds": round(self.seconds, 6),
             "interrupted": self.interrupted,
             "responders": [responder.as_dict() for responder in self.responders],
+            "unicast": None if self.unicast is None else self.unicast.as_dict(),
+            "verdict": self.verdict,
         }
 
     def __str__(self) -> str:
@@ -188,6 +217,9 @@ class PingReport:
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
         if rejected or self.unmatched:
             lines.append(f"  not counted: unmatched {self.unmatched}; {rejected or 'none'}")
+        if self.unicast is not None:
+            lines.extend(f"  unicast: {line.strip()}" for line in str(self.unicast).splitlines())
+            lines.append(f"  verdict: {self.verdict}")
         return "\n".join(lines)
 
 
@@ -264,9 +296,10 @@ class Prober:
         return Reply(address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate)
 
     def report(
-        self, group: Group, port: int, seconds: float, *, interrupted: bool = False
+        self, group: Group | IPAddress, port: int, seconds: float, *, interrupted: bool = False
     ) -> PingReport:
-        """The report of a run of ``seconds`` probing ``group`` on ``port``."""
+        """The report of a run of ``seconds`` probing ``group`` (or a unicast address) on
+        ``port``."""
         sent = self.sent
         return PingReport(
             group=str(group),
@@ -308,17 +341,29 @@ def run_ping(
     key: bytes | None = None,
     busy_poll: float = 0.0,
     on_reply: Callable[[Reply], None] | None = None,
+    unicast: str | IPAddress | None = None,
 ) -> PingReport:
     """Send ``count`` probes ``interval`` seconds apart, then wait ``wait`` seconds for replies.
 
-    ``size`` is the probe's UDP payload (default and minimum: the size of a reply). Ctrl-C
-    ends the run early with a report. ``busy_poll`` seconds is the latency mode (0: off):
-    each wait for replies first polls that long without sleeping (and the socket asks the
-    kernel for ``SO_BUSY_POLL``), so a reply is taken without a wake-up's delay.
+    ``size`` is the probe's UDP payload (default and minimum: the size of a reply). With
+    ``unicast`` (a pong's address), each probe to the group goes with one to that address,
+    with its own sequence numbers; the report carries both. Ctrl-C ends the run early with
+    a report. ``busy_poll`` seconds is the latency mode (0: off): each wait for replies
+    first polls that long without sleeping (and the socket asks the kernel for
+    ``SO_BUSY_POLL``), so a reply is taken without a wake-up's delay.
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
     prober = Prober(ttl=ttl, size=size, key=key)
+    direct: Prober | None = None
+    if unicast is not None:
+        unicast = parse_address(unicast, what="unicast address")
+        if unicast.is_multicast or family_of(unicast) != parsed.family:
+            raise OptionError(
+                f"--unicast {unicast} must be a unicast address of the group's family"
+            )
+        # Unicast probes leave with the system's unicast TTL (64): hops are counted from it.
+        direct = Prober(ttl=_UNICAST_TTL, size=size, key=key)
     check_payload_size(parsed.family, size)
     check_limits(None, count)
     for name, value in (("interval", interval), ("wait", wait), ("busy-poll", busy_poll)):
@@ -344,6 +389,8 @@ def run_ping(
                     probe = prober.probe(time.monotonic(), time.time_ns())
                     if not send_counted(out, [probe], parsed, port):
                         prober.unsent()
+                    if direct is not None and unicast is not None:
+                        _send_unicast(out, direct, unicast, port)
                     pacer.sent(1, now=now)
                     if prober.sent == count:
                         deadline = time.monotonic() + wait
@@ -354,13 +401,41 @@ def run_ping(
                 )
                 arrived = time.monotonic()
                 for datagram in replies:
-                    reply = prober.take(datagram.payload, datagram.source[0], arrived)
+                    taker = prober
+                    if direct is not None and _reply_to(datagram.payload) == direct.prober:
+                        taker = direct
+                    reply = taker.take(datagram.payload, datagram.source[0], arrived)
                     if reply is not None and on_reply is not None:
                         on_reply(reply)
         except KeyboardInterrupt:
             interrupted = True
         seconds = time.monotonic() - start
-    return prober.report(parsed, port, seconds, interrupted=interrupted)
+    report = prober.report(parsed, port, seconds, interrupted=interrupted)
+    if direct is None:
+        return report
+    assert unicast is not None  # set with direct
+    beside = direct.report(unicast, port, seconds, interrupted=interrupted)
+    return dataclasses.replace(report, unicast=beside)
+
+
+_UNICAST_TTL = 64
+
+
+def _send_unicast(out: Sender, prober: Prober, address: IPAddress, port: int) -> None:
+    """Send ``prober``'s next probe to ``address`` by unicast (counted unsent if refused)."""
+    probe = prober.probe(time.monotonic(), time.time_ns())
+    try:
+        send_datagram(out.sock, probe, address, port)
+    except OSError:
+        prober.unsent()
+
+
+def _reply_to(payload: bytes) -> int | None:
+    """The prober id a reply answers, read without checking it (the prober checks)."""
+    header = parse_header(payload)
+    if isinstance(header, Rejection) or len(payload) < HEADER_SIZE + REPLY_PAYLOAD_SIZE:
+        return None
+    return int.from_bytes(payload[HEADER_SIZE : HEADER_SIZE + 8], "big")
 
 
 def _print_reply(reply: Reply) -> None:
@@ -371,7 +446,14 @@ class PingTool:
     """``multicast ping GROUP``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_sending(parser, receivers="pongs")
+        add_sending(parser, receivers="pongs", groups_help="one group")
+        parser.add_argument(
+            "--unicast",
+            type=source_type,
+            default=None,
+            metavar="ADDRESS",
+            help="also probe the pong at ADDRESS by unicast, and compare",
+        )
         parser.add_argument(
             "--count",
             type=positive_type,
@@ -405,8 +487,11 @@ class PingTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        groups, source = sending_channels(args)
+        if len(groups) != 1:
+            raise UsageError(f"ping probes one group, not {len(groups)}")
         report = run_ping(
-            args.group,
+            groups[0],
             args.port,
             count=args.count,
             interval=args.interval,
@@ -414,11 +499,12 @@ class PingTool:
             size=args.size,
             ttl=args.ttl,
             interface=args.iface,
-            source=args.source,
+            source=source,
             loopback=not args.no_loopback,
             key=key_of(args),
             busy_poll=args.busy_poll / 1e6,
             on_reply=_print_reply if live() and not args.json else None,
+            unicast=args.unicast,
         )
         emit(report, args)
         return 0 if report.received else 1

@@ -1,6 +1,8 @@
 """``multicast pong``: a reflector that answers each ping probe on a group, by unicast.
 
-A reply is never larger than the probe it answers, carries the TTL (or hop limit) the probe
+It also answers probes sent to it by unicast (to any address of the host, on its port), so
+that ``ping --unicast`` can tell a broken path from broken multicast. A reply is never
+larger than the probe it answers, carries the TTL (or hop limit) the probe
 arrived with so the prober can count hops, and goes only to the probe's source address.
 With a key, only authentic probes not seen before are answered.
 
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import errno
 import secrets
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_address
 
-from multicast.cliargs import check_sources
 from multicast.core import (
+    Channel,
     Datagram,
     Group,
     InterfaceSpec,
@@ -28,7 +32,7 @@ from multicast.core import (
     set_unicast_ttl,
 )
 from multicast.core.datagram import SocketAddress
-from multicast.tools.common import Joined, check_limits, rejection_counts
+from multicast.tools.common import Joined, Progress, check_limits, rejection_counts
 from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
 from multicast.tools.options import (
     add_busy_poll,
@@ -37,6 +41,7 @@ from multicast.tools.options import (
     add_key,
     add_limit,
     add_receiving,
+    channels_of,
     emit,
     key_of,
     live,
@@ -54,6 +59,7 @@ class PongReport:
     responder: int
     probes: int  # acceptable probe frames received
     replies: int  # replies sent
+    unicast: int  # probes among them sent to this host's address rather than to a group
     oversized: int  # probes smaller than their reply would be, left unanswered
     ignored: int  # acceptable frames that are not probes (stream frames, replies)
     send_errors: int
@@ -68,6 +74,7 @@ class PongReport:
             "port": self.port,
             "responder": f"{self.responder:016x}",
             "probes": self.probes,
+            "unicast": self.unicast,
             "replies": self.replies,
             "oversized": self.oversized,
             "ignored": self.ignored,
@@ -81,7 +88,8 @@ class PongReport:
     def __str__(self) -> str:
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
         return (
-            f"answered {self.replies} of {self.probes} probes on {', '.join(self.groups)} "
+            f"answered {self.replies} of {self.probes} probes ({self.unicast} by unicast) on "
+            f"{', '.join(self.groups)} "
             f"port {self.port} in {self.seconds:.3f} s (responder {self.responder:016x}); "
             f"too small to answer {self.oversized}, not probes {self.ignored}, "
             f"send errors {self.send_errors}, rejected: {rejected or 'none'}, "
@@ -112,6 +120,7 @@ class Answerer:
         self.reader = FrameReader(key)
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
+        self.unicast = 0
         self.rejected = rejection_counts()
 
     def answer(self, datagram: Datagram) -> Answer | None:
@@ -127,6 +136,8 @@ class Answerer:
             self.ignored += 1
             return None
         self.probes += 1
+        if datagram.group is not None and not ip_address(datagram.group).is_multicast:
+            self.unicast += 1
         reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
         if len(reply) > datagram.size:
             self.oversized += 1
@@ -157,6 +168,7 @@ class Answerer:
             responder=self.responder,
             probes=self.probes,
             replies=self.replies,
+            unicast=self.unicast,
             oversized=self.oversized,
             ignored=self.ignored,
             send_errors=self.send_errors,
@@ -188,7 +200,7 @@ class Pong(Joined):
 
     def __init__(
         self,
-        groups: Sequence[str | IPAddress | Group],
+        groups: Sequence[str | IPAddress | Group | Channel],
         port: int,
         *,
         interfaces: Sequence[InterfaceSpec] | None = None,
@@ -267,7 +279,7 @@ class Pong(Joined):
 
 
 def run_pong(
-    groups: Sequence[str | IPAddress | Group],
+    groups: Sequence[str | IPAddress | Group | Channel],
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | None = None,
@@ -319,9 +331,18 @@ class PongTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        check_sources(args.groups, args.sources)
+        channels = channels_of(args)
+        progress = Progress(sys.stderr if sys.stderr.isatty() and not args.json else None)
+        answered = 0
+
+        def probed(datagram: Datagram) -> None:
+            nonlocal answered
+            answered += 1
+            line = f"answered {answered} probes, the last from {datagram.source[0]}"
+            progress.show(time.monotonic(), lambda: line)
+
         report = run_pong(
-            args.groups,
+            channels,
             args.port,
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
@@ -331,7 +352,9 @@ class PongTool:
             count=args.count or None,
             busy_poll=args.busy_poll / 1e6,
             on_ready=_print_ready if live() and not args.json else None,
+            on_probe=probed,
         )
+        progress.done()
         emit(report, args)
         return 0
 

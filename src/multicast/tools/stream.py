@@ -9,12 +9,22 @@ from __future__ import annotations
 import argparse
 import math
 import secrets
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from multicast.core import Group, InterfaceSpec, IPAddress, Sender, check_payload_size, parse_group
+from multicast.core import (
+    Group,
+    InterfaceSpec,
+    IPAddress,
+    Sender,
+    check_payload_size,
+    common_family,
+    parse_group,
+)
 from multicast.exceptions import OptionError
-from multicast.tools.common import check_limits, send_counted
+from multicast.tools.common import Progress, check_limits, send_counted
 from multicast.tools.framing import FrameWriter
 from multicast.tools.options import (
     add_duration,
@@ -26,6 +36,7 @@ from multicast.tools.options import (
     key_of,
     positive_type,
     rate_type,
+    sending_channels,
 )
 from multicast.tools.pacing import Pacer, Rate, parse_rate
 
@@ -42,7 +53,7 @@ DEFAULT_RATE = "1Mbps"  # as iperf's UDP default: gentle on a shared network
 class StreamReport:
     """What one stream run sent."""
 
-    group: str
+    group: str  # the first group; every one in `groups`
     port: int
     sender: int
     size: int
@@ -50,6 +61,7 @@ class StreamReport:
     errors: int
     seconds: float
     interrupted: bool = False
+    groups: tuple[str, ...] = ()
 
     @property
     def datagrams_per_second(self) -> float:
@@ -58,6 +70,7 @@ class StreamReport:
     def as_dict(self) -> dict[str, object]:
         return {
             "group": self.group,
+            "groups": list(self.groups),
             "port": self.port,
             "sender": f"{self.sender:016x}",
             "size": self.size,
@@ -72,8 +85,10 @@ class StreamReport:
 
     def __str__(self) -> str:
         rate = self.datagrams_per_second
+        many = f" and {len(self.groups) - 1} more groups" if len(self.groups) > 1 else ""
         return (
-            f"sent {self.sent} datagrams of {self.size} bytes to {self.group} port {self.port} "
+            f"sent {self.sent} datagrams of {self.size} bytes to {self.group}{many} "
+            f"port {self.port} "
             f"in {self.seconds:.3f} s ({rate:.1f} datagrams/s, {rate * self.size * 8 / 1e6:.3f} "
             f"Mbit/s), {self.errors} send errors, sender {self.sender:016x}"
             + (" (interrupted)" if self.interrupted else "")
@@ -81,7 +96,7 @@ class StreamReport:
 
 
 def run_stream(
-    group: str | IPAddress | Group,
+    group: str | IPAddress | Group | Sequence[str | IPAddress | Group],
     port: int,
     *,
     rate: Rate | str = DEFAULT_RATE,
@@ -95,14 +110,20 @@ def run_stream(
     loopback: bool = True,
     key: bytes | None = None,
     sender: int | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
 ) -> StreamReport:
     """Send ``count`` frames, or for ``duration`` seconds (10 s when neither is given).
 
     ``size`` is the whole UDP payload, frame header (and tag, with ``key``) included. Frames
-    go out in batches of ``burst`` spaced to keep ``rate`` on average. Ctrl-C ends the run
-    early with a report.
+    go out in batches of ``burst`` spaced to keep ``rate`` on average. Several groups take
+    a batch each in turn, each with its own sequence numbers (``rate`` and ``count`` are
+    for all together). ``on_progress`` is called after each batch with the time (monotonic)
+    and the frames sent so far. Ctrl-C ends the run early with a report.
     """
-    parsed = parse_group(group)
+    listed = [group] if isinstance(group, str | IPAddress | Group) else list(group)
+    targets = [parse_group(each) for each in listed]
+    common_family(targets)
+    parsed = targets[0]
     pace = parse_rate(rate) if isinstance(rate, str) else rate
     check_limits(duration, count)
     if burst < 1:
@@ -113,7 +134,8 @@ def run_stream(
     identity = secrets.randbits(64) if sender is None else sender
     writer = FrameWriter(identity, size, key=key)
 
-    sequence = errors = 0
+    sequences = [0] * len(targets)  # the next sequence number of each group
+    sent = errors = turn = 0
     interrupted = False
     with Sender(
         parsed.family,
@@ -127,7 +149,7 @@ def run_stream(
         pacer = Pacer(pace.datagrams_per_second(size), start=start)
         pace_limited = pace.datagrams_per_second(size) is not None
         try:
-            while count is None or sequence < count:
+            while count is None or sent < count:
                 now = time.monotonic()
                 if now >= deadline:
                     break
@@ -135,18 +157,24 @@ def run_stream(
                 if wait > 0:
                     time.sleep(min(wait, deadline - now))
                     continue
-                batch = burst if pace_limited else max(burst, FULL_SPEED_BATCH)
+                full_speed = not pace_limited and len(targets) == 1
+                batch = max(burst, FULL_SPEED_BATCH) if full_speed else burst
                 if count is not None:
-                    batch = min(batch, count - sequence)
+                    batch = min(batch, count - sent)
+                first = sequences[turn]
                 # The writer reuses its buffer: a batch of several needs a copy of each frame.
                 frames = (
-                    [writer.write(sequence)]
+                    [writer.write(first)]
                     if batch == 1
-                    else [bytes(writer.write(sequence + n)) for n in range(batch)]
+                    else [bytes(writer.write(first + n)) for n in range(batch)]
                 )
-                errors += batch - send_counted(out, frames, parsed, port)
-                sequence += batch
+                errors += batch - send_counted(out, frames, targets[turn], port)
+                sequences[turn] += batch
+                sent += batch
+                turn = (turn + 1) % len(targets)
                 pacer.sent(batch, now=now)
+                if on_progress is not None:
+                    on_progress(now, sent - errors)
         except KeyboardInterrupt:
             interrupted = True
         seconds = time.monotonic() - start
@@ -155,10 +183,11 @@ def run_stream(
         port=port,
         sender=identity,
         size=size,
-        sent=sequence - errors,
+        sent=sent - errors,
         errors=errors,
         seconds=seconds,
         interrupted=interrupted,
+        groups=tuple(str(target) for target in targets),
     )
 
 
@@ -166,7 +195,7 @@ class StreamTool:
     """``multicast stream GROUP``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_sending(parser, receivers="receivers")
+        add_sending(parser, receivers="receivers", groups_help="sent to in turn")
         parser.add_argument(
             "--rate",
             type=rate_type,
@@ -195,8 +224,16 @@ class StreamTool:
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        groups, source = sending_channels(args)
+        progress = Progress(sys.stderr if sys.stderr.isatty() and not args.json else None)
+        start = time.monotonic()
+
+        def show(now: float, sent: int) -> None:
+            rate = sent * args.size * 8 / max(now - start, 1e-9) / 1e6
+            progress.show(now, lambda: f"sent {sent} datagrams, {rate:.3f} Mbit/s")
+
         report = run_stream(
-            args.group,
+            groups,
             args.port,
             rate=args.rate,
             size=args.size,
@@ -205,10 +242,12 @@ class StreamTool:
             burst=args.burst,
             ttl=args.ttl,
             interface=args.iface,
-            source=args.source,
+            source=source,
             loopback=not args.no_loopback,
             key=key_of(args),
+            on_progress=show,
         )
+        progress.done()
         emit(report, args)
         return 0 if report.sent else 1
 
