@@ -4,27 +4,52 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 NETNS  := scripts/netns-run
-# Debian packages the tests use; `make system-deps` installs the missing ones.
-DEBS   := iproute2 util-linux socat iperf sockperf smcroute
+ACCEPTANCE := ../shared/acceptance
+# Debian packages. The demo needs only what scripts/netns-run and the test bed use, and a C
+# compiler with Python's headers for the extension multicast.core._fastio (without them the
+# package uses ctypes); the tests use more; the benchmarks' references more again.
+# `make system-deps` installs the missing ones.
+DEMO_DEBS  := iproute2 util-linux build-essential python3-dev
+DEBS       := $(DEMO_DEBS) socat iperf smcroute nftables frr tshark
+BENCH_DEBS := $(DEBS) sockperf udpcast uftp
 
-.PHONY: demo test lint typecheck unit unit-pure soak bench system-deps clean
+.PHONY: demo demo-deps routed test lint typecheck unit unit-pure acceptance acceptance-present \
+	soak bench bench-files bench-deps system-deps clean
 
-$(STAMP): pyproject.toml
+# The package alone (runtime dependencies, the C extension built): enough for the demo.
+$(RUNTIME): pyproject.toml setup.py src/multicast/core/_fastio.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@# The extension is optional; where a compiler is, it must have been built.
+	@backend=$$($(BIN)/python -c 'import multicast.core as c; print(c.IO_BACKEND)'); \
+	echo "multicast I/O backend: $$backend"; \
+	if [ "$$backend" != extension ] && command -v cc >/dev/null; then \
+		echo "the C extension did not build (see pip's output: pip install -v -e .)"; exit 1; fi
+	touch $@
+
+# The package with the test tools.
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 system-deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@scripts/system-deps $(DEBS)
 
-demo: $(STAMP) system-deps
+demo-deps:
+	@scripts/system-deps $(DEMO_DEBS)
+
+bench-deps:
+	@scripts/system-deps $(BENCH_DEBS)
+
+demo: demo-deps $(RUNTIME)
 	$(NETNS) $(BIN)/python examples/demo.py
+
+# Multicast across three PIM routers (FRR's pimd): needs root.
+routed: system-deps $(RUNTIME)
+	$(NETNS) $(BIN)/python examples/routed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
@@ -34,21 +59,35 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src examples
 
 # tests/unit and tests/network (pyproject's testpaths), in the namespace.
-unit: $(STAMP) system-deps
+unit: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python -m pytest -m "not soak"
 
 # tests/unit alone, as the calling user, with no namespace and no Debian package.
 unit-pure: $(STAMP)
 	$(BIN)/python -m pytest -m "not soak" tests/unit
 
-test: lint typecheck unit
+test: system-deps lint typecheck unit
 
-soak: $(STAMP) system-deps
+# The reference documents' examples, verbatim, from ../shared/acceptance beside the clone
+# (not part of `make test`: a clone has nothing beside it).
+acceptance: acceptance-present system-deps $(STAMP)
+	$(NETNS) $(BIN)/python -m pytest tests/acceptance
+
+acceptance-present:
+	@[ -d $(ACCEPTANCE) ] || { \
+		echo "acceptance: $(ACCEPTANCE) is not beside this repository: no examples to run" >&2; \
+		exit 1; }
+
+soak: system-deps $(STAMP)
 	$(NETNS) $(BIN)/python -m pytest -m soak
 
-bench: $(STAMP) system-deps
+bench: bench-deps $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(NETNS) $(BIN)/python benchmarks/run.py
 
+bench-files: bench-deps $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(NETNS) $(BIN)/python benchmarks/bench_files.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/multicast/core/_fastio*.so

@@ -78,10 +78,12 @@ def _plain_socket(options: argparse.Namespace) -> socket.socket:
 
 
 def receive_ours(options: argparse.Namespace) -> None:
-    """The core receiver: wait for a datagram and take all queued, with their metadata."""
+    """The core receiver: wait for a datagram and take all queued, with their metadata
+    (of ``--groups``, comma-separated, when given: one worker of a sharded load)."""
     serving = _Serving()
+    groups = options.groups.split(",") if options.groups else [options.group]
     with open_receiver(
-        [options.group], options.port, interfaces="lo", receive_buffer=BUFFER, max_size=MAX_SIZE
+        groups, options.port, interfaces="lo", receive_buffer=BUFFER, max_size=MAX_SIZE
     ) as receiver:
         serving.ready()
         try:
@@ -89,6 +91,19 @@ def receive_ours(options: argparse.Namespace) -> None:
                 serving.received += len(receiver.receive_batch())
         except KeyboardInterrupt:
             serving.finish(kernel_drops=receiver.drops)
+
+
+def receive_monitor(options: argparse.Namespace) -> None:
+    """``multicast monitor``'s receiving loop (:class:`multicast.tools.Monitor`): every datagram
+    read, timed and accounted (sockperf's are not frames: each is counted as foreign)."""
+    from multicast.tools.monitor import Monitor  # noqa: PLC0415 - a part run.py may skip
+
+    with Monitor(
+        [options.group], options.port, interfaces=["lo"], receive_buffer=BUFFER
+    ) as monitor:
+        _Serving(count=lambda: monitor.tally.datagrams).ready()
+        report = monitor.run()  # until SIGINT
+    _say({"received": report.datagrams})
 
 
 def receive_plain(options: argparse.Namespace) -> None:
@@ -167,7 +182,9 @@ def pong_ours(options: argparse.Namespace) -> None:
     """This package's ``multicast pong`` reflector (:class:`multicast.tools.Pong`)."""
     from multicast.tools import Pong  # noqa: PLC0415 - a part of the package run.py may skip
 
-    with Pong([options.group], options.port, interfaces=["lo"]) as pong:
+    with Pong(
+        [options.group], options.port, interfaces=["lo"], busy_poll=options.busy_poll
+    ) as pong:
         _Serving(count=lambda: pong.answerer.replies).ready()
         report = pong.serve()  # until SIGINT
     _say({"received": report.replies})
@@ -310,6 +327,7 @@ def ping_ours(options: argparse.Namespace) -> None:
         wait=PING_WAIT,
         size=options.size,
         interface="lo",
+        busy_poll=options.busy_poll,
     )
     rtt = report.responders[0].rtt if report.responders else None
     percentiles = {"p50": rtt.p50 * 1e3, "p99": rtt.p99 * 1e3} if rtt else {}
@@ -326,6 +344,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 ROLES: dict[str, Callable[[argparse.Namespace], None]] = {
     "receive-ours": receive_ours,
     "receive-plain": receive_plain,
+    "receive-monitor": receive_monitor,
     "receive-aio": receive_aio,
     "receive-protocol": receive_protocol,
     "echo-plain": echo_plain,
@@ -343,10 +362,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", choices=sorted(ROLES))
     parser.add_argument("--group", required=True)
+    parser.add_argument("--groups", default="", help="groups to join instead of --group")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=10_000.0)
+    parser.add_argument("--busy-poll", type=float, default=0.0, help="seconds: latency mode")
     options = parser.parse_args(argv)
     options.family = socket.AF_INET6 if ":" in options.group else socket.AF_INET
     ROLES[options.role](options)

@@ -6,12 +6,14 @@ Each folder's own conftest adds its guard: ``tests/unit`` keeps its tests off th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
 import multicast
 from multicast import defaults
+from multicast.core import batch
 from multicast.events import Multicaster, MulticastListener, Poller, _defaultPoller
 
 
@@ -50,3 +52,16 @@ def changed_defaults() -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(defaults, name, value)
+
+
+@pytest.fixture(params=["extension", "ctypes"])
+def io_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on each batch backend: the C extension (skipped where it is not
+    built) and the ctypes fallback, as ``MULTICAST_IO=ctypes`` would choose it."""
+    name: str = request.param
+    if name == "extension" and batch._fastio is None:
+        pytest.skip("the C extension multicast.core._fastio is not built")
+    if name == "ctypes":
+        monkeypatch.setattr(batch, "_fastio", None)
+    monkeypatch.setattr(batch, "_local", threading.local())  # this backend's receivers
+    return name

@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     )
     from multicast.skt import endSocket, genSocket
 
+__module__ = "multicast"  # as the reference has it (a module attribute, not only the type's)
+
 _FACES = frozenset({"env", "exceptions", "hear", "recv", "send", "skt", "__main__"})
 """The submodules the reference has as attributes of the package."""
 

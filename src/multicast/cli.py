@@ -22,10 +22,18 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from multicast import defaults, interrupts
-from multicast.cliargs import Tool, add_mode_flags, check_sources, chosen_groups, mtool
+from multicast.cliargs import (
+    HelpFormatter,
+    Tool,
+    add_mode_flags,
+    check_sources,
+    chosen_groups,
+    mtool,
+)
 from multicast.env import load_config
 from multicast.exceptions import MulticastError, Terminated, UsageError
 from multicast.exitcodes import (
@@ -38,6 +46,7 @@ from multicast.exitcodes import (
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
+from multicast.skt import DEFAULT_TIMEOUT
 
 __all__ = [
     "TASK_OPTIONS",
@@ -69,12 +78,19 @@ class McastNope(mtool):
 
 
 class McastRecvHearDispatch(mtool):
-    """RECV and HEAR: receive (RECV, or HEAR without ``--daemon``) or serve (``--daemon``)."""
+    """RECV and HEAR: receive (RECV, or HEAR without ``--daemon``) or serve (``--daemon``).
+
+    ``command`` (``RECV`` or ``HEAR``, default :attr:`__proc__`) names the command in the
+    messages it logs.
+    """
 
     __module__ = "multicast.__main__"
     __proc__ = "HEAR"
     __prologue__ = "Receive datagrams, or with --daemon answer each one (the echo server)."
     __epilogue__ = "Without --daemon, HEAR receives like RECV, as in the reference."
+
+    def __init__(self, command: str | None = None) -> None:
+        self.command = command or str(self.__proc__)
 
     @classmethod
     def setupArgs(cls, parser: argparse.ArgumentParser | None) -> None:
@@ -100,22 +116,77 @@ class McastRecvHearDispatch(mtool):
             return McastHEAR().doStep(**kwargs)
         if kwargs.get("allow_stop"):
             raise UsageError("--allow-stop needs --daemon: only the echo server can be stopped")
-        return McastRECV().doStep(**kwargs)
+        receiver = McastRECV()
+        result = receiver.doStep(**kwargs)
+        if not result[0]:
+            count, timeout = kwargs.get("count"), kwargs.get("timeout")
+            wanted = "any" if count == 0 else str(1 if count is None else count)
+            seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+            _logger.info(
+                "%s: %d of %s datagrams arrived within %g s each",
+                self.command,
+                receiver.received,
+                wanted,
+                seconds,
+            )
+        return result
 
 
 TASK_OPTIONS: dict[str, mtool] = {
     "NOOP": McastNope(),
-    "RECV": McastRecvHearDispatch(),
+    "RECV": McastRecvHearDispatch("RECV"),
     "SAY": McastSAY(),
-    "HEAR": McastRecvHearDispatch(),
+    "HEAR": McastRecvHearDispatch("HEAR"),
 }
 """The built-in commands: name -> tool."""
 
-_COMMAND_HELP = {
-    "HEAR": "receive like RECV; with --daemon, answer every datagram (the echo server)",
-    "NOOP": "do nothing",
-    "RECV": "receive datagrams from groups",
-    "SAY": "send a message or standard input to groups",
+
+@dataclass(frozen=True)
+class _Page:
+    """The help of a built-in command: one line for the list, what it does, an example."""
+
+    line: str
+    description: str
+    examples: str
+    mode_flags: bool = False  # --use-std and --daemon mean something for it
+
+    def epilog(self, command: str) -> str:
+        """The examples, and the exit codes of ``command`` (``multicast.exitcodes``)."""
+        return f"examples:\n{self.examples}\n\n{describe_exit_codes(command)}"
+
+
+_PAGES = {
+    "SAY": _Page(
+        "send a message, or standard input, to groups",
+        "Send -m/--message (its words joined by spaces) as one datagram to each group, or with "
+        "--pipe standard input in datagrams of MULTICAST_BUFFER_SIZE bytes (default 1316). "
+        "--ttl 0 keeps the datagrams on this host.",
+        "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
+        "  printf 'STOP' | multicast SAY --group 239.1.2.3 --port 5000 --pipe\n"
+        "  multicast SAY --group ff02::1%eth0 --port 5000 --ttl 1 -m on eth0's link",
+    ),
+    "RECV": _Page(
+        "receive datagrams from groups and print them",
+        "Join the groups (--group, --groups; default the MULTICAST_GROUPS) on --port and wait "
+        "up to --timeout seconds for each of --count datagrams. Each datagram is printed as "
+        "one line with --use-std, or when standard output is a terminal. With --daemon, RECV "
+        "is the echo server of HEAR (as in the reference).",
+        "  multicast --use-std RECV --group 239.1.2.3 --port 5000 --count 0 --timeout 0\n"
+        "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m hello",
+        mode_flags=True,
+    ),
+    "HEAR": _Page(
+        "the echo server (with --daemon): answer every datagram to its sender",
+        "The echo server: with --daemon, join the groups on --port and answer every datagram "
+        "to its sender "
+        "with 'HEAR [ TEXT SAID (host, port) ] from GROUP', never larger than the datagram, "
+        "until interrupted; with --allow-stop a datagram containing STOP ends it. Without "
+        "--daemon, HEAR receives one datagram like RECV (as in the reference).",
+        "  multicast --daemon HEAR --group 239.1.2.3 --port 5000 --allow-stop\n"
+        "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m STOP",
+        mode_flags=True,
+    ),
+    "NOOP": _Page("do nothing", "Do nothing, successfully.", "  multicast NOOP"),
 }
 
 
@@ -137,30 +208,45 @@ class McastDispatch(mtool):
 
     __module__ = "multicast.__main__"
     __proc__ = "multicast"
-    __prologue__ = "The Main Entrypoint."
-    __epilogue__ = "Called from the command line, this main component handles the CLI dispatch."
+    __prologue__ = (
+        "Send, receive and measure IP multicast, IPv4 and IPv6: SAY sends, RECV receives, "
+        "HEAR --daemon answers (the echo server); stream, monitor, ping, pong and doctor "
+        "measure and check. Each command has its own --help."
+    )
+    __epilogue__ = (
+        "examples (two terminals):\n"
+        "  multicast --use-std RECV --group 239.1.2.3 --port 5000 --count 0 --timeout 0\n"
+        "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
+        "  multicast doctor\n\n"
+        "exit codes: 0 success; 2 the system refused; 64 usage error; 65 bad data; "
+        "70 the command did not succeed; 130 ended by SIGINT (Ctrl-C) and 143 by SIGTERM, "
+        "for every command, after what it prints when it ends; 141 standard output closed; "
+        "each command's own (see its --help). Every error is one line on standard error."
+    )
 
     @classmethod
     def setupArgs(cls, parser: Any) -> None:
         """One subparser per built-in command and per contributed tool (``parser`` is the
         subparsers action)."""
         for name, task in sorted(TASK_OPTIONS.items()):
+            page = _PAGES[name]
             sub = parser.add_parser(
                 name,
-                help=_COMMAND_HELP[name],
-                description=type(task).__prologue__,
-                epilog=describe_exit_codes(name),
-                formatter_class=argparse.RawDescriptionHelpFormatter,
+                help=page.line,
+                description=page.description,
+                epilog=page.epilog(name),
+                formatter_class=HelpFormatter,
             )
             type(task).setupArgs(sub)
-            add_mode_flags(sub, default=argparse.SUPPRESS)
+            if page.mode_flags:
+                add_mode_flags(sub, default=argparse.SUPPRESS)
         for name, tool in sorted(contributed_tools().items()):
             parser.add_parser(
                 name,
                 help=tool.help,
                 description=tool.help,
                 epilog=describe_exit_codes(name) if name in COMMAND_EXIT_CODES else None,
-                formatter_class=argparse.RawDescriptionHelpFormatter,
+                formatter_class=HelpFormatter,
                 add_arguments=tool.add_arguments,
             )
 
@@ -175,9 +261,21 @@ class McastDispatch(mtool):
         return TASK_OPTIONS[tool](**kwargs)
 
     def doStep(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
-        """Parse ``args[0]`` (a list of strings) and run it: ``(exit_code, result)``."""
+        """Parse ``args[0]`` (a list of strings) and run it: ``(exit_code, result)``.
+
+        A usage error is printed as one line on standard error and returned as
+        ``(64, (False, that line))``, as :func:`main` returns it; other errors propagate.
+        """
+        try:
+            return self._run(args[0] if args else None)
+        except UsageError as error:
+            line = _error_line(error)
+            _say(line)
+            return get_exit_code_from_exception(error), (False, line)
+
+    def _run(self, argv: Sequence[str] | None) -> tuple[int, Any]:
         parser = self.buildArgs(None)
-        arguments = parser.parse_args(self.checkToolArgs(args[0] if args else None))
+        arguments = parser.parse_args(self.checkToolArgs(argv))
         command: str | None = arguments.cmd_tool
         if command is None:
             parser.print_help()
@@ -265,6 +363,10 @@ def _process_settings() -> Iterator[None]:
         handler.setFormatter(logging.Formatter("multicast: %(message)s"))
         _logger.addHandler(handler)
     _logger.setLevel(logging.INFO)
+    # RECV's own INFO lines are the reference's ("Success"): the dispatcher reports instead.
+    receiving = logging.getLogger("multicast.recv")
+    receiving_level = receiving.level
+    receiving.setLevel(logging.WARNING)
     try:
         with interrupts.handling():
             yield
@@ -272,6 +374,7 @@ def _process_settings() -> Iterator[None]:
         if handler is not None:
             _logger.removeHandler(handler)
         _logger.setLevel(level)
+        receiving.setLevel(receiving_level)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ import abc
 import argparse
 import functools
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, NoReturn, Protocol, TypeVar
@@ -58,6 +59,7 @@ from multicast.exceptions import GroupError, OptionError, UsageError
 
 __all__ = [
     "MAX_TIMEOUT",
+    "HelpFormatter",
     "Parser",
     "Tool",
     "add_count",
@@ -122,6 +124,19 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {' '.join(message.split())}")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each line of a description or epilog as a paragraph of its own, but keeps lines
+    that start with two spaces (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(
+            indent + line
+            if line.startswith("  ") or not line
+            else textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
+            for line in text.splitlines()
+        )
 
 
 class Tool(Protocol):
@@ -413,10 +428,11 @@ class mtool(abc.ABC):  # noqa: N801 (the reference name)
                 description=cls.__prologue__,
                 epilog=cls.__epilogue__,
                 add_help=False,
+                formatter_class=HelpFormatter,
             )
             add_global_options(parser)
         subparsers = parser.add_subparsers(
-            title="Tools", dest="cmd_tool", help="Sub-Commands.", metavar="CMD"
+            title="commands", dest="cmd_tool", help="the command to run", metavar="CMD"
         )
         cls.setupArgs(subparsers)
         return parser

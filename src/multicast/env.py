@@ -20,6 +20,10 @@ variable                   default                     valid values
 
 Names are never looked up in DNS: a group or address must be an IP literal.
 
+One more is read by the core itself, which imports nothing above it: ``MULTICAST_IO``
+(``ctypes`` forces the fallback of the batched I/O; ``extension``, ``auto`` or unset use the
+C extension where it is built; any other value warns), in :mod:`multicast.core.batch`.
+
 >>> validate_port(59259), validate_port(1024), validate_ttl(126), validate_ttl(127)
 (True, False, True, False)
 >>> validate_multicast_address("ff02::1"), validate_multicast_address("localhost")

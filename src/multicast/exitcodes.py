@@ -74,11 +74,12 @@ _EVERY_COMMAND: Final = {
     141: "standard output was closed (a broken pipe)",
     143: "ended by SIGTERM, after printing what it prints when it ends",
 }
-_REFUSED: Final = {2: "the operating system refused: a bind, a join, a send (no route...)"}
+_REFUSED: Final = {2: "the system refused: a bind, a join, a send (no route to the group...)"}
 _BAD_DATA: Final = {65: "a value the command cannot use: a message too large, a bad key..."}
 _RECEIVING: Final = {  # RECV and HEAR: --daemon makes either the echo server
     **_REFUSED,
-    0: "success; --daemon: stopped by an allowed STOP",
+    0: "every datagram asked for arrived (--count 0: at least one); --daemon: stopped by an "
+    "allowed STOP",
     70: "without --daemon: fewer datagrams than --count arrived in time",
 }
 
@@ -89,16 +90,37 @@ COMMAND_EXIT_CODES: Final[dict[str, dict[int, str]]] = {
         "NOOP": {},
         "SAY": {
             **_REFUSED,
-            **_BAD_DATA,
+            0: "sent",
+            65: "a message too large for one datagram",
             66: "--pipe: standard input is closed or cannot be read",
         },
         "RECV": _RECEIVING,
         "HEAR": _RECEIVING,
         "stream": {**_REFUSED, **_BAD_DATA, 1: "no datagram could be sent"},
-        "monitor": {**_REFUSED, **_BAD_DATA, 1: "no datagram arrived"},
+        "monitor": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "no datagram arrived",
+            3: "an alarm fired (--alarm-loss, --alarm-silence)",
+        },
         "ping": {**_REFUSED, **_BAD_DATA, 1: "no reply arrived"},
         "pong": {**_REFUSED, **_BAD_DATA},
         "doctor": {**_REFUSED, 1: "a problem was found (each is listed with its fix)"},
+        "querier": {**_REFUSED, 77: "no raw socket: this process lacks CAP_NET_RAW"},
+        "membership": {**_REFUSED, 77: "--wire without CAP_NET_RAW"},
+        "send-file": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "incomplete: a receiver dropped out or did not get every file",
+            3: "the receivers of a closed session did not all join within --wait",
+        },
+        "receive-file": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "incomplete: the sender ended or fell silent first (partial files kept)",
+            3: "no session heard within --wait",
+            4: "a file refused (an unsafe name, or its digest failed twice)",
+        },
     }.items()
 }
 """Command name -> {exit code: what it means}: the codes each command documents in its help,
@@ -108,7 +130,7 @@ stands for a command line that runs no command."""
 
 def describe_exit_codes(command: str) -> str:
     """The exit codes of ``command`` as the lines of its help's epilog."""
-    lines = ["exit status:"]
+    lines = ["exit codes:"]
     lines += [f"  {code:<4} {meaning}" for code, meaning in COMMAND_EXIT_CODES[command].items()]
     return "\n".join(lines)
 

@@ -22,6 +22,11 @@ A datagram whose text contains ``STOP`` makes :class:`HearUDPHandler` raise
 if it was made with ``allow_stop=True`` (the default, as in the reference; the command line
 needs ``--allow-stop``) and ignores it otherwise; either way it logs who sent it.
 
+As in the reference, :meth:`McastServer.handle_error` for a request whose data contains
+``STOP`` calls :meth:`~McastServer.shutdown` once when stopping is allowed, whether or not an
+exception is in flight; ``shutdown`` never blocks when no serve loop runs or when the serving
+thread itself calls it; a second ``server_activate`` does nothing.
+
 Minimal Acceptance Testing:
 
 >>> import multicast
@@ -42,6 +47,7 @@ import select
 import socket
 import socketserver
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
@@ -68,6 +74,7 @@ from multicast.core import (
     reply_address,
 )
 from multicast.core.constants import MAX_DATAGRAM
+from multicast.core.membership import rejoin
 from multicast.exceptions import ShutdownCommandReceived
 from multicast.recv import bind_host, decode_payload, requested_groups
 
@@ -137,6 +144,8 @@ class McastServer(socketserver.UDPServer):
         self._buffer = bytearray(self.max_packet_size)
         self._pending: deque[Datagram] = deque()
         self._stopping = False
+        self._activated = False
+        self._serving: threading.Thread | None = None  # the thread in serve_forever, if any
         self.__logger = logging.getLogger(f"{self.__log_handle__}.{address}")
         handler = cast(Callable[..., socketserver.BaseRequestHandler], RequestHandlerClass)
         socketserver.BaseServer.__init__(
@@ -181,10 +190,13 @@ class McastServer(socketserver.UDPServer):
         self._sync_logger()
 
     def server_activate(self) -> None:
-        """Join the groups; the socket stays joined until the server is closed, and joins
-        again by itself when an interface it joined on is deleted and made again."""
-        if self.watcher is None and self.groups:  # before joining: no change may slip between
-            self.watcher = InterfaceWatcher()
+        """Join the groups; the socket stays joined until the server is closed.
+
+        A second call does nothing (the constructor activates already, by default).
+        """
+        if self._activated:
+            return
+        self._activated = True
         join_all(self.socket, self.table, self.groups, self.iface, self.sources)
         self.logger.info(
             "HEAR listening on %s port %d for %s",
@@ -192,12 +204,6 @@ class McastServer(socketserver.UDPServer):
             self.server_address[1],
             ", ".join(map(str, self.groups)) or "unicast only",
         )
-
-    def server_close(self) -> None:
-        """Close the socket and the interface watcher."""
-        if self.watcher is not None:
-            self.watcher.close()
-        super().server_close()
 
     def get_request(self) -> tuple[tuple[bytes, socket.socket], Any]:  # type: ignore[override]
         """The next datagram: every datagram queued is read in one batch, then answered in turn.
@@ -223,19 +229,32 @@ class McastServer(socketserver.UDPServer):
         return (datagram.payload, self.socket), reply_address(datagram)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A STOP stops the server if allowed (else it is ignored); other errors are logged."""
+        """A STOP (the handler's ``ShutdownCommandReceived``, or ``STOP`` in the request's
+        data) calls :meth:`shutdown` once if allowed, else it is ignored; both are logged.
+        Other errors are logged."""
         error = sys.exception()
         host, port = client_address[0], client_address[1]
         if isinstance(error, BrokenPipeError):  # standard output is gone: stop (exit 141)
             raise error
-        if isinstance(error, ShutdownCommandReceived):
+        if isinstance(error, ShutdownCommandReceived) or _says_stop(request):
             if self.allow_stop:
                 self.logger.warning("STOP from %s port %s: stopping", host, port)
-                self._stopping = True
+                self.shutdown()
             else:
                 self.logger.warning("ignored STOP from %s port %s (not allowed)", host, port)
             return
         self.logger.error("cannot answer %s port %s: %s", host, port, error)
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait for it to end; returns at once when no serve
+        loop runs, and without waiting when called from the serving thread itself."""
+        serving = self._serving
+        if serving is None:
+            return
+        if serving is threading.current_thread():
+            self._stopping = True  # the loop ends at its next turn
+            return
+        super().shutdown()
 
     def service_actions(self) -> None:
         """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP.
@@ -255,12 +274,36 @@ class McastServer(socketserver.UDPServer):
             raise _StopServingError
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives."""
+        """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives.
+
+        While it serves, it watches the interfaces (call it in the socket's namespace) and
+        joins again by itself when an interface it joined on is deleted and made again
+        (see :meth:`service_actions`).
+        """
         self._stopping = False
+        self._serving = threading.current_thread()
+        if self.groups:
+            self.watcher = InterfaceWatcher()
+            # What changed since the joins and before the watcher: an interface of the same
+            # name under another index is found by its name.
+            rejoin(self.socket, self.table)
         try:
             super().serve_forever(poll_interval)
         except _StopServingError:
             self.logger.info("HEAR stopped")
+        finally:
+            self._serving = None
+            if self.watcher is not None:
+                self.watcher.close()
+                self.watcher = None
+
+
+def _says_stop(request: Any) -> bool:
+    """Whether a request's data (text or bytes) contains ``STOP``."""
+    data = request[0] if isinstance(request, tuple | list) and request else None
+    if isinstance(data, bytes | bytearray | memoryview):
+        return b"STOP" in bytes(data)
+    return isinstance(data, str) and "STOP" in data
 
 
 def _stdout_gone() -> bool:
@@ -332,7 +375,8 @@ class McastHEAR(mtool):
         """Serve until stopped; returns ``(True, None)`` after a STOP, raises on errors.
 
         Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources``,
-        ``allow_stop`` (default False: a STOP datagram is answered and ignored) and ``is_std``
+        ``allow_stop`` (default True, as in the reference: a STOP datagram ends the server;
+        the command line passes False unless ``--allow-stop`` is given) and ``is_std``
         (print each datagram heard).
         """
         groups = requested_groups(kwargs.get("groups"), kwargs.get("group"))
@@ -343,7 +387,7 @@ class McastHEAR(mtool):
             groups=groups,
             iface=kwargs.get("iface"),
             sources=kwargs.get("sources") or (),
-            allow_stop=bool(kwargs.get("allow_stop")),
+            allow_stop=bool(kwargs.get("allow_stop", True)),
             show=bool(kwargs.get("is_std")),
         ) as server:
             server.serve_forever()

@@ -60,6 +60,7 @@ __all__ = [
     "decode_payload",
     "joinstep",
     "printable_line",
+    "printable_text",
     "recvstep",
     "requested_groups",
     "tryrecv",
@@ -104,7 +105,22 @@ def printable_line(payload: bytes) -> str:
     return "".join(_printable(character) for character in text)
 
 
-def _printable(character: str) -> str:
+def printable_text(text: str) -> str:
+    """Text already decoded (:func:`decode_payload`: bytes that were not UTF-8 are ``\\xNN``
+    in it) as one line that does nothing to a terminal: as :func:`printable_line`, but a
+    backslash stays as it is.
+
+    >>> printable_text("ok\\r\\n\\x1b[2J \\\\xff")
+    'ok\\\\r\\\\n\\\\x1b[2J \\\\xff'
+    """
+    if text.isprintable():
+        return text
+    return "".join(_printable(character, backslash="\\") for character in text)
+
+
+def _printable(character: str, backslash: str = "\\\\") -> str:
+    if character == "\\":
+        return backslash
     if character in _ESCAPED:
         return _ESCAPED[character]
     if character.isprintable():
@@ -133,14 +149,20 @@ def bind_host(groups: Sequence[Group], bind_group: GroupSpec | None = None) -> s
     """The address to bind for ``groups``: ``bind_group`` if given, else ``MULTICAST_BIND_ADDR``,
     else the group itself when there is one IPv4 group, else every address (``0.0.0.0``/``::``).
 
-    A socket bound to every address is isolated by :func:`joinstep`, so it still gets only the
-    groups it joined (and datagrams sent to this host's own addresses on that port).
+    With several groups a multicast ``bind_group`` (or ``MULTICAST_BIND_ADDR``) gives way to
+    every address: a socket bound to one group gets nothing sent to the others (the
+    reference's defect). A socket bound to every address is isolated by :func:`joinstep`, so
+    it still gets only the groups it joined (and datagrams sent to this host's own addresses
+    on that port).
     """
-    if bind_group is not None:
-        return str(parse_address(str(bind_group), what="bind address"))
-    if defaults._MCAST_DEFAULT_BIND_IP is not None:
-        return defaults._MCAST_DEFAULT_BIND_IP
     family = common_family(groups) if groups else socket.AF_INET
+    for chosen in (bind_group, defaults._MCAST_DEFAULT_BIND_IP):
+        if chosen is None:
+            continue
+        address = parse_address(str(chosen), what="bind address")
+        if len(groups) > 1 and address.is_multicast:
+            return wildcard_host(family)
+        return str(address)
     if len(groups) == 1 and family == socket.AF_INET:
         return str(groups[0].address)
     return wildcard_host(family)
@@ -226,6 +248,7 @@ class McastRECV(mtool):
 
     __proc__ = "RECV"
     __prologue__ = "Python Multicast Receiver. Primitives for a listener for multicast data."
+    received = 0  # datagrams the last doStep received
     __epilogue__ = (
         "Joins the groups (--group, --groups; default the MULTICAST_GROUPS) on --port and "
         "waits up to --timeout seconds for each of --count datagrams."
@@ -266,7 +289,16 @@ class McastRECV(mtool):
         (for 0: any), else ``(False, what arrived or None)``; memory stays bounded however
         many arrive, since only the latest texts, :data:`RESULT_LIMIT` characters at most
         (and at least the last one), are kept for that result.
+
+        With no ``count``, ``timeout`` or ``sources`` (one datagram, the default wait), it
+        receives through :meth:`_hearstep` with ``groups``, ``port``, ``iface`` and
+        ``group`` as given, as the reference does (so replacing ``_hearstep`` changes what it
+        receives), and logs as the reference does on :data:`module_logger`.
         """
+        if all(kwargs.get(key) is None for key in ("count", "timeout")) and not kwargs.get(
+            "sources"
+        ):
+            return self._receive_one(**kwargs)
         count = kwargs.get("count")
         count = 1 if count is None else count
         timeout = kwargs.get("timeout")
@@ -300,4 +332,24 @@ class McastRECV(mtool):
             module_logger.info(
                 "RECV: %d of %s datagrams arrived within %g s each", received, wanted, timeout
             )
+        self.received = received
         return complete, "\n".join(texts) if texts else None
+
+    def _receive_one(self, **kwargs: Any) -> tuple[bool, str | None]:
+        """One datagram through :meth:`_hearstep`, logged as the reference logs it."""
+        module_logger.debug("RECV")
+        text = self._hearstep(
+            kwargs.get("groups", [defaults._MCAST_DEFAULT_GROUP]),
+            kwargs.get("port", defaults._MCAST_DEFAULT_PORT),
+            kwargs.get("iface"),
+            kwargs.get("group", defaults._MCAST_DEFAULT_GROUP),
+        )
+        self.received = 1 if text else 0
+        if not text:
+            module_logger.debug("Nothing Received.")
+            return False, None
+        module_logger.info("Success")
+        if bool(kwargs.get("is_std")) or (sys.stdout is not None and sys.stdout.isatty()):
+            module_logger.debug("Will Print to Console.")
+            print(printable_text(text), flush=True)
+        return True, text

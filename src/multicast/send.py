@@ -7,7 +7,9 @@ and :class:`~multicast.exceptions.MessageSizeError` names the size.
 ``--pipe`` reads standard input as **bytes** and sends it in datagrams of
 ``MULTICAST_BUFFER_SIZE`` bytes (default 1316), the last one shorter; empty input sends
 nothing. The bytes go out unchanged, so a multi-byte UTF-8 character may be split across two
-datagrams (RECV then shows each half escaped).
+datagrams (RECV then shows each half escaped). A ``sys.stdin`` without ``.buffer`` (a text
+stream such as ``io.StringIO``, as a program may set) is read as text and sent as UTF-8,
+cut the same way.
 
 Minimal Acceptance Testing:
 
@@ -35,7 +37,7 @@ from multicast.recv import requested_groups
 
 __module__ = "multicast"  # the value the reference documents for this module
 
-__all__ = ["McastSAY", "chunks"]
+__all__ = ["McastSAY", "chunks", "text_chunks"]
 
 
 def chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
@@ -44,13 +46,27 @@ def chunks(stream: IO[bytes], size: int) -> Iterator[bytes]:
         yield piece
 
 
-def _standard_input() -> Iterator[bytes]:
-    """:func:`chunks` of standard input; closed or unreadable, a ``CommandExecutionError``
-    with exit code 66 (no input) that says so."""
+def text_chunks(stream: IO[str], size: int) -> Iterator[bytes]:
+    """A text ``stream`` as UTF-8, cut into pieces of ``size`` bytes like :func:`chunks`."""
+    pending = b""
+    while text := stream.read(size):
+        pending += text.encode()
+        while len(pending) >= size:
+            yield pending[:size]
+            pending = pending[size:]
+    if pending:
+        yield pending
+
+
+def _standard_input(size: int) -> Iterator[bytes]:
+    """Standard input in pieces of ``size`` bytes: its bytes, or its text as UTF-8 when it
+    has no ``.buffer``. Closed or unreadable, a ``CommandExecutionError`` with exit code 66
+    (no input) that says so."""
     if sys.stdin is None:
         raise CommandExecutionError("--pipe: standard input is closed", 66)
+    binary = getattr(sys.stdin, "buffer", None)
     try:
-        yield from chunks(sys.stdin.buffer, defaults._MCAST_DEFAULT_BUFFER_SIZE)
+        yield from chunks(binary, size) if binary is not None else text_chunks(sys.stdin, size)
     except OSError as error:
         raise CommandExecutionError(
             f"--pipe: cannot read standard input: {error.strerror or error}", 66
@@ -122,7 +138,7 @@ class McastSAY(mtool):
             interface=kwargs.get("iface"),
         ) as sender:
             if data == ["-"]:
-                for piece in _standard_input():
+                for piece in _standard_input(defaults._MCAST_DEFAULT_BUFFER_SIZE):
                     for group in groups:
                         sender.send(piece, group, port)
             else:

@@ -80,6 +80,7 @@ from multicast.core import (
     wildcard_host,
 )
 from multicast.core.constants import LINUX, MAX_DATAGRAM
+from multicast.core.hostscope import release
 from multicast.doing import Doer
 from multicast.exceptions import AddressError, ClosedError, GroupError, OptionError
 from multicast.wiring import WireLog
@@ -304,6 +305,7 @@ class Peer:
         """Close the socket (leaving its groups) and drop anything read but not taken."""
         if self.ls is not None:
             self.ls.close()
+            release(self.ls)  # its TTL-0 guards (multicast.core.hostscope)
             self.ls = None
         self.opened = False
         self._table = MembershipTable()

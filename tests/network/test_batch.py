@@ -2,17 +2,20 @@
 
 Two receivers on one port get the same datagrams; one is drained through the batched
 ``receive_ready``, the other through the plain loop (``batch.AVAILABLE`` patched off), and
-the two lists must be equal field by field. Runs inside scripts/netns-run, on ``lo``.
+the two lists must be equal field by field. Every test runs on both batch backends (the C
+extension and ctypes: the ``io_backend`` fixture). Runs inside scripts/netns-run, on ``lo``.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import errno
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -28,13 +31,15 @@ from multicast.core import (
     receive_ready,
     send_many,
 )
-from multicast.exceptions import AddressError, MessageSizeError
+from multicast.exceptions import AddressError, ClosedError, MessageSizeError
 
 FAMILIES = {
     "ipv4": (socket.AF_INET, ("239.7.0.1", "239.7.0.2", "239.7.0.3")),
     "ipv6": (socket.AF_INET6, ("ff11::7:1", "ff11::7:2", "ff11::7:3")),
 }
 BUFFER = 1 << 20  # receive buffer asked for (the namespace caps it at 4 MiB)
+
+pytestmark = pytest.mark.usefixtures("io_backend")  # every test on both batch backends
 
 
 def _receivers(
@@ -200,16 +205,18 @@ def test_closed_socket_raises_like_the_plain_path(
 def test_many_sources_beyond_the_decoded_memory(
     family: tuple[socket.AddressFamily, tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Forgetting decoded sources when the memory is full changes nothing received."""
+    """Forgetting decoded sources when the memory is full changes nothing received (the
+    extension remembers 64 sources, ctypes here 2)."""
     monkeypatch.setattr(batch, "_MEMORY_LIMIT", 2)
     batched, plain = _receivers(family[0], family[1][:1], 64)
     with batched, plain:
-        for index in range(6):
-            with Sender(family[0], interface="lo") as sender:
+        with contextlib.ExitStack() as stack:  # open together: 100 distinct ports
+            for index in range(100):
+                sender = stack.enter_context(Sender(family[0], interface="lo"))
                 sender.send(bytes([index]), family[1][0], batched.port)
-        got = batch.BatchReceiver(64).receive(batched.sock, 100)
+        got = batch.receiver(64).receive(batched.sock, 100)
         assert got == _plain_ready(plain, monkeypatch)
-    assert len({d.source for d in got}) == 6
+    assert len({d.source for d in got}) == 100
 
 
 def test_each_thread_has_its_own_buffers(
@@ -427,13 +434,42 @@ def test_names_and_timeouts_take_the_plain_path(
 ) -> None:
     """Timeouts must be waited for: sendto does it. A name is refused before any path."""
 
-    def refuse() -> batch.BatchSender:
+    def refuse(*arguments: object) -> int:
         raise AssertionError("the batch path was taken")
 
-    monkeypatch.setattr(batch, "sender", refuse)
+    monkeypatch.setattr(batch, "send", refuse)
     with Receiver(0, bind_address="127.0.0.1") as receiver, Sender() as sender:
         with pytest.raises(AddressError, match="never looked up in DNS"):
             send_many(sender.sock, [b"by name"], "localhost", receiver.port)
         sender.sock.settimeout(1.0)
         assert send_many(sender.sock, [b"with timeout"], "127.0.0.1", receiver.port) == 1
         assert receiver.receive(timeout=2).payload == b"with timeout"
+
+
+def test_busy_polling_takes_what_comes_and_gives_up_in_time(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    """A spin finds a datagram queued meanwhile; on an empty socket it ends by the timeout."""
+    with Receiver(0, family=family[0], max_size=64, blocking=False) as receiver:
+        receiver.join(family[1][0], "lo")
+        assert receiver.set_busy_poll(0.05) in (True, False)  # SO_BUSY_POLL may be refused
+        later = threading.Timer(0.01, senders[0].send, (b"soon", family[1][0], receiver.port))
+        later.start()
+        got = receive_ready(receiver.sock, receiver.buffer, spin=0.5)
+        later.join()
+        assert [d.payload for d in got] == [b"soon"]
+        started = time.monotonic()
+        assert receiver.receive_batch(timeout=0.1) == []
+        assert 0.1 <= time.monotonic() - started < 1.0
+        senders[0].send(b"queued", family[1][0], receiver.port)
+        assert [
+            d.payload for d in receive_batch(receiver.sock, receiver.buffer, spin=0.01, timeout=1)
+        ] == [b"queued"]
+
+
+def test_a_watching_receiver_whose_socket_was_closed_raises_at_once() -> None:
+    with Receiver(0, blocking=False) as receiver:
+        receiver.watch_interfaces()
+        receiver.sock.close()
+        with pytest.raises(ClosedError):
+            receiver.receive_batch(timeout=5)

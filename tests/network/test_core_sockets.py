@@ -6,6 +6,7 @@ Everything here runs inside the private namespace of scripts/netns-run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 
@@ -242,10 +243,19 @@ def test_ttl_zero_still_reaches_this_host() -> None:
         assert receiver.receive(TIMEOUT).ttl == 0
 
 
+def test_joining_what_is_joined_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """As python-zeroconf does: a second join of the same membership is logged (debug) only."""
+    caplog.set_level(logging.DEBUG, logger="multicast.core.membership")
+    with open_receiver(["239.1.1.1", "239.1.1.1"], 0, interfaces="lo") as receiver:
+        again = receiver.join("239.1.1.1", "lo")
+        assert receiver.memberships == [again]
+    assert caplog.messages == ["239.1.1.1 on interface 1 is already joined on this socket"] * 2
+
+
 def test_errors_name_group_and_interface() -> None:
     with open_receiver(["239.1.1.1"], 0, interfaces="lo") as receiver:
-        with pytest.raises(SocketOptionError, match=r"cannot join 239\.1\.1\.1 on interface 1"):
-            receiver.join("239.1.1.1", "lo")
+        with pytest.raises(SocketOptionError, match=r"cannot leave 239\.1\.1\.2 on interface 1"):
+            receiver.leave("239.1.1.2", "lo")
         with pytest.raises(GroupError, match="not of this socket's address family"):
             receiver.join("ff11::1")
         with pytest.raises(InterfaceError, match="'nope0'"):

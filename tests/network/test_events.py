@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 import selectors
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +21,11 @@ from multicast.events import READ_BUDGET, Multicaster, Poller, _defaultPoller, l
 from multicast.exceptions import GroupError
 from multicast.testing import Testbed
 
-from support import ACCEPTANCE
 from support.events import GROUP, TIMEOUT, ReadOnly, ReadWrite, Recorder
 
 pytestmark = pytest.mark.usefixtures("default_poller_left_clean")
 
 OTHER_GROUP = "239.3.0.2"
-POLLER_EXAMPLES = ACCEPTANCE / "seed_003_poller.txt"
 
 
 class Numbers(Multicaster):
@@ -53,18 +49,6 @@ def _poll_until(poller: Poller, done: Callable[[], object], rounds: int = 200) -
 
 
 # --- import and the documented names --------------------------------------------------------
-
-
-@pytest.mark.skipif(not POLLER_EXAMPLES.exists(), reason="shared/acceptance is not beside the repo")
-def test_acceptance_examples_of_document_003() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "doctest", str(POLLER_EXAMPLES)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- sendto and listen -----------------------------------------------------------------------

@@ -197,7 +197,9 @@ def test_monitor_reports_the_gap_while_its_interface_was_gone(
     until(lambda: monitor.tally.datagrams > 100, "the monitor did not resume", probe)
     send(100)
     last = next(sequence) - 1
-    until(lambda: monitor.tally.flows[(7, case.group)].tracker.highest == last, "frames lost", pump)
+    flows = monitor.tally.flows
+    key = (case.group, "frames", "", 7)
+    until(lambda: flows[key].streams[7].tracker.highest == last, "frames lost", pump)
 
     report = monitor.report(1.0)
     (flow,) = report.senders

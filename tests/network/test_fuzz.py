@@ -28,6 +28,7 @@ from multicast.hear import HearUDPHandler, McastServer
 from multicast.tools import Monitor, Pong
 from multicast.tools.framing import HEADER_SIZE, MAGIC, Flag, Reason, encode_frame, frame_context
 from multicast.tools.monitor import MAX_SENDERS
+from multicast.tools.payloads import Kind
 
 GROUP = "239.9.1.1"
 PORT = 4449
@@ -135,7 +136,7 @@ def fuzz_servers(count: int, seed: int) -> None:
     serving.start()
     try:
         with (
-            Monitor([GROUP], PORT, max_size=1024) as monitor,
+            Monitor([GROUP], PORT, max_size=1024, payload=Kind.FRAMES) as monitor,
             Pong([GROUP], PORT, key=KEY) as pong,
             Sender() as out,
         ):

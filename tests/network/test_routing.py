@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from multicast.testing import WAIT, Host, Testbed
+from multicast.testing.routers import multicast_routing_problem
 from multicast.tools import Monitor, run_stream
 
 from support.hosts import PORT, receiver, send
@@ -44,21 +45,6 @@ CASES = [
     Case(socket.AF_INET6, "ff0e::7:1", "ff3e::8000:7"),
 ]
 by_family = pytest.mark.parametrize("case", CASES, ids=str)
-
-
-def multicast_routing_problem() -> str | None:
-    """Why this kernel cannot route multicast in a namespace (MRT_INIT, MRT6_INIT), or None."""
-    checks = [
-        (socket.AF_INET, socket.IPPROTO_IGMP, socket.IPPROTO_IP, "IPv4 (MRT_INIT)"),
-        (socket.AF_INET6, socket.IPPROTO_ICMPV6, socket.IPPROTO_IPV6, "IPv6 (MRT6_INIT)"),
-    ]
-    for family, protocol, level, what in checks:
-        try:
-            with socket.socket(family, socket.SOCK_RAW, protocol) as raw:
-                raw.setsockopt(level, 200, 1)  # MRT_INIT and MRT6_INIT are both 200
-        except OSError as error:
-            return f"the kernel refuses {what} multicast routing here: {error}"
-    return None
 
 
 @dataclass

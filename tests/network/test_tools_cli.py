@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import selectors
 import signal
 import subprocess
@@ -54,8 +55,9 @@ def test_stream_to_monitor_with_json() -> None:
         "reordered": 0,
         "foreign": 0,
     }
+    assert report["schema"] == "multicast.monitor/1"
     (sender,) = report["senders"]
-    assert sender["sender"] == stream_report["sender"]
+    assert (sender["stream"], sender["payload"]) == (stream_report["sender"], "frames")
 
 
 def udp_datagrams_read() -> int:
@@ -177,9 +179,9 @@ def test_bad_input_is_one_line(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def run_on(stdout_is_terminal: bool) -> str:
+def run_on(stdout_is_terminal: bool, *options: str) -> str:
     """Run a monitor for a second with a stream going, its output on a tty or a pipe."""
-    argv = command("monitor 239.6.3.4 --port 6203 --duration 1.2 --interval 0.2")
+    argv = command("monitor 239.6.3.4 --port 6203 --duration 1.2", *options)
     if not stdout_is_terminal:
         monitor = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_joined("239.6.3.4", monitor)
@@ -209,12 +211,18 @@ def run_on(stdout_is_terminal: bool) -> str:
         os.close(main_end)
 
 
-def test_live_lines_only_on_a_terminal() -> None:
-    on_terminal = run_on(stdout_is_terminal=True)
-    piped = run_on(stdout_is_terminal=False)
-    assert "received" in on_terminal and "received" in piped
-    assert any(line.startswith("[") for line in on_terminal.splitlines()), on_terminal
-    assert not any(line.startswith("[") for line in piped.splitlines()), piped
+INTERVAL_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+ \[\s*[\d.]+-\s*[\d.]+ s\] datagrams")
+
+
+def test_the_live_view_only_on_a_terminal_and_interval_lines_when_asked() -> None:
+    on_terminal = run_on(True)
+    assert "payload" in on_terminal and "Mbit/s" in on_terminal, on_terminal  # rich's table
+    assert "\x1b[?1049h" in on_terminal  # the whole screen, given back at the end
+    piped = run_on(False)
+    assert "received" in piped
+    assert not any(INTERVAL_LINE.match(line) for line in piped.splitlines()), piped
+    asked = run_on(False, "--interval", "0.2")
+    assert sum(bool(INTERVAL_LINE.match(line)) for line in asked.splitlines()) >= 3, asked
 
 
 _TOKENS = st.sampled_from(

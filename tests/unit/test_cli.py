@@ -156,13 +156,56 @@ def test_python_dash_m_runs_without_a_runpy_warning() -> None:
     assert (strict.returncode, strict.stderr) == (0, "")
 
 
+# --- help that teaches (issue 12) ----------------------------------------------------------
+
+
+def help_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main([*argv, "--help"]) == (0, (True, None))
+    return capsys.readouterr().out
+
+
+def test_the_main_help_has_no_placeholder_text(capsys: pytest.CaptureFixture[str]) -> None:
+    page = help_of([], capsys)
+    for placeholder in ("The Main Entrypoint.", "Sub-Commands.", "Called from the command line"):
+        assert placeholder not in page
+    assert "multicast SAY --group 239.1.2.3 --port 5000" in page
+    assert "exit codes: 0 success" in page
+
+
+@pytest.mark.parametrize("command", ["SAY", "RECV", "HEAR", "NOOP"])
+def test_each_command_says_what_it_does_with_an_example_and_its_exit_codes(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = help_of([command], capsys)
+    description = page.split("\n\n")[1]
+    assert not description.startswith(("options:", "usage:"))
+    examples = page.split("examples:\n")[1]
+    assert examples.startswith("  multicast ") and command in examples.split("\n\n")[0]
+    assert "exit codes:\n  0    " in page and "  64   usage error" in page
+
+
+def test_say_offers_no_receiving_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    page = help_of(["SAY"], capsys)
+    assert "--use-std" not in page and "--daemon" not in page
+    assert main(["SAY", "--daemon"])[0] == 64
+    capsys.readouterr()
+    assert main(["--use-std", "NOOP"]) == (0, (True, None))  # before the command: as ever
+
+
+def test_recv_and_hear_have_pages_of_their_own(capsys: pytest.CaptureFixture[str]) -> None:
+    recv, hear = help_of(["RECV"], capsys), help_of(["HEAR"], capsys)
+    assert recv.replace("RECV", "HEAR") != hear
+    assert "echo server" in hear.split("\n\n")[1]
+    assert "--count datagrams" in " ".join(recv.split("\n\n")[1].split())
+
+
 @pytest.mark.parametrize("command", sorted(set(COMMAND_EXIT_CODES) - {"multicast"}))
 def test_every_help_lists_the_exit_codes_of_its_command(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([command, "--help"]) == (0, (True, None))
     out = capsys.readouterr().out
-    listed = out[out.index("exit status:") :].splitlines()[1:]
+    listed = out[out.index("exit codes:\n") :].splitlines()[1:]
     codes = COMMAND_EXIT_CODES[command]
     assert listed == [f"  {code:<4} {meaning}" for code, meaning in codes.items()]
     # The one rule for signals, and the errors every command shares.

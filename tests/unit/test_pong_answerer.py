@@ -22,8 +22,17 @@ PROBER = ("192.0.2.7", 40000)
 PROBE = encode_frame(0xAB, 3, bytes(16), flags=Flag.PROBE, timestamp=123)
 
 
-def arriving(payload: bytes, *, ttl: int | None = 7, truncated: bool = False) -> Datagram:
-    return Datagram(payload, PROBER, "239.1.2.3", ttl=ttl, truncated=truncated, size=len(payload))
+def arriving(
+    payload: bytes, *, ttl: int | None = 7, truncated: bool = False, to: str = "239.1.2.3"
+) -> Datagram:
+    return Datagram(payload, PROBER, to, ttl=ttl, truncated=truncated, size=len(payload))
+
+
+def test_a_probe_sent_by_unicast_is_answered_and_counted_apart() -> None:
+    answerer = Answerer()
+    assert answerer.answer(arriving(PROBE, to="192.0.2.9")) is not None
+    assert answerer.answer(arriving(PROBE)) is not None
+    assert (answerer.probes, answerer.unicast) == (2, 1)
 
 
 def test_a_probe_is_answered_to_its_source_with_the_ttl_it_came_with() -> None:
@@ -121,7 +130,9 @@ def test_report() -> None:
     assert (report.probes, report.replies, report.drops, report.responder) == (1, 1, 2, 0x55)
     assert report.rejected["foreign"] == 1
     assert report.as_dict()["responder"] == "0000000000000055"
-    assert str(report).startswith("answered 1 of 1 probes on 239.1.2.3 port 5000 in 1.500 s")
+    assert str(report).startswith(
+        "answered 1 of 1 probes (0 by unicast) on 239.1.2.3 port 5000 in 1.500 s"
+    )
 
 
 def test_a_link_local_prober_is_answered_by_the_interface_the_probe_arrived_on() -> None:

@@ -9,7 +9,17 @@ from multicast.tools import TOOLS
 
 
 def test_the_tools_are_registered() -> None:
-    assert set(TOOLS) == {"stream", "monitor", "ping", "pong", "doctor"}
+    assert set(TOOLS) == {
+        "stream",
+        "monitor",
+        "ping",
+        "pong",
+        "doctor",
+        "querier",
+        "membership",
+        "send-file",
+        "receive-file",
+    }
     tools: dict[str, Tool] = TOOLS  # the contract each tool keeps
     for name, tool in tools.items():
         assert tool.help and tool.help[0].islower()

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import time
 from pathlib import Path
 
 import pytest
 
-from multicast.exceptions import AuthKeyError
-from multicast.tools.options import MAX_KEY_FILE, add_key, key_of, load_key
+from multicast.cliargs import Parser
+from multicast.exceptions import AuthKeyError, OptionError, UsageError
+from multicast.tools.common import Progress
+from multicast.tools.options import (
+    MAX_KEY_FILE,
+    add_key,
+    add_receiving,
+    add_sending,
+    channels_of,
+    key_of,
+    load_key,
+    sending_channels,
+)
 
 KEY = b"0123456789abcdef"
 
@@ -75,3 +87,73 @@ def test_a_key_file_is_read_up_to_a_bound(tmp_path: Path) -> None:
     path.write_bytes(b"k" * (MAX_KEY_FILE + 1))
     with pytest.raises(AuthKeyError, match=f"holds more than {MAX_KEY_FILE} bytes"):
         load_key(path)
+
+
+def test_progress_rewrites_one_line_at_most_every_interval() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream, every=0.5)
+    progress.show(10.0, lambda: "sent 100 datagrams")
+    progress.show(10.2, lambda: "not shown: too soon")
+    progress.show(10.6, lambda: "sent 9 datagrams")
+    progress.done()
+    assert stream.getvalue() == "\rsent 100 datagrams\rsent 9 datagrams  \n"
+    quiet = Progress(None)
+    quiet.show(0.0, lambda: "nowhere")
+    quiet.done()
+
+
+def receiving(*argv: str) -> argparse.Namespace:
+    parser = Parser(prog="monitor")
+    add_receiving(parser, ttl_help="hops")
+    return parser.parse_args(list(argv))
+
+
+def sending(*argv: str) -> argparse.Namespace:
+    parser = Parser(prog="stream")
+    add_sending(parser, receivers="receivers", groups_help="in turn")
+    return parser.parse_args(list(argv))
+
+
+def test_receivers_take_shorthand_and_a_groups_file(tmp_path: Path) -> None:
+    listed = tmp_path / "groups"
+    listed.write_text("239.1.1.1  # again: dropped\n192.0.2.1,232.1.1.1+2\n")
+    channels = channels_of(receiving("239.1.1.0+2", "--groups-file", str(listed)))
+    assert [str(c) for c in channels] == [
+        "239.1.1.0",
+        "239.1.1.1",
+        "192.0.2.1,232.1.1.1",
+        "192.0.2.1,232.1.1.2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        ((), "at least one GROUP"),
+        (("239.1.1.1", "ff15::1"), "mix IPv4 and IPv6"),
+        (("239.1.1.1", "--source", "2001:db8::1"), "is IPv6 but the groups are IPv4"),
+    ],
+)
+def test_receivers_refuse_what_cannot_be_joined(argv: tuple[str, ...], words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        channels_of(receiving(*argv))
+
+
+def test_a_groups_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match="cannot read groups file"):
+        channels_of(receiving("--groups-file", "/nonexistent/groups"))
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(OptionError, match="not UTF-8 text"):
+        channels_of(receiving("--groups-file", str(binary)))
+
+
+def test_senders_send_from_the_source_of_their_pairs() -> None:
+    groups, source = sending_channels(sending("192.0.2.1,239.1.1.1+2"))
+    assert ([str(g) for g in groups], str(source)) == (["239.1.1.1", "239.1.1.2"], "192.0.2.1")
+    groups, source = sending_channels(sending("239.1.1.1", "--source", "192.0.2.2"))
+    assert str(source) == "192.0.2.2"
+    with pytest.raises(UsageError, match=r"one source address, not 192\.0\.2\.1, 192\.0\.2\.2"):
+        sending_channels(sending("192.0.2.1,239.1.1.1", "192.0.2.2,239.1.1.2"))
+    with pytest.raises(UsageError, match="SOURCE,GROUP for every group"):
+        sending_channels(sending("192.0.2.1,239.1.1.1", "239.1.1.2"))

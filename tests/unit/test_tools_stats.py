@@ -181,6 +181,14 @@ def test_parse_rate_refuses(text: str) -> None:
         parse_rate(text)
 
 
+def test_a_rate_in_bits_per_second_for_send_file() -> None:
+    assert parse_rate("10M").bits_per_second() == 10 * 2**20
+    assert parse_rate("5MBps").bits_per_second() == 40 * 2**20
+    assert parse_rate("max").bits_per_second() is None
+    with pytest.raises(OptionError, match="in datagrams"):
+        parse_rate("2kpps").bits_per_second()
+
+
 def test_rate_in_datagrams() -> None:
     assert parse_rate("8kbps").datagrams_per_second(100) == 10.0
     assert parse_rate("8000").datagrams_per_second(100) == 10.0

@@ -8,12 +8,17 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.datagram`: what a received datagram carries (pure);
 - :mod:`~multicast.core.options`: every socket option, and the bind;
 - :mod:`~multicast.core.membership`: joins, leaves and the membership table with its filter;
-- :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving;
+- :mod:`~multicast.core.io` and :mod:`~multicast.core.batch`: sending and receiving, batched
+  by the C extension ``_fastio`` where it is built (:data:`IO_BACKEND` says), else by ctypes;
+- :mod:`~multicast.core.hostscope`: TTL 0 kept on this host, whatever the kernel would do;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
+- :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
 - :mod:`~multicast.core.watch`: interface changes, from netlink.
 """
 
 from multicast.core.addresses import (
+    MAX_CHANNELS,
+    Channel,
     Group,
     GroupSpec,
     IPAddress,
@@ -21,6 +26,8 @@ from multicast.core.addresses import (
     common_family,
     family_of,
     parse_address,
+    parse_channel_lines,
+    parse_channels,
     parse_group,
     parse_port,
     parse_ttl,
@@ -28,6 +35,7 @@ from multicast.core.addresses import (
     split_zone,
     wildcard_host,
 )
+from multicast.core.batch import IO_BACKEND
 from multicast.core.datagram import (
     Datagram,
     Payload,
@@ -79,6 +87,7 @@ from multicast.core.options import (
     request_receive_buffer,
     request_send_buffer,
     set_broadcast,
+    set_busy_poll,
     set_isolation,
     set_loopback,
     set_reuse,
@@ -89,6 +98,9 @@ from multicast.core.options import (
 from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 
 __all__ = [
+    "IO_BACKEND",
+    "MAX_CHANNELS",
+    "Channel",
     "Closing",
     "Datagram",
     "Group",
@@ -126,6 +138,8 @@ __all__ = [
     "open_receiver",
     "parse_address",
     "parse_ancillary",
+    "parse_channel_lines",
+    "parse_channels",
     "parse_group",
     "parse_port",
     "parse_ttl",
@@ -142,6 +156,7 @@ __all__ = [
     "send_reply",
     "send_to",
     "set_broadcast",
+    "set_busy_poll",
     "set_isolation",
     "set_loopback",
     "set_reuse",

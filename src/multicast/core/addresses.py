@@ -31,7 +31,9 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from multicast.exceptions import AddressError, GroupError, OptionError, PortError
 
 __all__ = [
+    "MAX_CHANNELS",
     "MAX_TTL",
+    "Channel",
     "Group",
     "GroupSpec",
     "IPAddress",
@@ -39,6 +41,8 @@ __all__ = [
     "common_family",
     "family_of",
     "parse_address",
+    "parse_channel_lines",
+    "parse_channels",
     "parse_group",
     "parse_port",
     "parse_ttl",
@@ -258,3 +262,91 @@ def parse_ttl(value: int | str, *, unicast: bool = False) -> int:
         kind = "unicast TTL" if unicast else "TTL"
         raise OptionError(f"{kind} {ttl} is out of range ({low}-{MAX_TTL})")
     return ttl
+
+
+MAX_CHANNELS = 65536
+"""The most groups one ``GROUP+N`` shorthand, or one list of channels, may name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A group to join: from any source (``source`` None) or, as an SSM (S,G) channel, from
+    one source only."""
+
+    group: Group
+    source: IPAddress | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source},{self.group}" if self.source is not None else str(self.group)
+
+
+def _consecutive(first: Group, count: int) -> list[Group]:
+    """``count`` groups from ``first`` on, each the address after the one before."""
+    last = first.address + (count - 1)  # raises if it runs off the end of the family
+    if not parse_group(last).address.is_multicast:
+        raise GroupError(f"{first}+{count} runs past the last multicast group ({last})")
+    return [Group(first.address + offset, first.interface) for offset in range(count)]
+
+
+def parse_channels(text: str) -> list[Channel]:
+    """The channels one command-line word names: ``GROUP``, ``GROUP+N`` (N consecutive groups
+    from GROUP on), ``SOURCE,GROUP`` (a source-specific pair) or ``SOURCE,GROUP+N``.
+
+    A group may carry an IPv6 ``%zone`` (``ff02::1%eth0+4``); source and group are of one
+    family. Raises :class:`GroupError` (or :class:`AddressError` for the source) naming the
+    text; never a DNS lookup.
+
+    >>> [str(c) for c in parse_channels("239.1.0.254+3")]
+    ['239.1.0.254', '239.1.0.255', '239.1.1.0']
+    >>> parse_channels("192.0.2.1,232.1.1.1")
+    [Channel(group=Group(address=IPv4Address('232.1.1.1'), interface=None), source=IPv4Address('192.0.2.1'))]
+    """
+    word = text.strip()
+    source_text, comma, group_text = word.rpartition(",")
+    source: IPAddress | None = None
+    if comma:
+        source = parse_address(source_text, what="source")
+        if source.is_multicast:
+            raise AddressError(f"source {source_text!r} in {text!r} is a multicast address")
+    base, plus, count_text = group_text.rpartition("+")
+    if not plus:
+        base, count_text = group_text, "1"
+    if not (count_text.isascii() and count_text.isdecimal()) or not (
+        1 <= int(count_text) <= MAX_CHANNELS
+    ):
+        raise GroupError(
+            f"{text!r}: the count after + must be a whole number from 1 to {MAX_CHANNELS}"
+        )
+    first = parse_group(base)
+    if source is not None and family_of(source) != first.family:
+        raise GroupError(f"{text!r}: source and group are of different families")
+    try:
+        groups = _consecutive(first, int(count_text))
+    except (AddressError, ValueError):
+        raise GroupError(f"{text!r} runs past the last multicast group") from None
+    return [Channel(group, source) for group in groups]
+
+
+def parse_channel_lines(text: str, *, origin: str = "groups file") -> list[Channel]:
+    """The channels of a groups file: words as :func:`parse_channels` reads them, separated
+    by white space or new lines; ``#`` starts a comment. Duplicates are dropped, order kept.
+
+    An error names ``origin`` and the line. More than :data:`MAX_CHANNELS` channels, or
+    channels of both families, are refused.
+
+    >>> [str(c) for c in parse_channel_lines("239.1.1.1  # news\\n239.1.1.1 239.1.1.2+2")]
+    ['239.1.1.1', '239.1.1.2', '239.1.1.3']
+    """
+    channels: dict[Channel, None] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        for word in line.partition("#")[0].split():
+            try:
+                channels.update(dict.fromkeys(parse_channels(word)))
+            except AddressError as error:
+                raise GroupError(f"{origin}, line {number}: {error}") from None
+            if len(channels) > MAX_CHANNELS:
+                raise GroupError(f"{origin} names more than {MAX_CHANNELS} channels")
+    listed = list(channels)
+    if listed:
+        common_family([channel.group for channel in listed], what=f"groups of {origin}")
+    return listed

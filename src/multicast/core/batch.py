@@ -1,16 +1,22 @@
-"""Batched datagram I/O on Linux: ``recvmmsg`` and ``sendmmsg`` through :mod:`ctypes`.
+"""Batched datagram I/O on Linux: ``recvmmsg`` and ``sendmmsg``, compiled or through ctypes.
 
-One system call moves up to :data:`SLOTS` datagrams. Everything the kernel reads from or
-writes into (payload slots, source addresses, control messages, iovecs and message headers)
-is allocated once per :class:`BatchReceiver` or :class:`BatchSender`; per datagram only the
-payload handed to the caller is copied out. Source addresses and ancillary data repeat from
-datagram to datagram, so their decoded forms are remembered by their raw bytes and the
-core's :func:`~multicast.core.datagram.parse_ancillary` runs only on records not seen before.
+One system call moves up to :data:`SLOTS` datagrams. Two backends do it, and
+:data:`IO_BACKEND` says which one is in use:
 
-:func:`~multicast.core.io.receive_ready`, :func:`~multicast.core.io.receive_batch`
-and :func:`~multicast.core.io.send_many` use this module when :data:`AVAILABLE`; each
-thread keeps its own buffers (:func:`receiver`, :func:`sender`). Without a C compiler at
-install time: ctypes only.
+- ``"extension"``: the C extension :mod:`multicast.core._fastio`, built with the package
+  where a C compiler was there at install time. It decodes every datagram's metadata in C
+  and makes the :class:`~multicast.core.datagram.Datagram` objects there, and sends the
+  payloads straight from their buffers, with the GIL released around each system call.
+- ``"ctypes"``: this module's :class:`BatchReceiver` and :class:`BatchSender`, the fallback
+  wherever the extension is not built (or ``MULTICAST_IO=ctypes`` asks for it). Everything
+  the kernel reads from or writes into is allocated once per object; source addresses and
+  ancillary data repeat from datagram to datagram, so their decoded forms are remembered by
+  their raw bytes and the core's :func:`~multicast.core.datagram.parse_ancillary` runs only
+  on records not seen before.
+
+:func:`~multicast.core.io.receive_ready`, :func:`~multicast.core.io.receive_batch` and
+:func:`~multicast.core.io.send_many` use this module when :data:`AVAILABLE`, through
+:func:`receiver` (each thread keeps its own buffers) and :func:`send`.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ import os
 import socket
 import struct
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Literal, Protocol
 
 from multicast.core import constants
 from multicast.core.datagram import (
@@ -36,11 +46,14 @@ from multicast.exceptions import OptionError, UnsupportedError
 
 __all__ = [
     "AVAILABLE",
+    "IO_BACKEND",
     "SLOTS",
     "BatchReceiver",
     "BatchSender",
+    "Receiving",
     "encode_address",
     "receiver",
+    "send",
     "sender",
 ]
 
@@ -48,8 +61,9 @@ SLOTS = 64  # datagrams per system call
 _SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
 _MEMORY_LIMIT = 1024  # decoded origins remembered before starting afresh
 _TRUNCATED = constants.MSG_TRUNC
-_RECEIVE_FLAGS = constants.MSG_DONTWAIT | _TRUNCATED
-_WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED
+_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)  # descriptors passed: not inherited
+_RECEIVE_FLAGS = constants.MSG_DONTWAIT | _TRUNCATED | _CLOEXEC
+_WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED | _CLOEXEC
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
 
 
@@ -102,6 +116,7 @@ _IOVEC = struct.Struct(f"={_SIZE_T}{_SIZE_T}")
 _FAMILY = struct.Struct("=H")  # sa_family_t, host order
 _PORT = struct.Struct("!H")
 _SCOPE = struct.Struct("=I")  # sin6_scope_id, host order
+_INT = struct.Struct("=i")
 _CMSG_HEADER = struct.Struct(f"={_SIZE_T}ii")  # cmsg_len, cmsg_level, cmsg_type
 _CMSG_DATA = socket.CMSG_LEN(0)
 _CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
@@ -131,6 +146,38 @@ _recvmmsg = _libc_function("recvmmsg")
 _sendmmsg = _libc_function("sendmmsg")
 AVAILABLE = _recvmmsg is not None and _sendmmsg is not None
 """Whether this platform has ``recvmmsg`` and ``sendmmsg`` (Linux with glibc or musl)."""
+
+_BACKENDS = ("extension", "ctypes")
+
+
+def _load_extension() -> ModuleType | None:
+    """The C extension, configured; None where it is not built, not Linux, or the variable
+    ``MULTICAST_IO`` is ``ctypes`` (``extension`` or ``auto``: use it where built)."""
+    wanted = os.environ.get("MULTICAST_IO", "auto").strip().lower() or "auto"
+    if wanted not in (*_BACKENDS, "auto"):
+        warnings.warn(
+            f"MULTICAST_IO={wanted!r} is none of extension, ctypes, auto: using auto",
+            stacklevel=2,
+        )
+    if wanted == "ctypes" or not AVAILABLE:
+        return None
+    try:
+        from multicast.core import _fastio  # noqa: PLC0415 - optional: built where a compiler was
+    except ImportError:
+        if wanted == "extension":
+            warnings.warn(
+                "MULTICAST_IO=extension, but multicast.core._fastio is not built: using ctypes "
+                "(install the package again where a C compiler and Python's headers are)",
+                stacklevel=2,
+            )
+        return None
+    _fastio.configure(Datagram, check_payload_size)
+    return _fastio
+
+
+_fastio = _load_extension()
+IO_BACKEND: Literal["extension", "ctypes"] = "extension" if _fastio is not None else "ctypes"
+"""Which backend moves batched datagrams: the C extension or the ctypes fallback."""
 
 
 def _syscall(function: _SyscallFunction | None, name: str) -> _SyscallFunction:
@@ -176,12 +223,34 @@ def _control_records(control: bytes) -> list[tuple[int, int, bytes]]:
     return records
 
 
+def _close_passed(records: Iterable[tuple[int, int, bytes]]) -> bool:
+    """Close the descriptors of ``SCM_RIGHTS`` records (only an ``AF_UNIX`` peer sends them):
+    a receiver of datagrams takes none, and keeps nothing a hostile peer pushed on it.
+    Whether there were any."""
+    passed = [
+        descriptor
+        for level, kind, data in records
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+        for (descriptor,) in _INT.iter_unpack(data[: len(data) - len(data) % _INT.size])
+    ]
+    for descriptor in passed:
+        os.close(descriptor)
+    return bool(passed)
+
+
 def _decode_source(name: bytes) -> tuple[str, int]:
-    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` (trailing bytes ignored)."""
-    (port,) = _PORT.unpack_from(name, 2)
-    if _FAMILY.unpack_from(name)[0] == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, name[4:8]), port
-    return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
+    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` (trailing bytes ignored);
+    ``("", 0)`` for any other address (an ``AF_UNIX`` peer), as the extension gives it.
+
+    The kernel writes a whole address of the socket's family, or (``AF_UNIX``, unnamed) none:
+    what a slot holds is always of that family, or zeros.
+    """
+    family = _FAMILY.unpack_from(name)[0]
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, name[4:8]), _PORT.unpack_from(name, 2)[0]
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, name[8:24]), _PORT.unpack_from(name, 2)[0]
+    return ("", 0)
 
 
 class BatchReceiver:
@@ -222,11 +291,20 @@ class BatchReceiver:
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
-    def receive(self, sock: socket.socket, limit: int, *, wait: bool = False) -> list[Datagram]:
+    def receive(
+        self, sock: socket.socket, limit: int, *, wait: bool = False, spin: float = 0.0
+    ) -> list[Datagram]:
         """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
 
-        With ``wait``, a blocking socket first waits for one datagram, in the same call.
+        With ``wait``, a blocking socket first waits for one datagram, in the same call. With
+        ``spin`` seconds, it first polls without blocking until one comes or the time is up.
         """
+        if spin > 0:
+            deadline = time.monotonic() + spin
+            while not (spun := self.receive(sock, limit)) and time.monotonic() < deadline:
+                pass
+            if spun or not wait:
+                return spun
         fd, recvmmsg, pointer = sock.fileno(), self._recvmmsg, self._pointer
         flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
         ready: list[Datagram] = []
@@ -277,9 +355,16 @@ class BatchReceiver:
             )
 
     def _learn(self, raw: bytes) -> _Origin:
-        """Decode a slot's source address and control messages (with the core's parser)."""
-        meta = parse_ancillary(_control_records(raw[_NAME_SPACE:]))
+        """Decode a slot's source address and control messages (with the core's parser).
+
+        Descriptors an ``AF_UNIX`` peer passed are closed (see :func:`_close_passed`), and
+        such a slot is not remembered: the next ones must be closed too.
+        """
+        records = _control_records(raw[_NAME_SPACE:])
+        meta = parse_ancillary(records)
         origin = (_decode_source(raw), meta.group, meta.interface, meta.ttl, meta.drops)
+        if _close_passed(records):
+            return origin
         if len(self._known) >= _MEMORY_LIMIT:
             self._known.clear()
         self._known[raw] = origin
@@ -422,16 +507,41 @@ _local = threading.local()
 _SIZES_KEPT = 4  # receive buffer sizes a thread keeps batch receivers for
 
 
-def receiver(size: int) -> BatchReceiver:
-    """This thread's :class:`BatchReceiver` for datagrams of up to ``size`` bytes."""
+class Receiving(Protocol):
+    """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
+
+    def receive(
+        self, sock: socket.socket, limit: int, *, wait: bool = ..., spin: float = ...
+    ) -> list[Datagram]: ...
+
+
+def receiver(size: int) -> Receiving:
+    """This thread's batch receiver for datagrams of up to ``size`` bytes (of the backend)."""
     try:
-        found: BatchReceiver = _local.receivers[size]
+        found: Receiving = _local.receivers[size]
     except (AttributeError, KeyError):
-        kept: dict[int, BatchReceiver] = _local.__dict__.setdefault("receivers", {})
+        kept: dict[int, Receiving] = _local.__dict__.setdefault("receivers", {})
         if len(kept) >= _SIZES_KEPT:
             kept.clear()
-        found = kept[size] = BatchReceiver(size)
+        found = kept[size] = (
+            BatchReceiver(size) if _fastio is None else _fastio.Receiver(size, SLOTS)
+        )
     return found
+
+
+def send(sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
+    """Send each payload to the destination ``name`` (see :func:`encode_address`), batched.
+
+    Returns how many were sent; stops early when a non-blocking socket would block. A
+    payload too large for one datagram, or an error raised by ``payloads``, is raised
+    after the payloads before it were sent.
+    """
+    if _fastio is not None:
+        family = sock.family
+        return int(
+            _fastio.send(sock.fileno(), family, payloads, name, constants.MAX_PAYLOAD[family])
+        )
+    return sender().send(sock, payloads, name)
 
 
 def sender() -> BatchSender:

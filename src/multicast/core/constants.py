@@ -22,6 +22,7 @@ IPV6_RECVHOPLIMIT: int = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT: int = getattr(socket, "IPV6_HOPLIMIT", 52)
 SO_RXQ_OVFL: int = getattr(socket, "SO_RXQ_OVFL", 40)
 SO_RCVBUFFORCE: int = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_BUSY_POLL: int = getattr(socket, "SO_BUSY_POLL", 46)
 # recvmmsg flag (linux/socket.h): block for the first datagram only, then take what is queued.
 MSG_WAITFORONE: int = getattr(socket, "MSG_WAITFORONE", 0x10000)
 # The receive flags as plain ints: IntFlag arithmetic costs microseconds per datagram.

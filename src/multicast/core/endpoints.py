@@ -8,16 +8,18 @@ filter each of them applies to what it reads.
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
 from multicast.core.addresses import (
+    Channel,
     Group,
     GroupSpec,
     IPAddress,
@@ -30,6 +32,7 @@ from multicast.core.addresses import (
     wildcard_host,
 )
 from multicast.core.datagram import Datagram, Payload, SocketAddress
+from multicast.core.hostscope import release
 from multicast.core.interfaces import (
     Interface,
     InterfaceSpec,
@@ -48,8 +51,6 @@ from multicast.core.io import (
 from multicast.core.membership import (
     Membership,
     MembershipTable,
-    apply_membership,
-    join_all,
     membership_for,
     rejoin,
 )
@@ -58,14 +59,16 @@ from multicast.core.options import (
     enable_receive_metadata,
     new_socket,
     request_receive_buffer,
+    set_busy_poll,
     set_isolation,
     set_loopback,
     set_reuse,
     set_send_interface,
     set_ttl,
 )
+from multicast.core.spread import Spread
 from multicast.core.watch import InterfaceWatcher
-from multicast.exceptions import AddressError, OptionError
+from multicast.exceptions import AddressError, ClosedError, OptionError
 
 __all__ = [
     "Closing",
@@ -136,10 +139,12 @@ def configure_receiving(
 
 
 def follow_interfaces(
-    sock: socket.socket, table: MembershipTable, watcher: InterfaceWatcher
+    sock: socket.socket | Sequence[socket.socket],
+    table: MembershipTable,
+    watcher: InterfaceWatcher,
 ) -> list[Membership]:
-    """Act on what ``watcher`` reported since the last call: join again on ``sock`` what
-    deleted interfaces took away, where they are back (see
+    """Act on what ``watcher`` reported since the last call: join again on ``sock`` (or the
+    sockets of the table's slots) what deleted interfaces took away, where they are back (see
     :func:`~multicast.core.membership.rejoin`); the new joins. Every receiver that lives
     through interface changes (:class:`Receiver`, HEAR's server) does it this way."""
     changes = watcher.changes()
@@ -164,6 +169,7 @@ class _Endpoint(Closing):
 
     def close(self) -> None:
         self.sock.close()
+        release(self.sock)  # the guards that kept its TTL-0 datagrams on this host
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -182,6 +188,10 @@ class Receiver(_Endpoint):
     Deleting an interface takes its memberships away; :meth:`rejoin` brings them back once
     an interface of the same name exists again. After :meth:`watch_interfaces` the receiver
     does that by itself, on every call that receives.
+
+    It joins any number of groups: past what one socket may hold (see
+    :mod:`multicast.core.spread`) further memberships go to extra sockets (:attr:`holders`)
+    that only hold them, while this socket reads them all and keeps only what was joined.
     """
 
     def __init__(
@@ -218,6 +228,11 @@ class Receiver(_Endpoint):
         self.buffer = bytearray(max_size)
         self.watcher: InterfaceWatcher | None = None
         self.drops = 0
+        self.spread = Spread(self.sock, self.table, isolated=isolate)
+        self.busy_poll = 0.0
+        """Seconds :meth:`receive_batch` busy-polls before it sleeps (0: it sleeps at once):
+        the latency mode, see :meth:`set_busy_poll`."""
+        self._poller: select.poll | None = None  # the socket and the watcher, once watching
 
     @property
     def port(self) -> int:
@@ -239,13 +254,55 @@ class Receiver(_Endpoint):
         """IPv6 datagrams dropped for arriving on an interface their group was not joined on."""
         return self.table.wrong_interface
 
+    @property
+    def not_joined(self) -> int:
+        """Datagrams dropped for a group or source not joined (only once memberships are
+        spread over several sockets: the reading one then takes every group of its port)."""
+        return self.table.not_joined
+
+    @property
+    def holders(self) -> list[socket.socket]:
+        """The sockets that only hold memberships this one has no room for."""
+        return self.spread.holders
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The reading socket, then those holding the memberships it has no room for."""
+        return self.spread.sockets
+
     def join(
         self,
         group: GroupSpec,
         interface: InterfaceSpec | None = None,
         source: str | IPAddress | None = None,
     ) -> Membership:
-        return join_all(self.sock, self.table, [parse_group(group)], interface, [source])[0]
+        return self.join_all([parse_group(group)], interface, [source])[0]
+
+    def join_all(
+        self,
+        groups: Iterable[GroupSpec | Channel],
+        interface: InterfaceSpec | None = None,
+        sources: Iterable[str | IPAddress | None] = (),
+        *,
+        before_join: Callable[[Membership], None] | None = None,
+    ) -> list[Membership]:
+        """Join each group on ``interface``, from each of ``sources`` (none: any source); a
+        :class:`Channel` with a source is joined from that source only. The memberships.
+
+        ``before_join`` is called with each membership just before it is joined (a tool
+        times the joins with it)."""
+        wanted = list(sources) or [None]
+        joined = []
+        for item in groups:
+            group = item.group if isinstance(item, Channel) else parse_group(item)
+            chosen = [item.source] if isinstance(item, Channel) and item.source else wanted
+            for source in chosen:
+                membership = membership_for(self.sock.family, group, interface, source)
+                if before_join is not None:
+                    before_join(membership)
+                self.spread.hold(membership)
+                joined.append(membership)
+        return joined
 
     def leave(
         self,
@@ -261,8 +318,7 @@ class Receiver(_Endpoint):
         if waiting is not None:  # its interface went away: the kernel holds nothing
             self.table.remove(waiting)
             return waiting
-        apply_membership(self.sock, membership, join=False)
-        self.table.remove(membership)
+        self.spread.leave(membership)
         return membership
 
     def rejoin(self, removed: Iterable[int] = ()) -> list[Membership]:
@@ -271,7 +327,7 @@ class Receiver(_Endpoint):
         See :func:`multicast.core.membership.rejoin`: ``removed`` are the indexes of the
         interfaces deleted since the last call.
         """
-        return rejoin(self.sock, self.table, removed)
+        return rejoin(self.sockets, self.table, removed)
 
     def watch_interfaces(self) -> InterfaceWatcher:
         """From now on, act on interface changes before every receive: rejoin by itself.
@@ -281,32 +337,59 @@ class Receiver(_Endpoint):
         """
         if self.watcher is None:
             self.watcher = InterfaceWatcher()
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+            self._poller.register(self.watcher, select.POLLIN)
         return self.watcher
+
+    def set_busy_poll(self, seconds: float) -> bool:
+        """The latency mode: :meth:`receive_batch` busy-polls ``seconds`` before sleeping, and
+        the kernel is asked to busy-poll the device too (``SO_BUSY_POLL``, see
+        :func:`~multicast.core.options.set_busy_poll`; whether it agreed is returned). A
+        datagram that comes within that time is read without the delay of a wake-up, at the
+        cost of a CPU kept busy meanwhile. 0 turns it off (the default)."""
+        if not 0 <= seconds <= 1:
+            raise ValueError(f"busy-poll time {seconds} s is outside 0-1 s")
+        self.busy_poll = seconds
+        return set_busy_poll(self.sock, round(seconds * 1e6))
 
     def follow_interfaces(self) -> list[Membership]:
         """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
         if self.watcher is None:
             return []
-        return follow_interfaces(self.sock, self.table, self.watcher)
+        return follow_interfaces(self.sockets, self.table, self.watcher)
 
     def _wait(self, deadline: float | None) -> bool:
         """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
-        interface changes meanwhile; True if one is queued. The socket's timeout is untouched."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        if self.watcher is not None:
-            poller.register(self.watcher, select.POLLIN)
+        interface changes as they are reported; True if one is queued. The socket's timeout
+        is untouched. One ``poll`` per wake-up watches both the socket and the watcher."""
+        poller = self._poller
+        if poller is None:
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+        fd = self.sock.fileno()
+        if fd < 0:  # closed: the poller would watch a number that is no longer this socket
+            raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
-            self.follow_interfaces()
-            ready = [fd for fd, _ in poller.poll(poll_milliseconds(deadline))]
-            if self.sock.fileno() in ready:
+            ready = poller.poll(poll_milliseconds(deadline))
+            if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
+                self.follow_interfaces()
+            if any(found == fd for found, _ in ready):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a datagram is queued (``timeout`` seconds at most; None: no limit),
+        following interface changes meanwhile; whether one is. Nothing is read: a loop that
+        must not be interrupted between reading and using what it read waits here first,
+        then takes what is queued with :meth:`receive_ready`."""
+        return self._wait(_deadline(timeout))
+
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        self.spread.close()
         super().close()
 
     def _accepted(self, datagram: Datagram) -> bool:
@@ -346,10 +429,18 @@ class Receiver(_Endpoint):
         See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
         """
         if self.watcher is not None:
-            if not self._wait(_deadline(timeout)):
+            queued = False
+            if self.busy_poll:  # interface news first (a poll that does not wait), then spin
+                queued = self._wait(time.monotonic())
+                spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+                if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
+                    return self._taken(spun)
+            if not queued and not self._wait(_deadline(timeout)):
                 return []
             return self._taken(receive_ready(self.sock, self.buffer, limit))
-        return self._taken(receive_batch(self.sock, self.buffer, limit, timeout))
+        return self._taken(
+            receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
+        )
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         """Note the kernel's drop count; keep what arrived where its group was joined."""
@@ -453,27 +544,34 @@ class Sender(_Endpoint):
 
 
 def open_receiver(
-    groups: Sequence[GroupSpec] | GroupSpec,
+    groups: Sequence[GroupSpec | Channel] | GroupSpec | Channel,
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
     sources: Sequence[str | IPAddress | None] = (),
     every_interface: bool = False,
     watch_interfaces: bool = False,
+    before_join: Callable[[Membership], None] | None = None,
     **options: Unpack[ReceiverOptions],
 ) -> Receiver:
     """A :class:`Receiver` on ``port`` that joined every group on every interface given.
 
     ``interfaces`` None lets the routing table pick; ``every_interface`` joins on every
     multicast-capable interface with an address of the groups' family. With ``sources`` the
-    joins are source-specific, one per (source, group). With ``watch_interfaces`` the
-    receiver rejoins by itself after an interface it joined on is deleted and made again
-    (see :meth:`Receiver.watch_interfaces`). The other ``options`` are the receiver's
-    (:class:`ReceiverOptions`). One group may be given as it is, without a list.
+    joins are source-specific, one per (source, group); a :class:`Channel` with a source
+    is joined from that source only. Any number of groups: see :meth:`Receiver.join_all`.
+    With ``watch_interfaces`` the receiver rejoins by itself after an interface it joined
+    on is deleted and made again (see :meth:`Receiver.watch_interfaces`). ``before_join`` is
+    called with each membership just before it is joined. The other ``options`` are the
+    receiver's (:class:`ReceiverOptions`). One group may be given as it is, without a list.
     """
-    listed = [groups] if isinstance(groups, str | IPv4Address | IPv6Address | Group) else groups
-    parsed = [parse_group(g) for g in listed]
-    family = common_family(parsed)
+    listed: Sequence[GroupSpec | Channel]
+    if isinstance(groups, str | IPv4Address | IPv6Address | Group | Channel):
+        listed = [groups]
+    else:
+        listed = groups
+    parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in listed]
+    family = common_family([channel.group for channel in parsed])
     where: list[InterfaceSpec | None]
     if every_interface:
         where = list(multicast_interfaces(family))
@@ -487,9 +585,9 @@ def open_receiver(
     try:
         if watch_interfaces:  # before joining: no change may slip between the two
             receiver.watch_interfaces()
-        for group in parsed:
+        for channel in parsed:
             for interface in where:
-                join_all(receiver.sock, receiver.table, [group], interface, sources)
+                receiver.join_all([channel], interface, sources, before_join=before_join)
     except BaseException:
         receiver.close()
         raise

@@ -8,7 +8,9 @@ on Linux :func:`receive_ready` and :func:`receive_batch` take every queued datag
 A destination is resolved once: :func:`destination` turns a group (with an IPv6 ``%zone``)
 or an address into the ``sendto`` address, which :func:`send_to` and :func:`send_many_to`
 then use as it is; an answer goes to a datagram's source by its arrival interface
-(:func:`send_reply`), never by a name looked up again. A refused send raises
+(:func:`send_reply`), never by a name looked up again. A datagram to a group from a socket
+whose TTL is 0 stays on this host (:func:`~multicast.core.hostscope.keep_on_host`, before
+each send). A refused send raises
 :class:`~multicast.exceptions.SendError` with the kernel's ``errno``; a socket that would
 block (or whose timeout passed) raises :class:`BlockingIOError` (:class:`TimeoutError`) as
 always.
@@ -43,6 +45,7 @@ from multicast.core.datagram import (
     parse_ancillary,
     reply_address,
 )
+from multicast.core.hostscope import keep_on_host
 from multicast.core.interfaces import zone_index
 from multicast.exceptions import AddressError, SendError
 
@@ -98,9 +101,15 @@ def _refused(error: OSError, where: SocketAddress) -> SendError:
     return SendError(code, text)
 
 
+_ALWAYS_FITS = min(constants.MAX_PAYLOAD.values())  # bytes that fit one datagram of any family
+
+
 def send_to(sock: socket.socket, payload: Payload, where: SocketAddress) -> int:
     """Send one datagram to a resolved :func:`destination`; returns the bytes sent."""
-    check_payload_size(sock.family, len(payload))
+    if len(payload) > _ALWAYS_FITS:  # only then the family matters (reading it costs)
+        check_payload_size(sock.family, len(payload))
+    if not keep_on_host(sock, where):  # TTL 0, loopback off: it would reach no one
+        return len(payload)
     try:
         return sock.sendto(payload, where)
     except (BlockingIOError, TimeoutError):  # not refused: not sent yet
@@ -129,11 +138,13 @@ def send_many_to(sock: socket.socket, payloads: Iterable[Payload], where: Socket
     advanced up to a batch ahead of what was sent, so one that paces its payloads should be
     sent one call per payload instead.
     """
+    if not keep_on_host(sock, where):  # TTL 0, loopback off: it would reach no one
+        return sum(1 for _ in payloads)
     if batch.AVAILABLE and not sock.gettimeout():  # blocking or non-blocking, no timeout
         name = batch.encode_address(sock.family, where)
         if name is not None:
             try:
-                return batch.sender().send(sock, payloads, name)
+                return batch.send(sock, payloads, name)
             except OSError as error:
                 raise _refused(error, where) from error
     sent = 0
@@ -179,15 +190,18 @@ def receive_datagram(sock: socket.socket, buffer: bytearray, flags: int = 0) -> 
     )
 
 
-def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> list[Datagram]:
+def receive_ready(
+    sock: socket.socket, buffer: bytearray, limit: int = 1024, *, spin: float = 0.0
+) -> list[Datagram]:
     """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
 
     Payloads are cut at ``len(buffer)`` bytes. On Linux they are read in batches
     (``recvmmsg``, :mod:`multicast.core.batch`) into this thread's preallocated buffers,
-    and ``buffer`` gives only that length.
+    and ``buffer`` gives only that length. With ``spin`` seconds (Linux), an empty queue is
+    polled without blocking for up to that long (busy-polling: latency for CPU).
     """
     if batch.AVAILABLE:
-        return batch.receiver(len(buffer)).receive(sock, limit)
+        return batch.receiver(len(buffer)).receive(sock, limit, spin=spin)
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
@@ -198,16 +212,29 @@ def receive_ready(sock: socket.socket, buffer: bytearray, limit: int = 1024) -> 
 
 
 def receive_batch(
-    sock: socket.socket, buffer: bytearray, limit: int = 1024, timeout: float | None = None
+    sock: socket.socket,
+    buffer: bytearray,
+    limit: int = 1024,
+    timeout: float | None = None,
+    *,
+    spin: float = 0.0,
 ) -> list[Datagram]:
     """Wait for a datagram, then return it with every other already queued (at most ``limit``).
 
     ``timeout`` is the longest wait in seconds (None: as long as it takes); after it the
     list is empty. On Linux a blocking socket with no timeout waits and reads in one
     ``recvmmsg`` call (``MSG_WAITFORONE``): one system call per wake-up, whatever the load.
+    With ``spin`` seconds (Linux) the wait first busy-polls that long (at most ``timeout``)
+    before it sleeps: a datagram that comes meanwhile is taken without a wake-up's delay.
     """
     if batch.AVAILABLE and timeout is None and sock.gettimeout() is None:
-        return batch.receiver(len(buffer)).receive(sock, limit, wait=True)
+        return batch.receiver(len(buffer)).receive(sock, limit, wait=True, spin=spin)
+    if spin > 0:
+        ready = receive_ready(
+            sock, buffer, limit, spin=spin if timeout is None else min(spin, timeout)
+        )
+        if ready:
+            return ready
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -49,6 +50,8 @@ __all__ = [
     "membership_for",
     "rejoin",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class _SockaddrStorage(ctypes.Structure):
@@ -135,20 +138,40 @@ class MembershipTable:
         # Memberships an interface took away when it was deleted, until they are joined again.
         self.waiting: list[Membership] = []
         self.wrong_interface = 0  # datagrams dropped for arriving where their group was not joined
+        # Set when the reading socket takes every group of its port (its memberships are
+        # spread over other sockets, see multicast.core.spread): keep only what was joined.
+        self.only_joined = False
+        self.not_joined = 0  # datagrams dropped then, of a group or source not joined
         self._names: dict[Membership, str] = {}
+        self._slots: dict[Membership, int] = {}  # which socket holds it, where not the first
+        self._held: set[Membership] = set()  # the joined ones, for a quick look-up
         # The arrival filter, made again from `joined` when first needed after a change (None):
         # joining n groups then costs O(n), not O(n^2).
         self._filter: dict[str, frozenset[int]] | None = {}
+        self._channels: dict[str, frozenset[str] | None] | None = None
 
     def name_of(self, membership: Membership) -> str | None:
         """The name of the interface ``membership`` was made on; None where the kernel chose."""
         return self._names.get(membership)
 
-    def add(self, membership: Membership, name: str | None = None) -> None:
-        """Note a membership the kernel now holds, on the interface called ``name``."""
+    def holds(self, membership: Membership) -> bool:
+        """Whether ``membership`` is joined (not waiting)."""
+        return membership in self._held
+
+    def slot_of(self, membership: Membership) -> int:
+        """Which of the receiver's sockets holds ``membership``: 0 the reading one, the
+        others those it spread memberships over (:mod:`multicast.core.spread`)."""
+        return self._slots.get(membership, 0)
+
+    def add(self, membership: Membership, name: str | None = None, slot: int = 0) -> None:
+        """Note a membership the kernel now holds, on the interface called ``name``, on the
+        receiver's socket number ``slot``."""
         self.joined.append(membership)
+        self._held.add(membership)
         if name is not None:
             self._names[membership] = name
+        if slot:
+            self._slots[membership] = slot
         self._refilter()
 
     def remove(self, membership: Membership) -> None:
@@ -157,8 +180,10 @@ class MembershipTable:
             self.waiting.remove(membership)
         else:
             self.joined.remove(membership)
+            self._held.discard(membership)
             self._refilter()
         self._names.pop(membership, None)
+        self._slots.pop(membership, None)
 
     def waiting_as(self, membership: Membership, name: str | None) -> Membership | None:
         """The waiting membership that ``membership`` (on interface ``name``) stands for: the
@@ -198,12 +223,20 @@ class MembershipTable:
         """Move joined memberships to :attr:`waiting` (the kernel no longer holds them)."""
         for membership in memberships:
             self.joined.remove(membership)
+            self._held.discard(membership)
             self.waiting.append(membership)
         self._refilter()
 
-    def suspend_routed(self, group: Group) -> None:
-        """Move the memberships of ``group`` made where the routing table chose to waiting."""
-        self.suspend([m for m in self.joined if m.group == group and m.interface == 0])
+    def suspend_routed(self, group: Group, slot: int = 0) -> None:
+        """Move the memberships of ``group`` made where the routing table chose, on socket
+        number ``slot``, to waiting."""
+        self.suspend(
+            [
+                m
+                for m in self.joined
+                if m.group == group and m.interface == 0 and self.slot_of(m) == slot
+            ]
+        )
 
     def due(self, index_of: Callable[[str], int | None]) -> list[tuple[Membership, Membership]]:
         """Each waiting membership that can be joined again, with the membership to join: on
@@ -220,7 +253,7 @@ class MembershipTable:
         """Note that ``waiting`` was joined again, as ``fresh``."""
         self.waiting.remove(waiting)
         name = self._names.pop(waiting, None)
-        self.add(fresh, name)
+        self.add(fresh, name, self._slots.pop(waiting, 0))
 
     @property
     def _allowed(self) -> dict[str, frozenset[int]]:
@@ -230,15 +263,17 @@ class MembershipTable:
 
     def accepts(self, datagram: Datagram) -> bool:
         """Whether ``datagram`` arrived where its group was joined (counted when not)."""
-        if arrived_as_joined(datagram, self._allowed):
-            return True
-        self.wrong_interface += 1
-        return False
+        return bool(self.keep([datagram]))
 
     def keep(self, datagrams: list[Datagram]) -> list[Datagram]:
         """The ``datagrams`` that arrived where their group was joined (the rest counted)."""
         if not datagrams:
             return datagrams
+        if self.only_joined:
+            channels = self._joined_channels()
+            kept = [d for d in datagrams if _joined(d, channels)]
+            self.not_joined += len(datagrams) - len(kept)
+            datagrams = kept
         allowed = self._allowed
         if not allowed:
             return datagrams
@@ -246,8 +281,32 @@ class MembershipTable:
         self.wrong_interface += len(datagrams) - len(kept)
         return kept
 
+    def _joined_channels(self) -> dict[str, frozenset[str] | None]:
+        """Per group joined, the sources joined (None: any source)."""
+        if self._channels is None:
+            sources: dict[str, set[str] | None] = {}
+            for membership in self.joined:
+                key = membership.group.address.compressed
+                if membership.source is None:
+                    sources[key] = None
+                elif (held := sources.setdefault(key, set())) is not None:
+                    held.add(membership.source.compressed)
+            self._channels = {
+                key: None if held is None else frozenset(held) for key, held in sources.items()
+            }
+        return self._channels
+
     def _refilter(self) -> None:
         self._filter = None
+        self._channels = None
+
+
+def _joined(datagram: Datagram, channels: dict[str, frozenset[str] | None]) -> bool:
+    """Whether ``datagram`` belongs to a group, and source, among ``channels``."""
+    if datagram.group not in channels:
+        return False
+    sources = channels[datagram.group]
+    return sources is None or datagram.source[0] in sources
 
 
 def membership_for(
@@ -269,8 +328,12 @@ def membership_for(
     return Membership(group, index, source_address)
 
 
-def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> None:
-    """Join (or leave) ``membership`` on ``sock``: one ``setsockopt``."""
+def apply_membership(sock: socket.socket, membership: Membership, *, join: bool) -> bool:
+    """Join (or leave) ``membership`` on ``sock``: one ``setsockopt``.
+
+    Joining what the socket has already joined is no error: it is logged (debug) and False
+    returned; otherwise True.
+    """
     require_linux("group membership through MCAST_JOIN_GROUP")
     request: ctypes.Structure
     if membership.source is None:
@@ -287,10 +350,14 @@ def apply_membership(sock: socket.socket, membership: Membership, *, join: bool)
     try:
         set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
     except SocketOptionError as error:
+        if join and error.errno == errno.EADDRINUSE:
+            logger.debug("%s is already joined on this socket", membership)
+            return False
         hint = _join_hint(error.errno, sock.family, membership) if join else None
         if hint is None:
             raise
         raise SocketOptionError(error.errno, f"{error.strerror}; {hint}") from error
+    return True
 
 
 # The limits a join can run into, by family and kind: (the sysctl, what it counts).
@@ -367,48 +434,56 @@ def join_all(
     for group in groups:
         for source in wanted:
             membership = membership_for(sock.family, group, interface, source)
-            apply_membership(sock, membership, join=True)
-            index = membership.interface
-            table.add(membership, name_by_index(sock, index) if index else None)
+            if apply_membership(sock, membership, join=True) or membership not in table.joined:
+                index = membership.interface
+                table.add(membership, name_by_index(sock, index) if index else None)
             joined.append(membership)
     return joined
 
 
 def rejoin(
-    sock: socket.socket, table: MembershipTable, removed: Iterable[int] = ()
+    sock: socket.socket | Sequence[socket.socket],
+    table: MembershipTable,
+    removed: Iterable[int] = (),
 ) -> list[Membership]:
     """Join again what deleted interfaces took away, where they are back; the new joins.
 
-    ``removed`` are the indexes of interfaces deleted since the last call (what an
-    :class:`~multicast.core.watch.InterfaceWatcher` reports). Their memberships move to the
+    ``sock`` is the socket holding the memberships, or the receiver's sockets in the order
+    of the table's slots. ``removed`` are the indexes of interfaces deleted since the last
+    call (what an :class:`~multicast.core.watch.InterfaceWatcher` reports). Their memberships move to the
     table's waiting list, as does any membership whose interface name has vanished or now
     belongs to another index, deleted or not. Waiting memberships are joined again on the
     interface of the same name, or, where the routing table chose the interface, wherever it
     now routes the group; those that cannot be yet keep waiting for the next call. An
     interface that only went down and up needs nothing: the kernel keeps memberships.
     """
+    socks = [sock] if isinstance(sock, socket.socket) else list(sock)
+
+    def holder(membership: Membership) -> socket.socket:
+        return socks[table.slot_of(membership)]
+
     gone = {index for index in removed if index > 0}
 
     def index_of(name: str) -> int | None:
-        return index_by_name(sock, name)
+        return index_by_name(socks[0], name)
 
     displaced = table.displaced(gone, index_of)
     for membership in displaced:
-        _quietly_leave(sock, membership.group, membership.interface)
+        _quietly_leave(holder(membership), membership.group, membership.interface)
     table.suspend(displaced)
     for index in gone:
         # The kernel joined these where the group was routed when they were made: leaving
         # the deleted interface succeeds only for a group that was joined there.
-        for group in table.routed_groups():
-            if _quietly_leave(sock, group, index):
-                table.suspend_routed(group)
+        routed = {(m.group, table.slot_of(m)): m for m in table.joined if m.interface == 0}
+        for (group, _), membership in routed.items():
+            if _quietly_leave(holder(membership), group, index):
+                table.suspend_routed(group, table.slot_of(membership))
     joined: list[Membership] = []
     for waiting, fresh in table.due(index_of):
         try:
-            apply_membership(sock, fresh, join=True)
-        except SocketOptionError as error:
-            if error.errno != errno.EADDRINUSE:  # e.g. no route to the group yet
-                continue
+            apply_membership(holder(waiting), fresh, join=True)  # joined already: fine
+        except SocketOptionError:  # e.g. no route to the group yet
+            continue
         table.restore(waiting, fresh)
         joined.append(fresh)
     return joined

@@ -4,6 +4,11 @@ The setters take a plain :class:`socket.socket`, so every face of the package (t
 API, the event layer, the peer, asyncio, the tools) configures its sockets through them.
 An option the kernel refuses raises :class:`~multicast.exceptions.SocketOptionError` naming
 the option and its subject; a refused bind raises :class:`~multicast.exceptions.BindError`.
+
+What decides where a socket's multicast datagrams may go (the TTL set by :func:`set_ttl`, the
+interface set by :func:`set_send_interface`) is also noted for the socket
+(:func:`send_settings`): the kernel cannot tell the interface back by index, and the sending
+functions need both to keep TTL-0 datagrams on this host (:mod:`multicast.core.hostscope`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import contextlib
 import errno
 import socket
 import struct
+import weakref
+from dataclasses import dataclass
 
 from multicast.core import constants
 from multicast.core.addresses import (
@@ -33,14 +40,18 @@ from multicast.exceptions import (
 )
 
 __all__ = [
+    "SendSettings",
     "bind_socket",
     "enable_receive_metadata",
+    "forget_send_settings",
     "ip_level",
     "new_socket",
     "request_receive_buffer",
     "request_send_buffer",
     "require_linux",
+    "send_settings",
     "set_broadcast",
+    "set_busy_poll",
     "set_isolation",
     "set_loopback",
     "set_option",
@@ -51,6 +62,47 @@ __all__ = [
 ]
 
 _IP_MREQN = struct.Struct("=4s4si")  # struct ip_mreqn: group, local address, interface index
+
+
+@dataclass(slots=True)
+class SendSettings:
+    """What the core set on a socket that decides where its multicast datagrams go."""
+
+    ttl: int | None = None  # None: the kernel's default (1)
+    interface: int = 0  # 0: the routing table chooses
+    # With TTL 0: an unbound socket (it receives nothing) whose joins make this host a member
+    # of the groups sent to (multicast.core.hostscope). Made by set_ttl, in the thread that
+    # configures the socket, so that it lives in the same network namespace.
+    guard: socket.socket | None = None
+
+    def drop_guard(self) -> None:
+        """Close the guard socket (leaving its groups)."""
+        if self.guard is not None:
+            self.guard.close()
+            self.guard = None
+
+
+_SEND_SETTINGS: weakref.WeakKeyDictionary[socket.socket, SendSettings] = weakref.WeakKeyDictionary()
+
+
+def send_settings(sock: socket.socket) -> SendSettings | None:
+    """What :func:`set_ttl` and :func:`set_send_interface` set on ``sock`` (None: neither)."""
+    return _SEND_SETTINGS.get(sock)
+
+
+def forget_send_settings(sock: socket.socket) -> None:
+    """Forget what was noted for ``sock`` and close its guard (``sock`` is closed)."""
+    found = _SEND_SETTINGS.pop(sock, None)
+    if found is not None:
+        found.drop_guard()
+
+
+def _noted(sock: socket.socket) -> SendSettings:
+    found = _SEND_SETTINGS.get(sock)
+    if found is None:
+        found = _SEND_SETTINGS[sock] = SendSettings()
+        weakref.finalize(sock, found.drop_guard)
+    return found
 
 
 def set_option(sock: socket.socket, level: int, option: int, value: int | bytes, what: str) -> None:
@@ -144,6 +196,25 @@ def set_broadcast(sock: socket.socket, enabled: bool = True) -> None:
     )
 
 
+def set_busy_poll(sock: socket.socket, microseconds: int) -> bool:
+    """Ask the kernel to busy-poll the device queue for up to ``microseconds`` on a blocking
+    read of ``sock`` (``SO_BUSY_POLL``, Linux); False where it is not permitted or supported.
+
+    It helps only on devices whose driver polls (NAPI), not on ``lo``, and a value above the
+    system's ``net.core.busy_read`` needs ``CAP_NET_ADMIN``: the latency modes of ``ping`` and
+    ``pong`` ask for it and spin in user space as well.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, constants.SO_BUSY_POLL, microseconds)
+    except OSError as error:
+        if error.errno in (errno.EPERM, errno.EACCES, errno.ENOPROTOOPT, errno.EINVAL):
+            return False
+        raise SocketOptionError(
+            error.errno or errno.EINVAL, f"cannot busy-poll: {error.strerror or error}"
+        ) from error
+    return True
+
+
 def enable_receive_metadata(sock: socket.socket) -> None:
     """Ask for destination, interface, TTL and the drop counter with every datagram."""
     require_linux("receive metadata (IP_PKTINFO, SO_RXQ_OVFL)")
@@ -167,15 +238,22 @@ _HOPS = {
 }
 
 
-def _set_hops(sock: socket.socket, ttl: int, *, unicast: bool) -> None:
+def _set_hops(sock: socket.socket, ttl: int, *, unicast: bool) -> int:
     ttl = parse_ttl(ttl, unicast=unicast)
     level, option, name = _HOPS[unicast, sock.family]
     set_option(sock, level, option, ttl, f"set {name} {ttl}")
+    return ttl
 
 
 def set_ttl(sock: socket.socket, ttl: int) -> None:
-    """TTL (IPv4) or hop limit (IPv6) of multicast datagrams sent: 0 keeps them on this host."""
-    _set_hops(sock, ttl, unicast=False)
+    """TTL (IPv4) or hop limit (IPv6) of multicast datagrams sent: 0 keeps them on this host
+    (when sent through :mod:`multicast.core.io`, which :mod:`~multicast.core.hostscope` guards)."""
+    settings = _noted(sock)
+    settings.ttl = _set_hops(sock, ttl, unicast=False)
+    if settings.ttl != 0:
+        settings.drop_guard()
+    elif settings.guard is None:
+        settings.guard = new_socket(sock.family)
 
 
 def set_unicast_ttl(sock: socket.socket, ttl: int) -> None:
@@ -202,6 +280,7 @@ def set_send_interface(sock: socket.socket, interface: InterfaceSpec | None) -> 
         set_option(
             sock, socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index, f"send on {interface}"
         )
+    _noted(sock).interface = index
 
 
 def bind_socket(sock: socket.socket, address: str | IPAddress | None, port: int) -> None:

@@ -1,4 +1,6 @@
-"""The engineers' tools: ``stream``, ``monitor``, ``ping``, ``pong`` and ``doctor``.
+"""The engineers' tools: ``stream``, ``monitor``, ``ping``, ``pong``, ``doctor``, ``querier``,
+``membership``, and the file transfer commands ``send-file`` and ``receive-file``
+(:mod:`multicast.reliable`).
 
 :data:`TOOLS` maps each subcommand name to its :class:`~multicast.cliargs.Tool`; the
 ``multicast`` command line adds them. A tool's module is imported only when the tool is
@@ -57,14 +59,16 @@ class _Runnable(Protocol):
 
 @dataclass(slots=True)
 class _Deferred:
-    """A tool whose module (``multicast.tools.<name>``, which defines ``TOOL``) is imported
-    on first use."""
+    """A tool whose module (``multicast.tools.<name>``, which defines ``TOOL``, unless
+    ``home`` names another module and attribute) is imported on first use."""
 
     name: str
     help: str
+    home: tuple[str, str] | None = None
 
     def _tool(self) -> _Runnable:
-        tool: _Runnable = importlib.import_module(f"{__name__}.{self.name}").TOOL
+        module, attribute = self.home or (f"{__name__}.{self.name}", "TOOL")
+        tool: _Runnable = getattr(importlib.import_module(module), attribute)
         return tool
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -80,12 +84,28 @@ TOOLS: dict[str, Tool] = {
         _Deferred("stream", "send sequenced frames to a group at a set rate, for monitor to count"),
         _Deferred(
             "monitor",
-            "count what arrives on groups: loss, duplicates, reordering, jitter, per sender",
+            "count what arrives on groups, per flow and whatever the payload (frames, RTP, "
+            "MPEG-TS, iperf2): rates, loss, jitter, delay, join latency; live, JSON or CSV",
         ),
         _Deferred("ping", "probe a group and time the replies of every pong on it"),
         _Deferred("pong", "answer ping probes on groups, by unicast to each prober"),
         _Deferred(
             "doctor", "check this host's multicast set-up and self-test each interface (TTL 0)"
+        ),
+        _Deferred("querier", "be the IGMP/MLD querier of a link that has none (CAP_NET_RAW)"),
+        _Deferred(
+            "membership",
+            "show the IGMP/MLD reports, leaves and queries on the links, or this host's groups",
+        ),
+        _Deferred(
+            "send-file",
+            "send files to every receiver of a group, whole (NACK repair, parity, resume)",
+            ("multicast.reliable.commands", "SEND_FILE"),
+        ),
+        _Deferred(
+            "receive-file",
+            "receive the files a send-file session multicasts, checked, into a directory",
+            ("multicast.reliable.commands", "RECEIVE_FILE"),
         ),
     )
 }

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import errno
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from multicast.core import (
+    Channel,
     Closing,
     Datagram,
     Group,
     InterfaceSpec,
     IPAddress,
+    Membership,
     Sender,
     open_receiver,
     parse_group,
@@ -21,7 +25,14 @@ from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
 
-__all__ = ["DRAIN_LIMIT", "Joined", "check_limits", "rejection_counts", "send_counted"]
+__all__ = [
+    "DRAIN_LIMIT",
+    "Joined",
+    "Progress",
+    "check_limits",
+    "rejection_counts",
+    "send_counted",
+]
 
 # Datagrams read from a socket in one go before the loop looks at the clock again.
 DRAIN_LIMIT = 256
@@ -67,13 +78,16 @@ def check_limits(duration: float | None, count: int | None) -> float:
 class Joined(Closing):
     """A non-blocking receiver on ``port`` that joined ``groups``; a context manager.
 
-    It watches the host's interfaces and rejoins by itself when one it joined on is
-    deleted and comes back (see :meth:`multicast.core.Receiver.follow_interfaces`).
+    ``groups`` may be channels (:class:`~multicast.core.Channel`: a source-specific pair);
+    any number of them (see :meth:`multicast.core.Receiver.join_all`). It notes when each
+    was joined (:attr:`joined_at`), and watches the host's interfaces and rejoins by itself
+    when one it joined on is deleted and comes back (see
+    :meth:`multicast.core.Receiver.follow_interfaces`).
     """
 
     def __init__(
         self,
-        groups: Sequence[str | IPAddress | Group],
+        groups: Sequence[str | IPAddress | Group | Channel],
         port: int,
         *,
         interfaces: Sequence[InterfaceSpec] | None = None,
@@ -81,9 +95,11 @@ class Joined(Closing):
         receive_buffer: int | None = None,
         max_size: int = MAX_DATAGRAM,
     ) -> None:
-        parsed = [parse_group(group) for group in groups]
-        self.groups = tuple(str(group) for group in parsed)
+        parsed = [g if isinstance(g, Channel) else Channel(parse_group(g)) for g in groups]
+        self.groups = tuple(dict.fromkeys(str(channel.group) for channel in parsed))
         self.port = port
+        # When each membership was asked for (ns, wall clock), in the order joined.
+        self.joined_at: dict[Membership, int] = {}
         self.receiver = open_receiver(
             parsed,
             port,
@@ -93,7 +109,11 @@ class Joined(Closing):
             max_size=max_size,
             blocking=False,
             watch_interfaces=True,
+            before_join=self._joining,
         )
+
+    def _joining(self, membership: Membership) -> None:
+        self.joined_at.setdefault(membership, time.time_ns())
 
     def ready(self, timeout: float, limit: int | None = None) -> list[Datagram]:
         """Datagrams that arrive within ``timeout`` seconds (at most ``limit``, maybe none)."""
@@ -108,3 +128,31 @@ class Joined(Closing):
 
     def close(self) -> None:
         self.receiver.close()
+
+
+class Progress:
+    """A status line rewritten in place on ``stream`` (a terminal's standard error), at most
+    every ``every`` seconds; nothing without a stream."""
+
+    def __init__(self, stream: TextIO | None, every: float = 0.5) -> None:
+        self.stream = stream
+        self.every = every
+        self.shown = -math.inf
+        self.width = 0
+
+    def show(self, now: float, text: Callable[[], str]) -> None:
+        """Show ``text()`` if the last line is ``every`` seconds old at ``now`` (monotonic)."""
+        if self.stream is None or now - self.shown < self.every:
+            return
+        self.shown = now
+        line = text()
+        self.stream.write("\r" + line.ljust(self.width))
+        self.stream.flush()
+        self.width = len(line)
+
+    def done(self) -> None:
+        """End the status line, so that what follows starts on a line of its own."""
+        if self.stream is not None and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0

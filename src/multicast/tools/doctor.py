@@ -1,10 +1,12 @@
 """``multicast doctor``: check this host's multicast set-up, each problem with a one-line fix.
 
-It reads ``/proc`` and the output of ``ip`` (and of ``nft`` or ``iptables`` where installed),
+It reads ``/proc`` and the output of ``ip`` (and of ``nft -j`` or ``iptables -S`` where
+installed: :mod:`multicast.tools.firewall` compares their address ranges with multicast's),
 and self-tests every multicast interface by sending one frame to the all-hosts group
-(224.0.0.1, or interface-local ff01::1) with TTL 0 and loopback on: the kernel hands the
-copy to this host's socket and drops the original before it leaves. Joining these groups
-sends no IGMP or MLD report either, so nothing of the self-test leaves the host.
+(224.0.0.1, or interface-local ff01::1), or to the user's own ``--group`` and ``--port``,
+with TTL 0 and loopback on. The self-test's receiver joins the group on the interface, so
+the host is a member and the kernel drops the original before it leaves (see the TTL check
+for the rule); joining the all-hosts groups sends no IGMP or MLD report either.
 
 The parsers are pure functions over text, so they are tested on captured samples.
 """
@@ -12,7 +14,7 @@ The parsers are pure functions over text, so they are tested on captured samples
 from __future__ import annotations
 
 import argparse
-import enum
+import contextlib
 import errno
 import json
 import re
@@ -24,11 +26,14 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_network
 from pathlib import Path
 
-from multicast.core import Interface, Receiver, Sender, list_interfaces
-from multicast.exceptions import MulticastError
+from multicast.cliargs import group_type, port_type, timeout_type
+from multicast.core import Group, Interface, Receiver, Sender, list_interfaces, parse_group
+from multicast.exceptions import MulticastError, UsageError
+from multicast.tools.checks import Check, Status
+from multicast.tools.firewall import Traffic, firewall_checks, iptables_rules, nft_rules
 from multicast.tools.framing import Frame, encode_frame, parse_frame
 from multicast.tools.options import add_json, emit, seconds_type
 
@@ -40,6 +45,7 @@ __all__ = [
     "GroupMembership",
     "Status",
     "check_forced_versions",
+    "check_interface_local_route",
     "check_interfaces",
     "check_queriers",
     "check_reverse_path",
@@ -48,47 +54,14 @@ __all__ = [
     "parse_igmp6",
     "run_doctor",
     "self_test",
+    "ttl_zero_rule",
 ]
 
 SELF_TEST_GROUPS = {socket.AF_INET: "224.0.0.1", socket.AF_INET6: "ff01::1"}
+_INTERFACE_LOCAL = ip_network("ff01::/16")  # on lo, delivered only with a local-table route
 # Probe groups for `ip route get`: an administratively scoped and a global IPv6 group.
 _ROUTE_PROBES = {socket.AF_INET: "239.255.255.250", socket.AF_INET6: "ff0e::1"}
 _COMMAND_TIMEOUT = 5.0
-
-
-class Status(enum.Enum):
-    OK = "ok"
-    INFO = "info"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One finding: what was checked, how it stands, and the fix for a problem."""
-
-    area: str
-    subject: str
-    status: Status
-    detail: str
-    fix: str | None = None
-
-    @property
-    def problem(self) -> bool:
-        return self.status in (Status.WARN, Status.FAIL)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "area": self.area,
-            "subject": self.subject,
-            "status": self.status.value,
-            "detail": self.detail,
-            "fix": self.fix,
-        }
-
-    def __str__(self) -> str:
-        text = f"[{self.status.value:4}] {self.area:11} {self.subject}: {self.detail}"
-        return f"{text}\n       fix: {self.fix}" if self.fix else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,52 +243,39 @@ def check_queriers(versions: dict[str, str], forced: dict[str, int]) -> list[Che
     return checks
 
 
-_MULTICAST_MATCH = re.compile(
-    r"224\.0\.0\.0/4|ff00::/8|\bigmp\b|pkttype multicast|--pkt-type multicast"
-    r"|--dst-type MULTICAST|\bmld-listener|icmpv6-type 1(?:30|31|32|43)\b",
-    re.IGNORECASE,
-)
-
-
-def firewall_checks(text: str, tool: str) -> list[Check]:
-    """Rules in ``nft list ruleset`` or ``iptables -S`` output that would drop multicast.
-
-    A drop or reject rule that names multicast traffic is a problem; so is an input chain
-    that drops by default with no rule accepting multicast. ``tool`` names the command.
-    """
-    checks = []
-    accepts = any(
-        _MULTICAST_MATCH.search(line) and re.search(r"\baccept\b|-j ACCEPT", line)
-        for line in text.splitlines()
+def ttl_zero_rule() -> Check:
+    """How Linux treats TTL 0 (measured; see :mod:`multicast.core.hostscope`)."""
+    return Check(
+        "ttl",
+        "TTL 0",
+        Status.INFO,
+        "Linux keeps a multicast datagram sent with TTL (hop limit) 0 on this host only when "
+        "the host is a member of its group on the interface it leaves by (IPv6: and loopback "
+        "is on); otherwise it leaves with TTL 0 and the next host receives it. multicast's own "
+        "senders join the group first (with loopback off they send nothing); other programs' "
+        "TTL-0 datagrams may leave",
     )
-    for raw in text.splitlines():
-        line = raw.strip()
-        drops = re.search(r"\b(drop|reject)\b|-j (DROP|REJECT)", line)
-        if drops and _MULTICAST_MATCH.search(line) and "policy" not in line:
-            checks.append(
-                Check(
-                    "firewall",
-                    tool,
-                    Status.WARN,
-                    f"rule drops multicast: {line}",
-                    f"remove or narrow this {tool} rule, or accept the groups you use before it",
-                )
-            )
-        elif re.search(r"hook input .*policy drop|^-P INPUT DROP", line) and not accepts:
-            checks.append(
-                Check(
-                    "firewall",
-                    tool,
-                    Status.WARN,
-                    f"incoming traffic is dropped by default and no rule accepts multicast: {line}",
-                    "nft insert rule inet filter input meta pkttype multicast accept"
-                    if tool == "nft"
-                    else f"{tool} -I INPUT -m pkttype --pkt-type multicast -j ACCEPT",
-                )
-            )
-    if not checks:
-        checks.append(Check("firewall", tool, Status.OK, "no rule found that drops multicast"))
-    return checks
+
+
+def check_interface_local_route(routes: Sequence[dict[str, object]]) -> Check | None:
+    """A problem when no route of the local table (``ip -j -6 route show table local``)
+    takes interface-local groups (ff01::/16) to ``lo``: the kernel then delivers none of
+    them there, whatever the firewall says. None when there is one."""
+    for route in routes:
+        destination = route.get("dst")
+        if route.get("dev") != "lo" or not isinstance(destination, str):
+            continue
+        with contextlib.suppress(ValueError):
+            if IPv6Address("ff01::1") in ip_network(destination, strict=False):
+                return None
+    return Check(
+        "routes",
+        "lo ff01::/16",
+        Status.FAIL,
+        "interface-local IPv6 groups (ff01::/16) on lo need a route in the local table and "
+        "have none: the kernel delivers none of them on lo",
+        "ip -6 route add table local ff01::/16 dev lo",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,15 +363,22 @@ def _route_checks(interfaces: Sequence[Interface]) -> list[Check]:
     return checks
 
 
-def _firewall() -> list[Check]:
+def _firewall(traffic: Traffic) -> list[Check]:
     checks = []
-    ruleset = _command("nft", "list", "ruleset")
+    ruleset = _command("nft", "-j", "list", "ruleset")
     if ruleset is not None:
-        checks.extend(firewall_checks(ruleset, "nft"))
-    for tool in ("iptables", "ip6tables"):
+        try:
+            chains = nft_rules(ruleset)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            checks.append(
+                Check("firewall", "nft", Status.INFO, f"cannot read nft's rule set: {error}")
+            )
+        else:
+            checks.extend(firewall_checks(chains, "nft", traffic))
+    for tool, version in (("iptables", 4), ("ip6tables", 6)):
         rules = _command(tool, "-S")
         if rules is not None:
-            checks.extend(firewall_checks(rules, tool))
+            checks.extend(firewall_checks(iptables_rules(rules, version), tool, traffic))
     if not checks:
         checks.append(
             Check(
@@ -424,18 +391,27 @@ def _firewall() -> list[Check]:
     return checks
 
 
-def self_test(interface: Interface, family: socket.AddressFamily, timeout: float = 0.5) -> Check:
-    """Send one frame with TTL 0 to the all-hosts group on ``interface`` and wait for it."""
-    group = SELF_TEST_GROUPS[family]
-    subject = f"{interface.name} {group}"
+def self_test(
+    interface: Interface,
+    family: socket.AddressFamily,
+    timeout: float = 0.5,
+    *,
+    group: Group | None = None,
+    port: int = 0,
+) -> Check:
+    """Send one frame with TTL 0 to ``group`` (default: the all-hosts group of ``family``)
+    and ``port`` (0: a free one) on ``interface``, and wait for it to come back."""
+    group = group if group is not None else parse_group(SELF_TEST_GROUPS[family])
+    family = group.family
+    subject = f"{interface.name} {group.address}" + (f" port {port}" if port else "")
     sender_id = secrets.randbits(64)
     try:
         with (
-            Receiver(0, family=family, blocking=False) as receiver,
+            Receiver(port, family=family, blocking=False) as receiver,
             Sender(family, ttl=0, interface=interface, loopback=True) as sender,
         ):
-            receiver.join(group, interface)
-            sender.send(encode_frame(sender_id, 0), group, receiver.port)
+            receiver.join(group.address, interface)
+            sender.send(encode_frame(sender_id, 0), group.address, receiver.port)
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 for datagram in receiver.receive_batch(timeout=left):
@@ -457,12 +433,27 @@ def self_test(interface: Interface, family: socket.AddressFamily, timeout: float
         Status.FAIL,
         f"a TTL-0 datagram did not come back within {timeout} s: a firewall or policy "
         "drops local multicast",
-        f"look for rules dropping {group} in the output of 'nft list ruleset' or 'iptables -S'",
+        f"look for rules dropping {group.address} in the output of 'nft list ruleset' or "
+        "'iptables -S' (the firewall checks above name those found)",
     )
 
 
-def run_doctor(*, run_self_test: bool = True, timeout: float = 0.5) -> DoctorReport:
-    """Check this host (this network namespace) and return every finding."""
+def run_doctor(
+    *,
+    run_self_test: bool = True,
+    timeout: float = 0.5,
+    listen: float = 0.0,
+    group: Group | None = None,
+    port: int | None = None,
+) -> DoctorReport:
+    """Check this host (this network namespace) and return every finding.
+
+    ``listen`` seconds (with ``CAP_NET_RAW``) are spent listening for IGMP/MLD queriers. With
+    ``group`` (and ``port``), the firewall is checked for datagrams to that group and port,
+    and the self-test sends to them instead of the all-hosts groups.
+    """
+    from multicast.tools.doctor_queriers import querier_checks  # noqa: PLC0415 (it imports this)
+
     proc = Path("/proc")
     interfaces = list_interfaces()
     checks = check_interfaces(interfaces)
@@ -475,21 +466,39 @@ def run_doctor(*, run_self_test: bool = True, timeout: float = 0.5) -> DoctorRep
     memberships, versions = parse_igmp(_read(proc / "thread-self/net/igmp") or "")
     memberships += parse_igmp6(_read(proc / "thread-self/net/igmp6") or "")
     checks += check_queriers(versions, forced_igmp)
+    checks += querier_checks(interfaces, versions, forced_igmp, listen)
     limit = _read(proc / "sys/net/ipv4/igmp_max_memberships")
     if limit is not None:
         checks.append(
             Check("igmp", "igmp_max_memberships", Status.INFO, f"{limit.strip()} groups per socket")
         )
-    checks += _firewall()
+    checks += _firewall(Traffic.to_group(group, port) if group else Traffic.multicast())
+    checks.append(ttl_zero_rule())
     if run_self_test:
-        for interface in interfaces:
-            if not (interface.up and interface.multicast):
-                continue
-            if interface.ipv4:
-                checks.append(self_test(interface, socket.AF_INET, timeout))
-            if interface.ipv6:
-                checks.append(self_test(interface, socket.AF_INET6, timeout))
+        checks += _self_tests(interfaces, timeout, group, port or 0)
     return DoctorReport(tuple(checks), tuple(memberships))
+
+
+def _self_tests(
+    interfaces: Sequence[Interface], timeout: float, group: Group | None, port: int
+) -> list[Check]:
+    families = [group.family] if group else [socket.AF_INET, socket.AF_INET6]
+    checks = []
+    for interface in interfaces:
+        if not (interface.up and interface.multicast):
+            continue
+        for family in families:
+            if not (interface.ipv4 if family == socket.AF_INET else interface.ipv6):
+                continue
+            tested = group or parse_group(SELF_TEST_GROUPS[family])
+            if interface.loopback and tested.address in _INTERFACE_LOCAL:
+                listed = _command("ip", "-j", "-6", "route", "show", "table", "local")
+                missing = check_interface_local_route(json.loads(listed or "[]"))
+                if missing is not None:
+                    checks.append(missing)
+                    continue
+            checks.append(self_test(interface, family, timeout, group=group, port=port))
+    return checks
 
 
 class DoctorTool:
@@ -506,10 +515,42 @@ class DoctorTool:
             metavar="SECONDS",
             help="seconds each self-test waits for its datagram (default %(default)s)",
         )
+        parser.add_argument(
+            "--listen",
+            type=timeout_type,
+            default=0.0,
+            metavar="SECONDS",
+            help="listen this long for IGMP/MLD queriers on each interface (needs CAP_NET_RAW; "
+            "default 0: the kernel's state only)",
+        )
+        parser.add_argument(
+            "--group",
+            type=group_type,
+            default=None,
+            metavar="GROUP",
+            help="check the firewall for, and self-test with, your own group (default: "
+            "multicast as a whole; the all-hosts groups for the self-test)",
+        )
+        parser.add_argument(
+            "--port",
+            type=port_type,
+            default=None,
+            metavar="PORT",
+            help="your own UDP port, with --group (default: any port; a free one for the "
+            "self-test, whose frame this host's receivers of that port also get)",
+        )
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        report = run_doctor(run_self_test=not args.no_self_test, timeout=args.timeout)
+        if args.port is not None and args.group is None:
+            raise UsageError("--port needs --group: the port of your own group")
+        report = run_doctor(
+            run_self_test=not args.no_self_test,
+            timeout=args.timeout,
+            listen=args.listen,
+            group=args.group,
+            port=args.port,
+        )
         emit(report, args)
         return 1 if report.problems else 0
 

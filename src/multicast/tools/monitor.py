@@ -1,62 +1,102 @@
-"""``multicast monitor``: receive groups and count, per sender and group, what arrived.
+"""``multicast monitor``: receive groups and count, per flow, what arrived.
 
-:class:`Monitor` is the receiving loop: it joins, reads the socket and reads the clock. The
-counting is :class:`multicast.tools.tally.Tally`'s, which it feeds every datagram with its
-arrival time: each frame's sender id and sequence number feed a sequence tracker, its send
-time an RFC 3550 jitter estimate. Datagrams that are not acceptable frames are counted by the
-reason :mod:`multicast.tools.framing` gives, and never stop the monitor.
+:class:`Monitor` is the receiving loop: it joins (any number of groups, timing each join),
+reads the socket and reads the clock. The counting is
+:class:`multicast.tools.tally.Tally`'s, which it feeds every datagram with its arrival time,
+whatever the payload (:mod:`multicast.tools.payloads`); the intervals and the report are
+:mod:`multicast.tools.monitor_report`'s; where they go (lines, JSON lines, CSV, a log, the
+live view) and the alarms, :mod:`multicast.tools.monitor_output`'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
 import math
+import signal
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from multicast.cliargs import check_sources, distinct_groups
-from multicast.core import Group, InterfaceSpec, IPAddress
+from multicast.core import Channel, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
-from multicast.tools.common import Joined, check_limits
-from multicast.tools.framing import HEADER_SIZE, TIME_WINDOW
+from multicast.tools.common import DRAIN_LIMIT, Joined, check_limits
+from multicast.tools.framing import TIME_WINDOW
+from multicast.tools.monitor_output import (
+    Alarms,
+    CsvOutput,
+    JsonLinesOutput,
+    LinesOutput,
+    Output,
+    clock_note,
+    live_view,
+    local_addresses,
+    open_log,
+)
+from multicast.tools.monitor_report import (
+    ChannelReport,
+    FlowReport,
+    IntervalReport,
+    Intervals,
+    MonitorReport,
+)
 from multicast.tools.options import (
     add_duration,
-    add_json,
     add_key,
     add_limit,
     add_receiving,
     add_time_window,
-    emit,
+    argument_type,
+    channels_of,
     key_of,
     live,
     positive_type,
     seconds_type,
 )
-from multicast.tools.tally import (
-    MAX_SENDERS,
-    FrameStamps,
-    IntervalReport,
-    Intervals,
-    MonitorReport,
-    SenderReport,
-    Tally,
-)
+from multicast.tools.payloads import NANOSECONDS, FrameStamps, Kind, reader_for
+from multicast.tools.tally import MAX_FLOWS, MAX_SENDERS, Tally
 
 __all__ = [
     "DEFAULT_RECEIVE_BUFFER",
+    "EXIT_ALARM",
     "MAX_SENDERS",
     "TOOL",
+    "FlowReport",
     "IntervalReport",
     "Monitor",
     "MonitorReport",
     "MonitorTool",
-    "SenderReport",
     "run_monitor",
 ]
 
 # Asked of the kernel for the socket; a private network namespace cannot raise rmem_max.
 DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
+EXIT_ALARM = 3  # the exit status of a run in which an alarm fired
+
+
+def _tally(
+    payload: Kind | None,
+    key: bytes | None,
+    rtp_clock: int,
+    sent_ttl: int | None,
+    groups: int,
+    *,
+    time_window: float = TIME_WINDOW,
+) -> Tally:
+    """The tally of ``payload`` (None: detected per flow) on ``groups`` groups; a key means
+    frames (checked within ``time_window`` seconds, for the port the monitor binds). It
+    tracks at least two flows per group."""
+    if key is not None and payload not in (None, Kind.FRAMES):
+        raise OptionError(f"a key authenticates frames only, not --payload {payload.value}")
+    flows = max(MAX_FLOWS, 2 * groups)
+    if key is not None:
+        stamps = FrameStamps(key, time_window=time_window)
+        return Tally(stamps, sent_ttl=sent_ttl, max_flows=flows)
+    reader = None if payload is None else reader_for(payload, rtp_clock=rtp_clock)
+    return Tally(reader, sent_ttl=sent_ttl, rtp_clock=rtp_clock, max_flows=flows)
 
 
 class Monitor(Joined):
@@ -65,24 +105,23 @@ class Monitor(Joined):
 
     def __init__(
         self,
-        groups: Sequence[str | IPAddress | Group],
+        groups: Sequence[str | IPAddress | Group | Channel],
         port: int,
         *,
         interfaces: Sequence[InterfaceSpec] | None = None,
         sources: Sequence[str | IPAddress] = (),
         key: bytes | None = None,
+        payload: Kind | None = None,
+        rtp_clock: int = 90000,
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         max_size: int = MAX_DATAGRAM,
         sent_ttl: int | None = None,
         time_window: float = TIME_WINDOW,
     ) -> None:
-        if not HEADER_SIZE <= max_size <= MAX_DATAGRAM:
-            raise OptionError(
-                f"max size {max_size} is outside {HEADER_SIZE}-{MAX_DATAGRAM} bytes "
-                "(a frame header to a whole datagram)"
-            )
-        stamps = FrameStamps(key, time_window=time_window)  # checks the key before joining
-        tally = Tally(stamps, sent_ttl=sent_ttl)
+        if not 1 <= max_size <= MAX_DATAGRAM:
+            raise OptionError(f"max size {max_size} is outside 1-{MAX_DATAGRAM} bytes")
+        # The key is checked before joining.
+        tally = _tally(payload, key, rtp_clock, sent_ttl, len(groups), time_window=time_window)
         super().__init__(
             groups,
             port,
@@ -91,12 +130,41 @@ class Monitor(Joined):
             receive_buffer=receive_buffer,
             max_size=max_size,
         )
-        stamps.port = self.port  # the port bound (0 asks for any)
+        if isinstance(tally.reader, FrameStamps):
+            tally.reader.port = self.port  # keyed frames' tags cover the port bound
         self.tally = tally
+        self.started = time.time()  # wall clock; run() sets it again when it starts
+        self.left_at: dict[str, int] = {}  # ns, per group left by leave_all
 
-    def report(self, seconds: float, *, interrupted: bool = False) -> MonitorReport:
-        """The tally's report, with what the socket adds (kernel drops and the like)."""
-        return self.tally.report(
+    def channels(self) -> tuple[ChannelReport, ...]:
+        """Per channel joined: its join and leave times and latencies."""
+        first, last = self.tally.first_by_group, self.tally.last_by_group
+        reports: dict[str, ChannelReport] = {}
+        for membership, joined in self.joined_at.items():
+            name = str(Channel(membership.group, membership.source))
+            if name in reports:
+                continue
+            group = membership.group.address.compressed
+            arrived = first.get(group)
+            left = self.left_at.get(group)
+            ended = last.get(group)
+            reports[name] = ChannelReport(
+                channel=name,
+                group=group,
+                joined=joined / NANOSECONDS,
+                join_ms=None if arrived is None else max(0, arrived - joined) / 1e6,
+                left=None if left is None else left / NANOSECONDS,
+                leave_ms=(ended - left) / 1e6 if left and ended and ended > left else None,
+            )
+        return tuple(reports.values())
+
+    def report(
+        self, seconds: float, *, interrupted: bool = False, alarms: Sequence[str] = ()
+    ) -> MonitorReport:
+        """The tally's report, with what the socket and the loop add."""
+        delayed = {flow.source for flow in self.tally.flows.values() if flow.delays is not None}
+        return MonitorReport.of(
+            self.tally,
             groups=self.groups,
             port=self.port,
             seconds=seconds,
@@ -104,7 +172,31 @@ class Monitor(Joined):
             wrong_interface=self.receiver.wrong_interface,
             receive_buffer=self.receiver.receive_buffer,
             interrupted=interrupted,
+            started=self.started,
+            channels=self.channels(),
+            not_joined=self.receiver.not_joined,
+            alarms=tuple(alarms),
+            clock=clock_note(delayed, local_addresses()) if delayed else "no send times",
         )
+
+    def leave_all(self) -> None:
+        """Leave every membership, noting when each group was left."""
+        for membership in list(self.receiver.memberships):
+            self.left_at.setdefault(membership.group.address.compressed, time.time_ns())
+            self.receiver.leave(membership.group, membership.interface or None, membership.source)
+
+    def _take(self, timeout: float, limit: int | None) -> None:
+        """Wait up to ``timeout`` seconds, then read and count what is queued (``limit`` at
+        most). Ctrl-C (or SIGTERM) interrupts the wait, but waits for the count of what was
+        read: the report never misses a datagram taken from the socket."""
+        if not self.receiver.wait(max(0.0, timeout)):
+            return
+        with _signals_held():
+            ready = self.receiver.receive_ready(DRAIN_LIMIT if limit is None else limit)
+            arrived = time.time_ns()
+            account = self.tally.account
+            for datagram in ready:
+                account(datagram, arrived)
 
     def run(
         self,
@@ -113,14 +205,24 @@ class Monitor(Joined):
         count: int | None = None,
         interval: float = 1.0,
         on_interval: Callable[[IntervalReport], None] | None = None,
+        outputs: Sequence[Output] = (),
+        alarms: Alarms | None = None,
+        leave_wait: float | None = None,
     ) -> MonitorReport:
-        """Count until ``duration`` seconds pass or ``count`` datagrams arrive (or Ctrl-C);
-        ``on_interval`` is given a report every ``interval`` seconds."""
+        """Count until ``duration`` seconds pass or ``count`` datagrams arrive (or Ctrl-C).
+
+        Every ``interval`` seconds, ``on_interval`` and each of ``outputs`` are given the
+        interval's report, with the ``alarms`` it raised. With ``leave_wait``, every group
+        is then left and datagrams still counted for that many seconds (leave latency).
+        """
         tally = self.tally
         start = time.monotonic()
-        drops = self.drops if on_interval is not None else 0
-        intervals = Intervals(tally, interval, start=start, drops=drops)
+        self.started = time.time()
+        joined = min(self.joined_at.values(), default=time.time_ns())
+        intervals = Intervals(tally, interval, start=start)
         deadline = start + check_limits(duration, count)
+        watching = on_interval is not None or bool(outputs) or bool(alarms and alarms.active)
+        drops_before = self.drops
         interrupted = False
         try:
             while count is None or tally.datagrams < count:
@@ -128,28 +230,57 @@ class Monitor(Joined):
                 if now >= deadline:
                     break
                 wake = math.inf
-                if on_interval is not None:
-                    line = intervals.poll(now, lambda: self.drops)
+                if watching:
+                    drops = self.drops
+                    line = intervals.poll(now, at=time.time(), drops=drops - drops_before)
                     if line is not None:
-                        on_interval(line)
+                        drops_before = drops
+                        if alarms is not None:
+                            fired = alarms.check(line, tally, time.time_ns(), joined)
+                            line = dataclasses.replace(line, alarms=tuple(fired))
+                        for output in outputs:
+                            output.interval(line)
+                        if on_interval is not None:
+                            on_interval(line)
                     wake = intervals.due
                 limit = None if count is None else count - tally.datagrams
-                ready = self.ready(min(deadline, wake, now + 1.0) - now, limit)
-                arrived = time.time_ns()
-                for datagram in ready:
-                    tally.account(datagram, arrived)
+                self._take(min(deadline, wake, now + 1.0) - now, limit)
+            if leave_wait is not None:
+                self.leave_all()
+                until = time.monotonic() + leave_wait
+                while (left := until - time.monotonic()) > 0:
+                    self._take(left, None)
         except KeyboardInterrupt:
             interrupted = True
-        return self.report(time.monotonic() - start, interrupted=interrupted)
+        raised = alarms.raised if alarms is not None else ()
+        report = self.report(time.monotonic() - start, interrupted=interrupted, alarms=raised)
+        for output in outputs:
+            output.final(report)
+        return report
+
+
+_HELD = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back from this thread meanwhile: one that comes is handled
+    (as KeyboardInterrupt, or the command line's Terminated) just after."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def run_monitor(
-    groups: Sequence[str | IPAddress | Group],
+    groups: Sequence[str | IPAddress | Group | Channel],
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | None = None,
     sources: Sequence[str | IPAddress] = (),
     key: bytes | None = None,
+    payload: Kind | None = None,
     duration: float | None = None,
     count: int | None = None,
     interval: float = 1.0,
@@ -161,7 +292,9 @@ def run_monitor(
 ) -> MonitorReport:
     """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C.
 
-    ``sent_ttl``, the TTL the senders use, lets the report give each sender's hop count.
+    ``payload`` None detects each flow's payload; ``sent_ttl``, the TTL the senders use,
+    lets the report give each sender's hop count; ``time_window``: with a key, how far a
+    frame's send time may be from this host's clock.
     """
     with Monitor(
         groups,
@@ -169,6 +302,7 @@ def run_monitor(
         interfaces=interfaces,
         sources=sources,
         key=key,
+        payload=payload,
         receive_buffer=receive_buffer,
         max_size=max_size,
         sent_ttl=sent_ttl,
@@ -179,8 +313,36 @@ def run_monitor(
         )
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"{text!r} is not a percentage") from None
+    if not 0 <= value < 100:
+        raise OptionError(f"{text!r} must be a percentage from 0 to 100")
+    return value
+
+
+argument_percent = argument_type(_percent)
+
+
+def _histogram_lines(report: MonitorReport) -> list[str]:
+    delays = report.delays()
+    if delays is None or not delays.count:
+        return ["one-way delay: no datagram carried a send time"]
+    bins = delays.bins()
+    widest = max(count for _, _, count in bins)
+    lines = [f"one-way delay ({report.clock}), {delays.count} datagrams:"]
+    for low, high, count in bins:
+        bar = "#" * round(40 * count / widest)
+        lines.append(f"  {low:10.3f} - {high:10.3f} ms {count:9d} {bar}")
+    if delays.negative:
+        lines.append(f"  {delays.negative} negative: the sender's clock is ahead of this one")
+    return lines
+
+
 class MonitorTool:
-    """``multicast monitor GROUP [GROUP ...]``."""
+    """``multicast monitor GROUP ...``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(
@@ -189,11 +351,26 @@ class MonitorTool:
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after N datagrams, 0 for no limit (default 0)")
         parser.add_argument(
+            "--payload",
+            choices=["auto", *(kind.value for kind in Kind)],
+            default="auto",
+            help="how to read payloads: detected per flow from its first datagrams (auto), "
+            "the tools' frames, RTP, MPEG-TS, iperf2, or raw (counts only) (default auto)",
+        )
+        parser.add_argument(
+            "--rtp-clock",
+            type=positive_type,
+            default=90000,
+            metavar="HZ",
+            help="RTP clock rate of dynamic payload types, for jitter (default %(default)s)",
+        )
+        parser.add_argument(
             "--interval",
             type=seconds_type,
-            default=1.0,
+            default=None,
             metavar="SECONDS",
-            help="seconds between live lines on a terminal (default %(default)s)",
+            help="print a line (or a JSON line, or CSV rows) every SECONDS, terminal or not "
+            "(default: the live view on a terminal, 1 s)",
         )
         parser.add_argument(
             "--max-size",
@@ -202,28 +379,116 @@ class MonitorTool:
             metavar="BYTES",
             help="room for one datagram; longer ones count as truncated (default %(default)s)",
         )
+        parser.add_argument(
+            "--histogram",
+            action="store_true",
+            help="show the one-way delays as a histogram (send times of frames and iperf2)",
+        )
+        parser.add_argument(
+            "--leave-wait",
+            type=seconds_type,
+            default=None,
+            metavar="SECONDS",
+            help="at the end, leave every group and count SECONDS more: leave latency",
+        )
+        alarms = parser.add_argument_group("unattended runs (exit status 3 if an alarm fired)")
+        alarms.add_argument(
+            "--alarm-loss",
+            type=argument_percent,
+            default=None,
+            metavar="PERCENT",
+            help="alarm when a flow loses more than PERCENT of an interval's datagrams",
+        )
+        alarms.add_argument(
+            "--alarm-silence",
+            type=seconds_type,
+            default=None,
+            metavar="SECONDS",
+            help="alarm when a group gets nothing for SECONDS",
+        )
+        log = alarms.add_mutually_exclusive_group()
+        log.add_argument(
+            "--syslog",
+            nargs="?",
+            const="/dev/log",
+            default=None,
+            metavar="SOCKET",
+            help="log a line per interval and each alarm to syslog (socket: /dev/log)",
+        )
+        log.add_argument(
+            "--log-file", metavar="PATH", help="append a line per interval and each alarm"
+        )
         add_key(parser)
         add_time_window(parser)
-        add_json(parser)
+        formats = parser.add_mutually_exclusive_group()
+        formats.add_argument("--json", action="store_true", help="print the final report as JSON")
+        formats.add_argument(
+            "--json-lines",
+            action="store_true",
+            help="print a JSON object per interval, and the final one, one per line",
+        )
+        formats.add_argument(
+            "--csv", action="store_true", help="print CSV rows: per flow and interval, then final"
+        )
+
+    def outputs(self, args: argparse.Namespace, monitor: Monitor) -> list[Output]:
+        """Where the intervals go, from the options and whether this is a terminal."""
+        outputs: list[Output] = []
+        stdout = sys.stdout  # None when closed: nothing shown, the logs still go where asked
+        if stdout is not None and args.json_lines:
+            outputs.append(JsonLinesOutput(stdout))
+        elif stdout is not None and args.csv:
+            outputs.append(CsvOutput(stdout))
+        elif stdout is not None and args.interval is not None:
+            outputs.append(LinesOutput(stdout))
+        elif live() and not args.json:
+            title = f"{len(monitor.groups)} groups, port {monitor.port}"
+            outputs.append(live_view(sys.stdout, title=title, tally=monitor.tally))
+        if args.syslog is not None or args.log_file is not None:
+            outputs.append(open_log(file=args.log_file, syslog=args.syslog))
+        return outputs
 
     def run(self, args: argparse.Namespace) -> int:
-        args.groups = distinct_groups(args.groups)
-        check_sources(args.groups, args.sources)
-        report = run_monitor(
-            args.groups,
+        channels = channels_of(args)
+        alarms = Alarms(
+            loss_percent=args.alarm_loss,
+            silence=args.alarm_silence,
+            groups=[channel.group.address.compressed for channel in channels],
+        )
+        payload = None if args.payload == "auto" else Kind(args.payload)
+        with Monitor(
+            channels,
             args.port,
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
             key=key_of(args),
-            time_window=args.time_window,
-            duration=args.duration,
-            count=args.count or None,
-            interval=args.interval,
-            on_interval=print if live() and not args.json else None,
+            payload=payload,
+            rtp_clock=args.rtp_clock,
             max_size=args.max_size,
             sent_ttl=args.ttl,
-        )
-        emit(report, args)
+            time_window=args.time_window,
+        ) as monitor:
+            outputs = self.outputs(args, monitor)
+            try:
+                report = monitor.run(
+                    duration=args.duration,
+                    count=args.count or None,
+                    interval=args.interval or 1.0,
+                    outputs=outputs,
+                    alarms=alarms,
+                    leave_wait=args.leave_wait,
+                )
+            finally:
+                for output in outputs:
+                    output.close()
+        if args.json:
+            print(json.dumps(report.as_dict(), indent=2))
+        elif not (args.json_lines or args.csv):
+            print(report)
+            if args.histogram:
+                print("\n".join(_histogram_lines(report)))
+        if report.alarms:
+            return EXIT_ALARM
         return 0 if report.datagrams else 1
 
 

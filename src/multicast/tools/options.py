@@ -13,6 +13,7 @@ import math
 import os
 import stat
 import sys
+from pathlib import Path
 from typing import Protocol
 
 from multicast.cliargs import (
@@ -21,20 +22,30 @@ from multicast.cliargs import (
     add_source,
     add_ttl,
     argument_type,
+    check_sources,
     count_type,
-    group_type,
     source_type,
     ttl_type,
 )
-from multicast.core import parse_ttl
+from multicast.core import (
+    Channel,
+    Group,
+    IPAddress,
+    parse_channel_lines,
+    parse_channels,
+    parse_ttl,
+    resolve_interface,
+)
+from multicast.core.addresses import MAX_CHANNELS, common_family
 from multicast.env import whole_number
-from multicast.exceptions import AuthKeyError, OptionError
+from multicast.exceptions import AuthKeyError, GroupError, OptionError, UsageError
 from multicast.tools.framing import MIN_KEY_SIZE, TIME_WINDOW
 from multicast.tools.pacing import parse_rate
 
 __all__ = [
     "MAX_KEY_FILE",
     "Report",
+    "add_busy_poll",
     "add_duration",
     "add_json",
     "add_key",
@@ -42,13 +53,18 @@ __all__ = [
     "add_receiving",
     "add_sending",
     "add_time_window",
+    "argument_type",
+    "channels_of",
+    "channels_type",
     "emit",
     "key_of",
     "live",
     "load_key",
     "positive_type",
     "rate_type",
+    "read_channels_file",
     "seconds_type",
+    "sending_channels",
     "unicast_ttl_type",
 ]
 
@@ -75,6 +91,16 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+_MAX_BUSY_POLL = 1_000_000  # microseconds: one second of spinning per wait at most
+
+
+def _busy_microseconds(text: str) -> int:
+    number = whole_number(text)
+    if not 0 <= number <= _MAX_BUSY_POLL:
+        raise OptionError(f"busy-poll time {number} µs is outside 0-{_MAX_BUSY_POLL}")
+    return number
+
+
 def _positive(text: str) -> int:
     number = whole_number(text)
     if number < 1:
@@ -92,10 +118,95 @@ positive_type = argument_type(_positive)
 rate_type = argument_type(parse_rate)
 
 
-def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
-    """``GROUP``, ``--port``, ``--iface``, ``--ttl``, ``--source`` (the address to send from,
-    the S of the (S,G) that ``receivers`` join) and ``--no-loopback``."""
-    parser.add_argument("group", type=group_type, metavar="GROUP", help="multicast group")
+def _channels(text: str) -> list[Channel]:
+    """:func:`~multicast.core.parse_channels`, where an IPv6 ``%zone`` must name an interface
+    of this host: an unknown one is a usage error now, not a failure later."""
+    channels = parse_channels(text)
+    zones = {channel.group.interface for channel in channels}
+    for zone in zones:
+        if zone is not None:
+            resolve_interface(zone)
+    return channels
+
+
+channels_type = argument_type(_channels)
+
+_GROUPS_HELP = (
+    "multicast groups: GROUP, GROUP+N (N consecutive groups), SOURCE,GROUP (source-specific)"
+)
+
+
+def _add_groups(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``GROUP ...`` in the shorthand of :func:`~multicast.core.parse_channels`, and
+    ``--groups-file PATH``; read both with :func:`channels_of`."""
+    parser.add_argument("groups", type=channels_type, nargs="*", metavar="GROUP", help=help_text)
+    parser.add_argument(
+        "--groups-file",
+        metavar="PATH",
+        help="more groups, from a file: the same words, separated by spaces or lines; "
+        "# starts a comment",
+    )
+
+
+def read_channels_file(path: str) -> list[Channel]:
+    """The channels listed in the file at ``path`` (see
+    :func:`~multicast.core.parse_channel_lines`); an unreadable file is an
+    :class:`OptionError` naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise OptionError(f"cannot read groups file {path!r}: {why}") from None
+    return parse_channel_lines(text, origin=f"groups file {path!r}")
+
+
+def channels_of(args: argparse.Namespace) -> list[Channel]:
+    """The channels of ``GROUP ...`` and ``--groups-file``, duplicates dropped, order kept;
+    a :class:`UsageError` when there are none, too many, or they mix families, or a
+    ``--source`` is of the other family."""
+    listed: dict[Channel, None] = {}
+    for channels in args.groups:
+        listed.update(dict.fromkeys(channels))
+    if args.groups_file is not None:
+        listed.update(dict.fromkeys(read_channels_file(args.groups_file)))
+    channels = list(listed)
+    if not channels:
+        raise UsageError("give at least one GROUP, or --groups-file")
+    if len(channels) > MAX_CHANNELS:
+        raise UsageError(f"{len(channels)} groups: at most {MAX_CHANNELS} in one run")
+    try:
+        common_family([channel.group for channel in channels])
+    except GroupError as error:
+        raise UsageError(str(error)) from None
+    check_sources([channels[0].group], getattr(args, "sources", []))
+    return channels
+
+
+def sending_channels(
+    args: argparse.Namespace,
+) -> tuple[list[Group], IPAddress | None]:
+    """The groups a sender sends to, and the address to send from: ``--source``, or the
+    source of ``SOURCE,GROUP`` pairs (one for all). A :class:`UsageError` otherwise."""
+    channels = channels_of(args)
+    sources = {channel.source for channel in channels if channel.source is not None}
+    if args.source is not None:
+        sources.add(args.source)
+    if len(sources) > 1:
+        named = ", ".join(sorted(str(source) for source in sources))
+        raise UsageError(f"one sender sends from one source address, not {named}")
+    if sources and any(channel.source is None for channel in channels) and args.source is None:
+        raise UsageError("give SOURCE,GROUP for every group, or --source once")
+    groups = list(dict.fromkeys(channel.group for channel in channels))
+    source = sources.pop() if sources else None
+    check_sources(groups, [source] if source is not None else [])
+    return groups, source
+
+
+def add_sending(parser: argparse.ArgumentParser, *, receivers: str, groups_help: str) -> None:
+    """``GROUP ...`` (see :func:`sending_channels`), ``--groups-file``, ``--port``,
+    ``--iface``, ``--ttl``, ``--source`` (the address to send from, the S of the (S,G) that
+    ``receivers`` join) and ``--no-loopback``."""
+    _add_groups(parser, f"{_GROUPS_HELP}; {groups_help}")
     add_port(parser)
     add_iface(parser, help_text="send by this interface (name, index or address)")
     add_ttl(parser)
@@ -114,12 +225,11 @@ def add_sending(parser: argparse.ArgumentParser, *, receivers: str) -> None:
 def add_receiving(
     parser: argparse.ArgumentParser, *, ttl_help: str, unicast_ttl: bool = False
 ) -> None:
-    """``GROUP [GROUP ...]``, ``--port``, ``--iface``, ``--source`` (repeatable, for SSM) and
-    ``--ttl`` (no default; what it means to the tool is ``ttl_help``; 1-255 for the TTL of
-    unicast datagrams with ``unicast_ttl``, else 0-255)."""
-    parser.add_argument(
-        "groups", type=group_type, nargs="+", metavar="GROUP", help="multicast groups"
-    )
+    """``GROUP ...`` and ``--groups-file`` (read with :func:`channels_of`), ``--port``,
+    ``--iface``, ``--source`` (repeatable, for SSM) and ``--ttl`` (no default; what it
+    means to the tool is ``ttl_help``; 1-255 for the TTL of unicast datagrams with
+    ``unicast_ttl``, else 0-255)."""
+    _add_groups(parser, f"{_GROUPS_HELP}; any number")
     add_port(parser)
     add_iface(parser, help_text="join on this interface (name, index or address)")
     add_source(parser)
@@ -234,6 +344,18 @@ def _kind(mode: int) -> str:
         if test(mode):
             return kind
     return "not a plain file"
+
+
+def add_busy_poll(parser: argparse.ArgumentParser) -> None:
+    """``--busy-poll MICROSECONDS``: the latency mode (0, the default: off)."""
+    parser.add_argument(
+        "--busy-poll",
+        type=argument_type(_busy_microseconds),
+        default=0,
+        metavar="MICROSECONDS",
+        help="latency mode: before sleeping, poll the socket this long without blocking (and "
+        "ask the kernel for SO_BUSY_POLL): lower round trips for a CPU kept busy (default 0: off)",
+    )
 
 
 def add_duration(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -60,6 +60,15 @@ class Rate:
             return self.per_second
         return self.per_second / (size * (8 if self.unit == "bits" else 1))
 
+    def bits_per_second(self) -> float | None:
+        """The rate in bits per second (None: no limit); :class:`OptionError` for a rate in
+        datagrams, whose size this does not know."""
+        if self.per_second is None:
+            return None
+        if self.unit == "datagrams":
+            raise OptionError(f"rate {self} is in datagrams, not bits or bytes, per second")
+        return self.per_second * (8 if self.unit == "bytes" else 1)
+
     def __str__(self) -> str:
         if self.per_second is None:
             return "max"

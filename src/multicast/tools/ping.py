@@ -1,5 +1,10 @@
 """``multicast ping``: probe a group and time the unicast replies of every pong on it.
 
+With ``--unicast ADDRESS`` it also probes one pong by unicast, at the same time and with
+its own sequence numbers, and reports both side by side: a path that answers unicast but
+not multicast points at multicast (snooping, routing, a firewall), one that answers neither
+at the path itself.
+
 Round-trip times come from this host's monotonic clock and a table of send times: nothing a
 reply claims about time is trusted. Hops come from the TTL each pong saw on the probe.
 
@@ -10,26 +15,32 @@ loop that sends its probes and gives it the replies.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from multicast.cliargs import check_sources
+from multicast.cliargs import source_type
 from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
     Sender,
     check_payload_size,
+    family_of,
+    parse_address,
     parse_group,
     receive_batch,
+    send_datagram,
+    set_busy_poll,
 )
 from multicast.core.constants import MAX_DATAGRAM
-from multicast.exceptions import OptionError
+from multicast.exceptions import OptionError, UsageError
 from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_counted
 from multicast.tools.framing import (
+    HEADER_SIZE,
     REPLY_PAYLOAD_SIZE,
     TIME_WINDOW,
     Flag,
@@ -38,9 +49,11 @@ from multicast.tools.framing import (
     encode_frame,
     frame_context,
     frame_size,
+    parse_header,
     parse_reply,
 )
 from multicast.tools.options import (
+    add_busy_poll,
     add_json,
     add_key,
     add_sending,
@@ -50,6 +63,7 @@ from multicast.tools.options import (
     live,
     positive_type,
     seconds_type,
+    sending_channels,
 )
 from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
@@ -166,11 +180,25 @@ class PingReport:
     rejected: dict[str, int]
     seconds: float
     interrupted: bool = False
+    unicast: PingReport | None = None  # the unicast probes of --unicast, side by side
     untracked: int = 0  # replies from responders beyond MAX_RESPONDERS
 
     @property
     def received(self) -> int:
         return sum(responder.replies for responder in self.responders)
+
+    @property
+    def verdict(self) -> str | None:
+        """With unicast probes: what the two together say of the path."""
+        if self.unicast is None:
+            return None
+        if self.received and self.unicast.received:
+            return "unicast and multicast both answered"
+        if self.unicast.received:
+            return "unicast answered, multicast did not: multicast is broken on the way"
+        if self.received:
+            return "multicast answered, unicast did not: unicast is filtered on the way"
+        return "neither answered: the path (or the pong) is down"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -186,6 +214,8 @@ class PingReport:
             "seconds": round(self.seconds, 6),
             "interrupted": self.interrupted,
             "responders": [responder.as_dict() for responder in self.responders],
+            "unicast": None if self.unicast is None else self.unicast.as_dict(),
+            "verdict": self.verdict,
         }
 
     def __str__(self) -> str:
@@ -201,6 +231,9 @@ class PingReport:
                 f"  not counted: unmatched {self.unmatched}; untracked responders' replies "
                 f"{self.untracked}; {rejected or 'none'}"
             )
+        if self.unicast is not None:
+            lines.extend(f"  unicast: {line.strip()}" for line in str(self.unicast).splitlines())
+            lines.append(f"  verdict: {self.verdict}")
         return "\n".join(lines)
 
 
@@ -298,9 +331,10 @@ class Prober:
         return Reply(address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate)
 
     def report(
-        self, group: Group, port: int, seconds: float, *, interrupted: bool = False
+        self, group: Group | IPAddress, port: int, seconds: float, *, interrupted: bool = False
     ) -> PingReport:
-        """The report of a run of ``seconds`` probing ``group`` on ``port``."""
+        """The report of a run of ``seconds`` probing ``group`` (or a unicast address) on
+        ``port``."""
         sent = self.sent
         return PingReport(
             group=str(group),
@@ -341,20 +375,38 @@ def run_ping(
     source: str | IPAddress | None = None,
     loopback: bool = True,
     key: bytes | None = None,
+    busy_poll: float = 0.0,
     on_reply: Callable[[Reply], None] | None = None,
+    unicast: str | IPAddress | None = None,
     time_window: float = TIME_WINDOW,
 ) -> PingReport:
     """Send ``count`` probes ``interval`` seconds apart, then wait ``wait`` seconds for replies.
 
-    ``size`` is the probe's UDP payload (default and minimum: the size of a reply). Ctrl-C
-    ends the run early with a report.
+    ``size`` is the probe's UDP payload (default and minimum: the size of a reply). With
+    ``unicast`` (a pong's address), each probe to the group goes with one to that address,
+    with its own sequence numbers; the report carries both. Ctrl-C ends the run early with
+    a report. ``busy_poll`` seconds is the latency mode (0: off): each wait for replies
+    first polls that long without sleeping (and the socket asks the kernel for
+    ``SO_BUSY_POLL``), so a reply is taken without a wake-up's delay.
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
     prober = Prober(ttl=ttl, size=size, key=key, group=parsed, port=port, time_window=time_window)
+    direct: Prober | None = None
+    if unicast is not None:
+        unicast = parse_address(unicast, what="unicast address")
+        if unicast.is_multicast or family_of(unicast) != parsed.family:
+            raise OptionError(
+                f"--unicast {unicast} must be a unicast address of the group's family"
+            )
+        # Unicast probes leave with the system's unicast TTL (64): hops are counted from it.
+        # With a key, their tags cover the address they are sent to, as a group's do.
+        direct = Prober(
+            ttl=_UNICAST_TTL, size=size, key=key, group=unicast, port=port, time_window=time_window
+        )
     check_payload_size(parsed.family, size)
     check_limits(None, count)
-    for name, value in (("interval", interval), ("wait", wait)):
+    for name, value in (("interval", interval), ("wait", wait), ("busy-poll", busy_poll)):
         if not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} {value} must be a number of seconds, zero or more")
     interrupted = False
@@ -366,6 +418,8 @@ def run_ping(
         source=source,
     ) as out:
         buffer = bytearray(MAX_DATAGRAM)
+        if busy_poll:
+            set_busy_poll(out.sock, round(busy_poll * 1e6))
         start = time.monotonic()
         pacer = Pacer(1 / interval if interval > 0 else None, start=start)
         deadline = math.inf
@@ -375,21 +429,53 @@ def run_ping(
                     probe = prober.probe(time.monotonic(), time.time_ns())
                     if not send_counted(out, [probe], parsed, port):
                         prober.unsent()
+                    if direct is not None and unicast is not None:
+                        _send_unicast(out, direct, unicast, port)
                     pacer.sent(1, now=now)
                     if prober.sent == count:
                         deadline = time.monotonic() + wait
                     continue
                 due = pacer.delay(now) if prober.sent < count else deadline - now
-                replies = receive_batch(out.sock, buffer, DRAIN_LIMIT, min(due, 1.0))
+                replies = receive_batch(
+                    out.sock, buffer, DRAIN_LIMIT, min(due, 1.0), spin=busy_poll
+                )
                 arrived, now_ns = time.monotonic(), time.time_ns()
                 for datagram in replies:
-                    reply = prober.take(datagram.payload, datagram.source[0], arrived, now_ns)
+                    taker = prober
+                    if direct is not None and _reply_to(datagram.payload) == direct.prober:
+                        taker = direct
+                    reply = taker.take(datagram.payload, datagram.source[0], arrived, now_ns)
                     if reply is not None and on_reply is not None:
                         on_reply(reply)
         except KeyboardInterrupt:
             interrupted = True
         seconds = time.monotonic() - start
-    return prober.report(parsed, port, seconds, interrupted=interrupted)
+    report = prober.report(parsed, port, seconds, interrupted=interrupted)
+    if direct is None:
+        return report
+    assert unicast is not None  # set with direct
+    beside = direct.report(unicast, port, seconds, interrupted=interrupted)
+    return dataclasses.replace(report, unicast=beside)
+
+
+_UNICAST_TTL = 64
+
+
+def _send_unicast(out: Sender, prober: Prober, address: IPAddress, port: int) -> None:
+    """Send ``prober``'s next probe to ``address`` by unicast (counted unsent if refused)."""
+    probe = prober.probe(time.monotonic(), time.time_ns())
+    try:
+        send_datagram(out.sock, probe, address, port)
+    except OSError:
+        prober.unsent()
+
+
+def _reply_to(payload: bytes) -> int | None:
+    """The prober id a reply answers, read without checking it (the prober checks)."""
+    header = parse_header(payload)
+    if isinstance(header, Rejection) or len(payload) < HEADER_SIZE + REPLY_PAYLOAD_SIZE:
+        return None
+    return int.from_bytes(payload[HEADER_SIZE : HEADER_SIZE + 8], "big")
 
 
 def _print_reply(reply: Reply) -> None:
@@ -400,7 +486,14 @@ class PingTool:
     """``multicast ping GROUP``."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        add_sending(parser, receivers="pongs")
+        add_sending(parser, receivers="pongs", groups_help="one group")
+        parser.add_argument(
+            "--unicast",
+            type=source_type,
+            default=None,
+            metavar="ADDRESS",
+            help="also probe the pong at ADDRESS by unicast, and compare",
+        )
         parser.add_argument(
             "--count",
             type=positive_type,
@@ -429,14 +522,17 @@ class PingTool:
             metavar="BYTES",
             help="UDP payload of each probe (default and minimum: the size of a reply)",
         )
+        add_busy_poll(parser)
         add_key(parser)
         add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        check_sources([args.group], [args.source] if args.source is not None else [])
+        groups, source = sending_channels(args)
+        if len(groups) != 1:
+            raise UsageError(f"ping probes one group, not {len(groups)}")
         report = run_ping(
-            args.group,
+            groups[0],
             args.port,
             count=args.count,
             interval=args.interval,
@@ -444,11 +540,13 @@ class PingTool:
             size=args.size,
             ttl=args.ttl,
             interface=args.iface,
-            source=args.source,
+            source=source,
             loopback=not args.no_loopback,
             key=key_of(args),
+            busy_poll=args.busy_poll / 1e6,
             time_window=args.time_window,
             on_reply=_print_reply if live() and not args.json else None,
+            unicast=args.unicast,
         )
         emit(report, args)
         return 0 if report.received else 1

@@ -1,6 +1,8 @@
 """``multicast pong``: a reflector that answers each ping probe on a group, by unicast.
 
-A reply is never larger than the probe it answers, carries the TTL (or hop limit) the probe
+It also answers probes sent to it by unicast (to any address of the host, on its port), so
+that ``ping --unicast`` can tell a broken path from broken multicast. A reply is never
+larger than the probe it answers, carries the TTL (or hop limit) the probe
 arrived with so the prober can count hops, and goes only to the probe's source address.
 With a key, only authentic probes not seen before are answered.
 
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from ipaddress import ip_address
 
-from multicast.cliargs import check_sources, distinct_groups
 from multicast.core import (
+    Channel,
     Datagram,
     Group,
     InterfaceSpec,
@@ -29,7 +33,7 @@ from multicast.core import (
     set_unicast_ttl,
 )
 from multicast.core.datagram import SocketAddress
-from multicast.tools.common import Joined, check_limits, rejection_counts
+from multicast.tools.common import Joined, Progress, check_limits, rejection_counts
 from multicast.tools.framing import (
     TIME_WINDOW,
     Flag,
@@ -40,12 +44,14 @@ from multicast.tools.framing import (
     frame_context,
 )
 from multicast.tools.options import (
+    add_busy_poll,
     add_duration,
     add_json,
     add_key,
     add_limit,
     add_receiving,
     add_time_window,
+    channels_of,
     emit,
     key_of,
     live,
@@ -65,6 +71,7 @@ class PongReport:
     responder: int
     probes: int  # acceptable probe frames received
     replies: int  # replies sent
+    unicast: int  # probes among them sent to this host's address rather than to a group
     oversized: int  # probes smaller than their reply would be, left unanswered
     ignored: int  # acceptable frames that are not probes (stream frames, replies)
     send_errors: int
@@ -79,6 +86,7 @@ class PongReport:
             "port": self.port,
             "responder": f"{self.responder:016x}",
             "probes": self.probes,
+            "unicast": self.unicast,
             "replies": self.replies,
             "oversized": self.oversized,
             "ignored": self.ignored,
@@ -92,7 +100,8 @@ class PongReport:
     def __str__(self) -> str:
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
         return (
-            f"answered {self.replies} of {self.probes} probes on {', '.join(self.groups)} "
+            f"answered {self.replies} of {self.probes} probes ({self.unicast} by unicast) on "
+            f"{', '.join(self.groups)} "
             f"port {self.port} in {self.seconds:.3f} s (responder {self.responder:016x}); "
             f"too small to answer {self.oversized}, not probes {self.ignored}, "
             f"send errors {self.send_errors}, rejected: {rejected or 'none'}, "
@@ -133,6 +142,7 @@ class Answerer:
         self.port = port  # the port probes were sent to
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
+        self.unicast = 0
         self.rejected = rejection_counts()
 
     def answer(self, datagram: Datagram, now: int | None = None) -> Answer | None:
@@ -152,6 +162,8 @@ class Answerer:
             self.ignored += 1
             return None
         self.probes += 1
+        if datagram.group is not None and not ip_address(datagram.group).is_multicast:
+            self.unicast += 1
         reply = encode_reply(
             result, self.responder, datagram.ttl, key=self.reader.key, context=context
         )
@@ -184,6 +196,7 @@ class Answerer:
             responder=self.responder,
             probes=self.probes,
             replies=self.replies,
+            unicast=self.unicast,
             oversized=self.oversized,
             ignored=self.ignored,
             send_errors=self.send_errors,
@@ -196,11 +209,12 @@ class Answerer:
 
 class Pong(Joined):
     """A joined reflector that sends what its :attr:`answerer` decides; open it before
-    probes are sent."""
+    probes are sent. ``busy_poll`` seconds is the latency mode (0: off): each wait for a probe
+    first polls that long without sleeping."""
 
     def __init__(
         self,
-        groups: Sequence[str | IPAddress | Group],
+        groups: Sequence[str | IPAddress | Group | Channel],
         port: int,
         *,
         interfaces: Sequence[InterfaceSpec] | None = None,
@@ -208,6 +222,7 @@ class Pong(Joined):
         key: bytes | None = None,
         responder: int | None = None,
         ttl: int | None = None,
+        busy_poll: float = 0.0,
         time_window: float = TIME_WINDOW,
     ) -> None:
         # The key and the TTL are checked before joining: a bad one leaves nothing open.
@@ -218,12 +233,14 @@ class Pong(Joined):
         answerer.port = self.port  # the port bound (0 asks for any)
         self.answerer = answerer
         self._refusals: set[int | None] = set()  # errnos of refused replies, logged once each
-        if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
-            try:
+        try:
+            if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
                 set_unicast_ttl(self.receiver.sock, ttl)
-            except BaseException:
-                self.close()
-                raise
+            if busy_poll:  # the latency mode: see Receiver.set_busy_poll
+                self.receiver.set_busy_poll(busy_poll)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def responder(self) -> int:
@@ -291,7 +308,7 @@ class Pong(Joined):
 
 
 def run_pong(
-    groups: Sequence[str | IPAddress | Group],
+    groups: Sequence[str | IPAddress | Group | Channel],
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | None = None,
@@ -300,14 +317,16 @@ def run_pong(
     ttl: int | None = None,
     duration: float | None = None,
     count: int | None = None,
+    busy_poll: float = 0.0,
     on_ready: Callable[[Pong], None] | None = None,
     on_probe: Callable[[Datagram], None] | None = None,
     time_window: float = TIME_WINDOW,
 ) -> PongReport:
     """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C.
 
-    ``ttl`` is the replies' TTL (IPv6 hop limit); ``on_ready`` is called once joined, before
-    the first probe is read, and ``on_probe`` with each probe answered.
+    ``ttl`` is the replies' TTL (IPv6 hop limit); ``busy_poll`` seconds the latency mode (see
+    :class:`Pong`); ``on_ready`` is called once joined, before the first probe is read, and
+    ``on_probe`` with each probe answered.
     """
     with Pong(
         groups,
@@ -316,6 +335,7 @@ def run_pong(
         sources=sources,
         key=key,
         ttl=ttl,
+        busy_poll=busy_poll,
         time_window=time_window,
     ) as pong:
         if on_ready is not None:
@@ -339,15 +359,25 @@ class PongTool:
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
+        add_busy_poll(parser)
         add_key(parser)
         add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        args.groups = distinct_groups(args.groups)
-        check_sources(args.groups, args.sources)
+        channels = channels_of(args)
+        shown = sys.stderr is not None and sys.stderr.isatty() and not args.json
+        progress = Progress(sys.stderr if shown else None)
+        answered = 0
+
+        def probed(datagram: Datagram) -> None:
+            nonlocal answered
+            answered += 1
+            line = f"answered {answered} probes, the last from {datagram.source[0]}"
+            progress.show(time.monotonic(), lambda: line)
+
         report = run_pong(
-            args.groups,
+            channels,
             args.port,
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
@@ -356,8 +386,11 @@ class PongTool:
             ttl=args.ttl,
             duration=args.duration,
             count=args.count or None,
+            busy_poll=args.busy_poll / 1e6,
             on_ready=_print_ready if live() and not args.json else None,
+            on_probe=probed,
         )
+        progress.done()
         emit(report, args)
         return 0
 

@@ -22,6 +22,7 @@ from multicast.exceptions import OptionError
 
 __all__ = [
     "Arrival",
+    "DelayHistogram",
     "JitterEstimator",
     "SequenceTracker",
     "Summary",
@@ -212,3 +213,93 @@ def summarize(values: Sequence[float]) -> Summary:
         p90=percentile(ordered, 0.90),
         p99=percentile(ordered, 0.99),
     )
+
+
+class DelayHistogram:
+    """One-way delays, in buckets: exact to the microsecond below 128 µs, then 64 buckets
+    per power of two (each within 1.6 % of its values). Memory grows with the spread of the
+    delays, never with their number.
+
+    A negative delay (the sender's clock ahead of this one) is counted apart.
+
+    >>> delays = DelayHistogram()
+    >>> for microseconds in (100, 100, 120, 5000):
+    ...     delays.add(microseconds * 1000)
+    >>> delays.percentile(0.5), delays.percentile(1.0), delays.count
+    (0.1, 4.992, 4)
+    """
+
+    SUB = 64  # buckets per power of two, past the exact ones
+    EXACT = 2 * SUB  # microseconds counted one by one
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.count = 0  # delays of 0 or more
+        self.negative = 0
+        self.min_ns: int | None = None  # of every delay, negative ones too
+        self.max_ns: int | None = None
+
+    @classmethod
+    def bucket(cls, microseconds: int) -> int:
+        if microseconds < cls.EXACT:
+            return microseconds
+        shift = microseconds.bit_length() - 7
+        return cls.EXACT + (shift - 1) * cls.SUB + (microseconds >> shift) - cls.SUB
+
+    @classmethod
+    def lowest(cls, bucket: int) -> int:
+        """The smallest number of microseconds in ``bucket``."""
+        if bucket < cls.EXACT:
+            return bucket
+        shift, step = divmod(bucket - cls.EXACT, cls.SUB)
+        return (step + cls.SUB) << (shift + 1)
+
+    def add(self, nanoseconds: int) -> None:
+        self.min_ns = nanoseconds if self.min_ns is None else min(self.min_ns, nanoseconds)
+        self.max_ns = nanoseconds if self.max_ns is None else max(self.max_ns, nanoseconds)
+        if nanoseconds < 0:
+            self.negative += 1
+            return
+        index = self.bucket(nanoseconds // 1000)
+        self.counts[index] = self.counts.get(index, 0) + 1
+        self.count += 1
+
+    def merge(self, other: DelayHistogram) -> None:
+        """Add ``other``'s delays to these."""
+        for index, count in other.counts.items():
+            self.counts[index] = self.counts.get(index, 0) + count
+        self.count += other.count
+        self.negative += other.negative
+        for value in (other.min_ns, other.max_ns):
+            if value is not None:
+                self.min_ns = value if self.min_ns is None else min(self.min_ns, value)
+                self.max_ns = value if self.max_ns is None else max(self.max_ns, value)
+
+    def percentile(self, fraction: float) -> float:
+        """The ``fraction`` quantile (0..1) of the delays of 0 or more, in milliseconds: the
+        lowest value of the bucket that holds it (nearest rank)."""
+        if not self.count:
+            raise ValueError("percentile of no delays")
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction {fraction} is outside 0..1")
+        rank = max(1, math.ceil(fraction * self.count))
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                return self.lowest(index) / 1000
+        raise AssertionError("the counts add up to the count")  # pragma: no cover
+
+    def bins(self) -> list[tuple[float, float, int]]:
+        """The delays in powers of two of microseconds: ``(from_ms, to_ms, count)`` from the
+        lowest bin with a delay to the highest."""
+        by_power: dict[int, int] = {}
+        for index, count in self.counts.items():
+            power = self.lowest(index).bit_length()  # 0 for 0 µs, 1 for 1 µs, 2 for 2-3 ...
+            by_power[power] = by_power.get(power, 0) + count
+        if not by_power:
+            return []
+        return [
+            ((1 << power >> 1) / 1000, (1 << power) / 1000, by_power.get(power, 0))
+            for power in range(min(by_power), max(by_power) + 1)
+        ]

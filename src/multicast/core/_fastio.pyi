@@ -1,0 +1,26 @@
+"""Types of the C extension (``_fastio.c``): the batched path of :mod:`multicast.core.batch`."""
+
+import socket
+from collections.abc import Callable, Iterable
+
+from multicast.core.datagram import Datagram, Payload
+
+CONTROL_SPACE: int
+SEND_SLOTS: int
+
+def configure(
+    datagram_class: type[Datagram], check_payload_size: Callable[[socket.AddressFamily, int], None]
+) -> None: ...
+
+class Receiver:
+    size: int
+    slots: int
+    def __init__(self, size: int, slots: int = 64) -> None: ...
+    def receive(
+        self, sock: socket.socket | int, limit: int, *, wait: bool = False, spin: float = 0.0
+    ) -> list[Datagram]: ...
+
+def send(
+    fd: int, family: socket.AddressFamily, payloads: Iterable[Payload], name: bytes, limit: int
+) -> int: ...
+def parse_control(control: bytes) -> tuple[str | None, int | None, int | None, int]: ...

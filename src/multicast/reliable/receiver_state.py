@@ -1,0 +1,596 @@
+"""The receiver's protocol state: blocks, NACKs, reports, assembly. Pure: time is an argument.
+
+Feed it the packets of the session (:meth:`ReceiverState.handle`) and call
+:meth:`ReceiverState.poll` when :meth:`ReceiverState.deadline` comes; it returns the packets
+to send (reports and NACKs, already sealed) and writes through a :class:`Store`.
+
+NACKs, in the manner of NORM (RFC 5740): a block is asked for only once the sender has moved
+past it (a later block of the pass began, or the sender is repairing only). Its NACK waits a
+random back-off in ``[0, backoff]``; a NACK heard from another receiver for the same block,
+asking for at least as many symbols at the same repair round, suppresses ours. A block asked
+for (or suppressed) is asked again once a repair for it has come and gone without completing
+it, or after ``retry`` seconds if none came.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import random
+from collections import OrderedDict
+
+from multicast.reliable.blocks import FileEntry, Layout
+from multicast.reliable.fec import ParityCode
+from multicast.reliable.protection import Reason
+from multicast.reliable.receiving import FileOutcome, ReceiverConfig, ReceiverStats, Store
+from multicast.reliable.wire import (
+    MAX_NACK_ENTRIES,
+    Data,
+    FileInfo,
+    Nack,
+    Packet,
+    Phase,
+    ReceiverMark,
+    Report,
+    Session,
+    Stamper,
+    encode_nack,
+    encode_report,
+)
+
+__all__ = ["ReceiverState"]
+
+
+_DIGEST_TRIES = 2  # a file whose digest fails this often is given up
+_EARLY_LIMIT = 8192  # symbols kept for files not yet described
+_REPAIR_GAP = 0.005  # seconds without data after a repair: the sender is done with that block
+
+
+class ReceiverState:
+    """One receiver of one session (the first heard, or ``config.session``)."""
+
+    def __init__(
+        self,
+        ident: int,
+        stamper: Stamper,
+        store: Store,
+        code: ParityCode,
+        config: ReceiverConfig,
+        *,
+        now: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ident = ident
+        self.stamper = stamper
+        self.store = store
+        self.code = code
+        self.config = config
+        self.rng = rng or random.Random()
+        self.started = now
+        self.stats = ReceiverStats()
+        self.session: Session | None = None
+        self.layout: Layout | None = None
+        self.files: dict[int, FileEntry] = {}
+        self.outcomes: dict[int, FileOutcome] = {}
+        self.phase = Phase.WAITING
+        self.mark: ReceiverMark | None = None  # how the sender lists us
+        self.heard_at = now  # the sender last heard
+        self.data_at = now  # the last data packet heard
+        self.done_at: float | None = None
+        self.finished = False
+        self.ending = ""  # why the session ended for us: complete, ended, silent, no-session
+        self.kernel_drops = 0
+        self._next_report = now
+        self._nack_due: float | None = None
+        # Counter-based loss over the current report interval.
+        self._interval_first: int | None = None
+        self._interval_top = 0
+        self._interval_seen = 0
+        self.loss_ppm = 0
+        self.expected_total = 0  # the sender's packets over all reported intervals
+        self.seen_total = 0  # of which heard
+
+    # --- set-up once the session is known ------------------------------------------------
+
+    def _adopt(self, session: Session) -> None:
+        self.session = session
+        self.layout = Layout(session.symbol_size, session.block_symbols)
+        count = session.blocks  # at most MAX_BLOCKS (the codec refuses more)
+        self.k = bytearray(count)  # data symbols of each block (0: its file not described yet)
+        self.owner = array.array("H", bytes(2 * count))  # file index of each block
+        self.have = [0] * count  # bit i: symbol i received
+        self.count = bytearray(count)
+        self.round = array.array("H", bytes(2 * count))  # the latest repair round seen
+        self.complete = bytearray(count)
+        self.passed = bytearray(count)
+        self.flushed = bytearray(count)  # its data symbols went to the store, not a buffer
+        self.buffers: OrderedDict[int, bytearray] = OrderedDict()
+        self.parity: dict[int, dict[int, bytes]] = {}
+        self.parity_bytes = 0
+        self.candidates: dict[int, None] = {}  # blocks to NACK, in order
+        self.waiting: dict[int, tuple[float, int]] = {}  # NACKed: (ask again at, round)
+        self.heard: dict[int, int] = {}  # other receivers' needs per block, at our round
+        self.remaining: dict[int, int] = {}  # file -> blocks not complete
+        # file -> SHA-256 of its first blocks, and how many: checked once it is complete
+        self.digests: dict[int, tuple[hashlib._Hash, int]] = {}
+        self.blocks_done = 0
+        self.bytes_done = 0
+        self.position: tuple[int, int] | None = None  # (pass, block) of the latest pass data
+        self.early: list[tuple[int, int, bytes]] = []  # symbols of blocks of files not described
+        self.last_block = -1
+
+    # --- input ------------------------------------------------------------------------------
+
+    def reject(self, reason: Reason) -> None:
+        """Count a datagram refused before it reached the state (by the codec)."""
+        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
+
+    def handle(self, packet: Packet, now: float) -> None:
+        """Take one parsed packet heard on the session's group."""
+        if isinstance(packet, Data):
+            self.on_data(
+                packet.origin,
+                packet.counter,
+                int(packet.repair),
+                packet.block,
+                packet.symbol,
+                packet.round,
+                packet.pass_number,
+                packet.payload,
+                now,
+            )
+        elif isinstance(packet, Session):
+            self._session(packet, now)
+        elif isinstance(packet, FileInfo):
+            if self.session is not None and packet.origin == self.session.origin:
+                self.heard_at = now
+                self._file(packet)
+            else:
+                self.reject(Reason.OTHER_SESSION)
+        elif isinstance(packet, Nack):
+            if self.session is not None and packet.session == self.session.origin:
+                if packet.origin != self.ident:
+                    self._peer_nack(packet)
+            else:
+                self.reject(Reason.OTHER_SESSION)
+        elif not isinstance(packet, Report):  # other receivers' reports: nothing to do
+            self.reject(Reason.UNSUPPORTED)
+
+    def _session(self, session: Session, now: float) -> None:
+        if self.session is None:
+            if self.config.session not in (None, session.origin) or session.phase is Phase.ENDED:
+                self.reject(Reason.OTHER_SESSION)
+                return
+            self._adopt(session)
+            self._next_report = now  # join at once
+        elif session.origin != self.session.origin:
+            self.reject(Reason.OTHER_SESSION)
+            return
+        elif (session.symbol_size, session.block_symbols, session.blocks) != (
+            self.session.symbol_size,
+            self.session.block_symbols,
+            self.session.blocks,
+        ):
+            self.reject(Reason.MALFORMED)
+            return
+        self._count(session.counter)
+        self.session = session
+        self.heard_at = now
+        self.phase = session.phase
+        self.mark = next((mark for ident, mark in session.receivers if ident == self.ident), None)
+        if session.phase >= Phase.FLUSHING:
+            self._pass_blocks(0, len(self.k))
+
+    def _file(self, info: FileInfo) -> None:
+        assert self.session is not None and self.layout is not None
+        self._count(info.counter)
+        if info.index in self.files:
+            return
+        blocks = self.layout.blocks_of(info.size)
+        if info.index >= self.session.files or info.first_block + blocks > self.session.blocks:
+            self.reject(Reason.OUT_OF_RANGE)
+            return
+        entry = FileEntry(info.index, info.name, info.size, info.digest, info.first_block, blocks)
+        if any(
+            entry.first_block < other.first_block + other.blocks
+            and other.first_block < entry.first_block + blocks
+            for other in self.files.values()
+        ):
+            self.reject(Reason.OUT_OF_RANGE)  # overlaps a file already described
+            return
+        prepared = self.store.prepare(entry, self.layout)
+        self.files[info.index] = entry
+        outcome = self.outcomes[info.index] = FileOutcome(entry.name, entry.size)
+        outcome.refused, outcome.already = prepared.refused, prepared.complete
+        outcome.received = prepared.complete
+        block_size = self.layout.block_size
+        for local in range(blocks):
+            block = entry.first_block + local
+            length = min(block_size, entry.size - local * block_size)
+            self.owner[block] = info.index
+            self.k[block] = self.layout.data_symbols(length)
+            if prepared.done[local] or prepared.refused is not None:
+                self.complete[block] = 1
+                self.blocks_done += 1
+                self.bytes_done += length
+                outcome.resumed_blocks += prepared.done[local]
+            elif self.passed[block]:
+                self.candidates[block] = None
+        if outcome.received or outcome.refused:
+            outcome.resumed_blocks = 0
+            self.remaining[info.index] = 0
+        else:
+            self.digests[info.index] = (hashlib.sha256(), 0)
+            self._digest_forward(info.index)
+            self.remaining[info.index] = blocks - outcome.resumed_blocks
+            if not self.remaining[info.index]:
+                self._finish_file(info.index)
+        early, self.early = self.early, []
+        last = entry.first_block + blocks
+        for block, symbol, payload in early:
+            if entry.first_block <= block < last:
+                self._take(block, symbol, payload)
+            else:
+                self.early.append((block, symbol, payload))
+
+    def _count(self, counter: int) -> None:
+        if self._interval_first is None:
+            self._interval_first = self._interval_top = counter
+        elif counter > self._interval_top:
+            self._interval_top = counter
+        self._interval_seen += 1
+
+    def on_data(  # noqa: PLR0917 (positional: called with a DataReader tuple per datagram)
+        self,
+        origin: int,
+        counter: int,
+        repair: int,
+        block: int,
+        symbol: int,
+        round_: int,
+        pass_number: int,
+        payload: memoryview | bytes,
+        now: float,
+    ) -> None:
+        """One data packet's fields (see :class:`multicast.reliable.wire.DataReader`)."""
+        session = self.session
+        if session is None or origin != session.origin:
+            self.reject(Reason.OTHER_SESSION)
+            return
+        self.heard_at = self.data_at = now
+        k = self.k
+        if block >= len(k):
+            self.reject(Reason.OUT_OF_RANGE)
+            return
+        if self._interval_first is None:
+            self._interval_first = self._interval_top = counter
+        elif counter > self._interval_top:
+            self._interval_top = counter
+        self._interval_seen += 1
+        self.stats.data += 1
+        if block != self.last_block:
+            self._moved_on(self.last_block)
+            self.last_block = block
+        if repair:
+            self.round[block] = max(self.round[block], round_)
+        elif self.position != (pass_number, block):
+            self._advance(pass_number, block)
+        self._take(block, symbol, payload)
+
+    def _take(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
+        """Keep one symbol of ``block``; assemble the block once it has enough."""
+        symbols = self.k[block]
+        if self.complete[block] or not symbols:
+            if symbols:
+                self.stats.duplicates += 1
+            else:
+                self.stats.early += 1
+                if len(self.early) < _EARLY_LIMIT:  # kept until its file is described
+                    self.early.append((block, symbol, bytes(payload)))
+            return
+        bit = 1 << symbol
+        have = self.have[block]
+        if have & bit:
+            self.stats.duplicates += 1
+            return
+        assert self.layout is not None
+        size = self.layout.symbol_size
+        if len(payload) != size:
+            self.reject(Reason.MALFORMED)
+            return
+        if symbol < symbols:
+            buffer = self.buffers.get(block)
+            if buffer is not None:
+                buffer[symbol * size : (symbol + 1) * size] = payload
+            else:
+                self._store_data(block, symbol, payload)
+        elif self.parity_bytes + size <= self.config.parity_memory:
+            self.parity.setdefault(block, {})[symbol] = bytes(payload)
+            self.parity_bytes += size
+        else:
+            self.stats.parity_dropped += 1
+            return
+        self.have[block] = have | bit
+        count = self.count[block] + 1
+        self.count[block] = count
+        if count >= symbols:
+            self._assemble(block)
+
+    def _store_data(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
+        assert self.layout is not None
+        size = self.layout.symbol_size
+        if self.flushed[block]:
+            entry, offset = self._where(block)
+            length = min(size, entry.size - offset - symbol * size)
+            self.store.write(self.owner[block], offset + symbol * size, payload[:length])
+            return
+        buffer = self.buffers.get(block)
+        if buffer is None:
+            buffer = self.buffers[block] = bytearray(self.k[block] * size)
+            if len(self.buffers) > self.config.open_blocks:
+                self._flush(next(iter(self.buffers)))
+        buffer[symbol * size : (symbol + 1) * size] = payload
+
+    def _where(self, block: int) -> tuple[FileEntry, int]:
+        assert self.layout is not None
+        entry = self.files[self.owner[block]]
+        return entry, (block - entry.first_block) * self.layout.block_size
+
+    def _flush(self, block: int) -> None:
+        """Write the data symbols of an open block to the store, in runs, and free its buffer."""
+        assert self.layout is not None
+        buffer = self.buffers.pop(block)
+        entry, offset = self._where(block)
+        size, have, end = self.layout.symbol_size, self.have[block], entry.size - offset
+        symbol, k = 0, self.k[block]
+        while symbol < k:
+            if have >> symbol & 1:
+                start = symbol
+                while symbol < k and have >> symbol & 1:
+                    symbol += 1
+                stop = min(symbol * size, end)
+                self.store.write(
+                    self.owner[block], offset + start * size, buffer[start * size : stop]
+                )
+            symbol += 1
+        self.flushed[block] = 1
+
+    def _assemble(self, block: int) -> None:
+        """A block has enough symbols: rebuild what is missing, write it, mark it complete."""
+        assert self.layout is not None
+        size, k, have = self.layout.symbol_size, self.k[block], self.have[block]
+        entry, offset = self._where(block)
+        length = min(self.layout.block_size, entry.size - offset)
+        file = self.owner[block]
+        buffer = self.buffers.pop(block, None)
+        parity = self.parity.pop(block, {})
+        self.parity_bytes -= size * len(parity)
+        missing = [i for i in range(k) if not have >> i & 1]
+        if missing:
+            symbols: dict[int, bytes | bytearray | memoryview] = {}
+            for i in range(k):
+                if have >> i & 1:
+                    symbols[i] = (
+                        memoryview(buffer)[i * size : (i + 1) * size]
+                        if buffer is not None
+                        else self.store.read(file, offset + i * size, size).ljust(size, b"\0")
+                    )
+            for i in sorted(parity)[: len(missing)]:
+                symbols[i] = parity[i]
+            recovered = self.code.recover(k, symbols)
+            self.stats.decoded_blocks += 1
+            if buffer is not None:
+                for i in missing:
+                    buffer[i * size : (i + 1) * size] = recovered[i]
+            else:
+                for i in missing:
+                    stop = min((i + 1) * size, length)
+                    self.store.write(file, offset + i * size, recovered[i][: stop - i * size])
+        data = None if buffer is None else memoryview(buffer)[:length]
+        if data is not None:
+            self.store.write(file, offset, data)
+        self.complete[block] = 1
+        self.candidates.pop(block, None)
+        self.waiting.pop(block, None)
+        self.heard.pop(block, None)
+        self.blocks_done += 1
+        self.bytes_done += length
+        self.store.block_done(file, block - entry.first_block)
+        self._digest_forward(file, block, data)
+        self.remaining[file] -= 1
+        if not self.remaining[file]:
+            self._finish_file(file)
+
+    def _digest_forward(self, file: int, block: int = -1, data: memoryview | None = None) -> None:
+        """Hash the file's complete blocks in order, as far as they go (``data``: ``block``'s
+        bytes, in memory; other blocks are read back), for the check when it is complete."""
+        assert self.layout is not None
+        entry = self.files[file]
+        hasher, local = self.digests[file]
+        size = self.layout.block_size
+        while local < entry.blocks and self.complete[entry.first_block + local]:
+            if data is not None and entry.first_block + local == block:
+                hasher.update(data)
+            else:
+                offset = local * size
+                hasher.update(self.store.read(file, offset, min(size, entry.size - offset)))
+            local += 1
+        self.digests[file] = (hasher, local)
+
+    def _finish_file(self, file: int) -> None:
+        outcome = self.outcomes[file]
+        self._digest_forward(file)
+        if self.store.finish(file, self.digests[file][0].digest()):
+            outcome.received = True
+            return
+        self.digests[file] = (hashlib.sha256(), 0)
+        outcome.digest_failures += 1
+        entry = self.files[file]
+        if outcome.digest_failures >= _DIGEST_TRIES:
+            outcome.refused = f"SHA-256 did not match {outcome.digest_failures} times"
+            return
+        for block in range(entry.first_block, entry.first_block + entry.blocks):
+            self.complete[block] = self.have[block] = self.count[block] = 0
+            self.flushed[block] = 1
+            if self.passed[block]:
+                self.candidates[block] = None
+        self.remaining[file] = entry.blocks
+        self.blocks_done -= entry.blocks
+        self.bytes_done -= entry.size
+
+    # --- where the sender is -------------------------------------------------------------------
+
+    def _advance(self, pass_number: int, block: int) -> None:
+        """Pass data of ``block`` arrived: every block the sender went past since is passed."""
+        position = self.position
+        self.position = (pass_number, block)
+        if position is None or position == (pass_number, block):
+            return
+        last_pass, last_block = position
+        if pass_number == last_pass:
+            if block > last_block:
+                self._pass_blocks(last_block, block)
+        else:
+            self._pass_blocks(last_block, len(self.k))
+            self._pass_blocks(0, block)
+
+    def _pass_blocks(self, start: int, stop: int) -> None:
+        passed, complete, k, candidates = self.passed, self.complete, self.k, self.candidates
+        for block in range(start, stop):
+            if not passed[block]:
+                passed[block] = 1
+                if not complete[block] and k[block] and block not in self.waiting:
+                    candidates[block] = None
+
+    def _moved_on(self, block: int) -> None:
+        """The sender left ``block``: if a repair for it came and it is still incomplete, it
+        may be asked for again."""
+        wait = self.waiting.get(block)
+        if wait is not None and self.round[block] > wait[1] and not self.complete[block]:
+            del self.waiting[block]
+            self.candidates[block] = None
+
+    def _peer_nack(self, nack: Nack) -> None:
+        heard, rounds, complete, k = self.heard, self.round, self.complete, self.k
+        for block, need, round_ in nack.entries:
+            if (
+                block < len(k)
+                and not complete[block]
+                and round_ >= rounds[block]
+                and need > heard.get(block, 0)
+            ):
+                heard[block] = need
+
+    # --- output ----------------------------------------------------------------------------------
+
+    @property
+    def complete_session(self) -> bool:
+        """Every file of the session described, and each received (or refused)."""
+        return (
+            self.session is not None
+            and len(self.files) == self.session.files
+            and all(o.received or o.refused for o in self.outcomes.values())
+        )
+
+    def deadline(self, now: float) -> float:
+        """When :meth:`poll` has work next (a report, a NACK, a timer)."""
+        if self.session is None:  # nothing to do but wait (the caller wakes on packets)
+            return now + 0.1
+        times = [self._next_report]
+        if self._nack_due is not None:
+            times.append(self._nack_due)
+        elif self.session is not None and (self.candidates or self.waiting):
+            times.append(now + 0.01)
+        return min(times)
+
+    def poll(self, now: float) -> list[bytes]:
+        """Packets to send now; also decides whether the session is over for us."""
+        out: list[bytes] = []
+        if self.finished:
+            return out
+        self._check_end(now)
+        session = self.session
+        if session is None or self.finished:
+            return out
+        if self.done_at is None and self.complete_session:
+            self.done_at = now
+            self._next_report = now
+        if now - self.data_at >= _REPAIR_GAP:
+            self._moved_on(self.last_block)  # a repair burst ended with nothing after it
+        self._nack(now, out)
+        if now >= self._next_report:
+            self._next_report = now + self.config.report_interval
+            out.append(self._report())
+        return out
+
+    def _check_end(self, now: float) -> None:
+        config = self.config
+        if self.session is None:
+            if config.wait is not None and now - self.started >= config.wait:
+                self.finished, self.ending = True, "no-session"
+            return
+        if self.done_at is not None and (
+            self.mark is ReceiverMark.DONE
+            or self.phase is Phase.ENDED
+            or now - self.done_at >= config.linger
+        ):
+            self.finished, self.ending = True, "complete"
+        elif self.phase is Phase.ENDED and self.done_at is None:
+            self.finished, self.ending = True, "ended"
+        elif now - self.heard_at >= config.idle:
+            self.finished, self.ending = True, "silent"
+
+    def _nack(self, now: float, out: list[bytes]) -> None:
+        assert self.session is not None
+        for block, (again, _) in list(self.waiting.items()):
+            if now >= again:
+                del self.waiting[block]
+                if not self.complete[block]:
+                    self.candidates[block] = None
+        if not self.candidates:
+            self._nack_due = None
+            return
+        if self._nack_due is None:
+            self._nack_due = now + self.rng.uniform(0.0, self.config.backoff)
+        if now < self._nack_due:
+            return
+        self._nack_due = None
+        entries: list[tuple[int, int, int]] = []
+        again = now + self.config.retry
+        for block in list(self.candidates)[: MAX_NACK_ENTRIES * 4]:
+            need = self.k[block] - self.count[block]
+            del self.candidates[block]
+            self.waiting[block] = (again, self.round[block])
+            if self.heard.pop(block, 0) >= need:
+                self.stats.suppressed += 1
+                continue
+            entries.append((block, need, self.round[block]))
+            if len(entries) == MAX_NACK_ENTRIES:
+                break
+        if entries:
+            self.stats.nacks_sent += 1
+            self.stats.nack_entries += len(entries)
+            out.append(encode_nack(self.stamper, session=self.session.origin, entries=entries))
+
+    def _report(self) -> bytes:
+        assert self.session is not None
+        first, top = self._interval_first, self._interval_top
+        expected = 0
+        if first is not None and top >= first:
+            expected = top - first + 1
+            self.loss_ppm = max(0, round(1e6 * (1 - self._interval_seen / expected)))
+            self._interval_first = top + 1  # the next interval starts after the last heard
+            self.expected_total += expected
+            self.seen_total += self._interval_seen
+        self._interval_seen = 0
+        return encode_report(
+            self.stamper,
+            session=self.session.origin,
+            done=self.done_at is not None,
+            blocks_done=self.blocks_done,
+            bytes_done=self.bytes_done,
+            loss_ppm=self.loss_ppm,
+            packets=expected,
+            drops=self.kernel_drops,
+            name=self.config.name,
+        )

@@ -1,0 +1,271 @@
+"""Where the monitor's intervals and report go: text lines, JSON lines, CSV, a log (a file
+or syslog), the live view; and the alarms of unattended runs (:class:`Alarms`, pure).
+
+Each output is told every interval (:meth:`Output.interval`) and the final report
+(:meth:`Output.final`). The live view lives in :mod:`multicast.tools.monitor_live`, which
+needs the optional ``rich`` package: :func:`live_view` falls back to interval lines
+without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import logging
+import logging.handlers
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from multicast.core import list_interfaces
+from multicast.exceptions import OptionError
+from multicast.tools.monitor_report import (
+    CSV_FIELDS,
+    IntervalReport,
+    MonitorReport,
+    wall_clock,
+)
+from multicast.tools.payloads import NANOSECONDS
+from multicast.tools.tally import Tally
+
+__all__ = [
+    "Alarms",
+    "CsvOutput",
+    "JsonLinesOutput",
+    "LinesOutput",
+    "LogOutput",
+    "Output",
+    "clock_note",
+    "live_view",
+    "local_addresses",
+    "open_log",
+]
+
+
+class Output:
+    """Takes the monitor's intervals and final report; by default, ignores them."""
+
+    def interval(self, report: IntervalReport) -> None:
+        """One interval ended."""
+
+    def final(self, report: MonitorReport) -> None:
+        """The run ended."""
+
+    def close(self) -> None:
+        """Release what the output holds."""
+
+
+class LinesOutput(Output):
+    """An interval line each interval, on ``stream`` (flushed: a pipe sees it at once)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def interval(self, report: IntervalReport) -> None:
+        print(report, file=self.stream, flush=True)
+
+
+class JsonLinesOutput(Output):
+    """One JSON object per line: each interval, then the final report."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def interval(self, report: IntervalReport) -> None:
+        print(json.dumps(report.as_dict()), file=self.stream, flush=True)
+
+    def final(self, report: MonitorReport) -> None:
+        print(json.dumps(report.as_dict()), file=self.stream, flush=True)
+
+
+class CsvOutput(Output):
+    """Rows of :data:`CSV_FIELDS`: one per flow and interval, then one per flow for the run
+    (``type`` ``final``)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.writer = csv.DictWriter(stream, CSV_FIELDS, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def interval(self, report: IntervalReport) -> None:
+        for flow in report.flows:
+            self.writer.writerow(
+                {
+                    **flow,
+                    "at": round(report.at, 3),
+                    "type": "interval",
+                    "start": round(report.start, 3),
+                    "end": round(report.end, 3),
+                }
+            )
+        self.stream.flush()
+
+    def final(self, report: MonitorReport) -> None:
+        end = round(report.started + report.seconds, 3)
+        for flow in report.senders:
+            self.writer.writerow(
+                {
+                    **flow.as_dict(),
+                    "at": end,
+                    "type": "final",
+                    "start": 0.0,
+                    "end": round(report.seconds, 3),
+                }
+            )
+        self.stream.flush()
+
+
+class LogOutput(Output):
+    """A log line per interval and per alarm, and a summary line at the end, through
+    ``logger`` (a file or syslog: :func:`open_log`)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def interval(self, report: IntervalReport) -> None:
+        self.logger.info("%s", report)
+        for alarm in report.alarms:
+            self.logger.warning("ALARM %s", alarm)
+
+    def final(self, report: MonitorReport) -> None:
+        summary = str(report).splitlines()[0]
+        self.logger.info("%s; %d alarms", summary, len(report.alarms))
+
+    def close(self) -> None:
+        for handler in list(self.logger.handlers):
+            handler.close()
+            self.logger.removeHandler(handler)
+
+
+def open_log(*, file: str | None = None, syslog: str | None = None) -> LogOutput:
+    """A :class:`LogOutput` appending to ``file``, or sending to the syslog socket at
+    ``syslog`` (a path such as ``/dev/log``). A path that cannot be opened is an
+    :class:`OptionError` naming it."""
+    logger = logging.getLogger(f"multicast.monitor.log.{id(object())}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler: logging.Handler
+    try:
+        if file is not None:
+            handler = logging.FileHandler(file, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        elif syslog is not None:
+            if not Path(syslog).is_socket():  # the handler would drop every line silently
+                raise FileNotFoundError(errno.ENOENT, "no socket there")
+            handler = logging.handlers.SysLogHandler(
+                address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
+            handler.setFormatter(logging.Formatter("multicast-monitor: %(message)s"))
+        else:
+            raise OptionError("a log needs a file or a syslog socket")
+    except OSError as error:
+        where = f"log file {file!r}" if file is not None else f"syslog socket {syslog!r}"
+        raise OptionError(f"cannot open {where}: {error.strerror or error}") from None
+    logger.addHandler(handler)
+    return LogOutput(logger)
+
+
+class Alarms:
+    """Decides, at each interval, which alarms to raise. Pure.
+
+    A flow whose loss over the interval passes ``loss_percent``, or a joined group with no
+    datagram for ``silence`` seconds, raises an alarm once; it may raise it again after it
+    has recovered (a clean interval; a datagram of the group).
+    """
+
+    def __init__(
+        self,
+        *,
+        loss_percent: float | None = None,
+        silence: float | None = None,
+        groups: Sequence[str] = (),
+    ) -> None:
+        if loss_percent is not None and not 0 <= loss_percent < 100:
+            raise OptionError(f"alarm loss {loss_percent} must be a percentage from 0 to 100")
+        if silence is not None and not silence > 0:
+            raise OptionError(f"alarm silence {silence} must be a number of seconds above 0")
+        self.loss_percent = loss_percent
+        self.silence = silence
+        self.groups = list(dict.fromkeys(groups))
+        self.raised: list[str] = []
+        self._lossy: set[tuple[object, ...]] = set()
+        self._silent: set[str] = set()
+
+    @property
+    def active(self) -> bool:
+        """Whether any alarm is set up."""
+        return self.loss_percent is not None or self.silence is not None
+
+    def check(self, report: IntervalReport, tally: Tally, now: int, joined: int) -> list[str]:
+        """The alarms raised by the interval ``report`` ending at ``now`` (ns, wall clock),
+        for groups joined at ``joined`` (ns); they are also kept in :attr:`raised`."""
+        fired = [*self._loss(report.flows), *self._silence(tally, now, joined)]
+        stamped = [f"{wall_clock(now / NANOSECONDS)} {alarm}" for alarm in fired]
+        self.raised.extend(stamped)
+        return stamped
+
+    def _loss(self, flows: Iterable[dict[str, object]]) -> list[str]:
+        if self.loss_percent is None:
+            return []
+        fired = []
+        for flow in flows:
+            key = (flow["group"], flow["source"], flow["port"], flow["stream"])
+            lost, received, duplicates = (
+                int(str(flow[name])) for name in ("lost", "received", "duplicates")
+            )
+            expected = received - duplicates + lost
+            percent = 100 * lost / expected if expected > 0 else 0.0
+            if percent > self.loss_percent and lost > 0:
+                if key not in self._lossy:
+                    self._lossy.add(key)
+                    fired.append(
+                        f"loss {percent:.2f}% over {self.loss_percent:g}% on {flow['group']} "
+                        f"from {flow['source']}:{flow['port']}"
+                    )
+            else:
+                self._lossy.discard(key)
+        return fired
+
+    def _silence(self, tally: Tally, now: int, joined: int) -> list[str]:
+        if self.silence is None:
+            return []
+        fired = []
+        limit = self.silence * NANOSECONDS
+        for group in self.groups:
+            last = tally.last_by_group.get(group, joined)
+            if now - last >= limit:
+                if group not in self._silent:
+                    self._silent.add(group)
+                    fired.append(f"{group} silent for {(now - last) / NANOSECONDS:.1f} s")
+            else:
+                self._silent.discard(group)
+        return fired
+
+
+def live_view(stream: TextIO, *, title: str, tally: Tally) -> Output:
+    """The full-screen live view of ``tally`` on ``stream`` (a terminal) when ``rich`` is
+    installed; else interval lines."""
+    try:
+        from rich.console import Console  # noqa: PLC0415 (the optional extra)
+
+        from multicast.tools.monitor_live import LiveView  # noqa: PLC0415
+    except ImportError:
+        return LinesOutput(stream)
+    return LiveView(Console(file=stream), title=title, tally=tally)
+
+
+def local_addresses() -> set[str]:
+    """This host's addresses (to say whether a sender shares this host's clock)."""
+    addresses = {"127.0.0.1", "::1"}
+    for interface in list_interfaces():
+        addresses.update(str(address) for address in (*interface.ipv4, *interface.ipv6))
+    return addresses
+
+
+def clock_note(sources: Iterable[str], local: set[str]) -> str:
+    """What the one-way delays of ``sources`` assume of the clocks."""
+    listed = set(sources)
+    if listed and listed <= local:
+        return "sender on this host: one clock"
+    return "sender elsewhere: valid only if the clocks are synchronised (NTP, PTP)"

@@ -1,0 +1,174 @@
+"""The batch backends without a network: hostile control data, a local socket pair, leaks.
+
+The C extension's control-data parser is fed any bytes and well-formed records of every kind
+it knows, cut short or padded, and must say exactly what the core's own parser
+(:func:`~multicast.core.datagram.parse_ancillary` over the ctypes path's record split) says.
+Datagrams travel through an ``AF_UNIX`` socket pair (local: allowed in tests/unit), carrying
+control records the receivers do not know (``SCM_RIGHTS``), some cut short (``MSG_CTRUNC``).
+"""
+
+from __future__ import annotations
+
+import array
+import gc
+import os
+import socket
+import struct
+import sys
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from multicast.core import Datagram, batch, constants, receive_ready
+from multicast.core.datagram import ANCILLARY_SPACE, parse_ancillary
+
+fastio = pytest.importorskip("multicast.core._fastio", reason="the C extension is not built")
+
+KINDS = [  # every (level, type) the parsers read, and two they do not
+    (socket.IPPROTO_IP, constants.IP_PKTINFO),
+    (socket.IPPROTO_IPV6, constants.IPV6_PKTINFO),
+    (socket.IPPROTO_IP, constants.IP_TTL),
+    (socket.IPPROTO_IPV6, constants.IPV6_HOPLIMIT),
+    (socket.SOL_SOCKET, constants.SO_RXQ_OVFL),
+    (socket.SOL_SOCKET, socket.SCM_RIGHTS),
+    (socket.IPPROTO_IP, 99),
+]
+
+
+def _cmsg(level: int, kind: int, data: bytes, length: int | None = None) -> bytes:
+    """One control record as the kernel lays it out; ``length`` overrides its length field."""
+    header = struct.pack(
+        "@Nii", socket.CMSG_LEN(len(data)) if length is None else length, level, kind
+    )
+    return (header + data).ljust(socket.CMSG_SPACE(len(data)), b"\0")
+
+
+def _core_parse(control: bytes) -> tuple[str | None, int | None, int | None, int]:
+    meta = parse_ancillary(batch._control_records(control))
+    return meta.group, meta.interface, meta.ttl, meta.drops
+
+
+def test_control_space_is_the_cores() -> None:
+    assert fastio.CONTROL_SPACE == ANCILLARY_SPACE
+
+
+@given(st.binary(max_size=300))
+def test_any_control_bytes_parse_as_the_core_parses_them(control: bytes) -> None:
+    assert fastio.parse_control(control) == _core_parse(control)
+
+
+records = st.tuples(
+    st.sampled_from(KINDS),
+    st.binary(max_size=24),
+    st.one_of(st.none(), st.integers(0, 2**64 - 1)),  # a lying length field, now and then
+)
+
+
+@given(st.lists(records, max_size=6), st.integers(0, 8))
+def test_records_whole_short_or_lying_parse_as_the_core_parses_them(
+    parts: list[tuple[tuple[int, int], bytes, int | None]], cut: int
+) -> None:
+    control = b"".join(_cmsg(level, kind, data, length) for (level, kind), data, length in parts)
+    control = control[: len(control) - cut] if cut else control
+    assert fastio.parse_control(control) == _core_parse(control)
+
+
+def test_the_last_record_of_a_kind_wins() -> None:
+    ttl = (socket.IPPROTO_IP, constants.IP_TTL)
+    control = _cmsg(*ttl, struct.pack("=i", 5)) + _cmsg(*ttl, struct.pack("=i", 9))
+    assert fastio.parse_control(control) == (None, None, 9, 0)
+    info = struct.pack("=i4s4s", 3, bytes(4), bytes([239, 1, 2, 3]))
+    drops = struct.pack("=I", 2**32 - 1)
+    control = _cmsg(socket.IPPROTO_IP, constants.IP_PKTINFO, info) + _cmsg(
+        socket.SOL_SOCKET, constants.SO_RXQ_OVFL, drops
+    )
+    assert fastio.parse_control(control) == ("239.1.2.3", 3, None, 2**32 - 1)
+
+
+def test_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="size"):
+        fastio.Receiver(-1)
+    with pytest.raises(ValueError, match="slots"):
+        fastio.Receiver(64, 0)
+    with pytest.raises(TypeError, match="writable slot"):
+        fastio.configure(int, print)
+
+
+# --- through a local socket pair ----------------------------------------------------------------
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    one, two = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with one, two:
+        two.setblocking(False)
+        yield one, two
+
+
+def _with_descriptors(count: int) -> list[tuple[int, int, bytes]]:
+    """An ``SCM_RIGHTS`` record passing ``count`` copies of standard input."""
+    return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0] * count).tobytes())]
+
+
+@pytest.mark.usefixtures("io_backend")
+def test_foreign_and_cut_control_records_are_skipped(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    one, two = pair
+    before = len(os.listdir("/proc/self/fd"))
+    one.sendmsg([b"plain"])
+    one.sendmsg([b"one descriptor"], _with_descriptors(1))
+    one.sendmsg([b"too many to fit"], _with_descriptors(64))  # cut: MSG_CTRUNC
+    one.sendmsg([b"x" * 100])
+    got = receive_ready(two, bytearray(50))
+    expected = [(b"plain", 5), (b"one descriptor", 14), (b"too many to fit", 15), (b"x" * 50, 100)]
+    assert [(d.payload, d.size) for d in got] == expected
+    assert [d.truncated for d in got] == [False, False, False, True]
+    for datagram in got:
+        assert (datagram.source, datagram.group, datagram.interface, datagram.ttl) == (
+            ("", 0),
+            None,
+            None,
+            None,
+        )
+        assert datagram.drops == 0
+    assert len(os.listdir("/proc/self/fd")) == before  # passed descriptors were not kept
+
+
+def test_no_reference_is_leaked_over_100000_datagrams(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Every object the extension makes is freed and every reference it takes is given back:
+    allocated blocks, the references to the class (each Datagram holds one), to the shared
+    source tuple and to None, True and False come back to where they were (a leak of one per
+    datagram would show as 100,000)."""
+    one, two = pair
+    receiver = fastio.Receiver(64)
+    payloads = [bytes([index]) * (index % 80) for index in range(64)]
+
+    def run(rounds: int) -> int:
+        received = 0
+        for _ in range(rounds):
+            for payload in payloads:
+                one.send(payload)
+            got = receiver.receive(two, 1000)
+            received += len(got)
+            assert got[-1].payload == payloads[-1][:64]
+        return received
+
+    def counts() -> list[int]:
+        gc.collect()
+        shared = [Datagram, source, None, True, False]
+        return [sys.getallocatedblocks(), *(sys.getrefcount(item) for item in shared)]
+
+    run(10)  # warm caches, free lists and the allocator
+    one.send(b"")
+    source = receiver.receive(two, 1)[0].source
+    before = counts()
+    assert run(100_000 // len(payloads) + 1) > 100_000
+    after = counts()
+    assert [abs(later - earlier) < 1000 for earlier, later in zip(before, after, strict=True)] == [
+        True
+    ] * len(before), (before, after)
