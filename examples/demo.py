@@ -93,7 +93,7 @@ def stream_to_monitor(alpha: Host, beta: Host) -> None:
 
     monitoring = beta.start(run_monitor, [GROUP], PORT, duration=3.8, on_interval=interval)
     time.sleep(0.3)
-    sent = alpha.call(run_stream, GROUP, PORT, rate="1000", count=3000, interface="eth0")
+    sent = alpha.call(run_stream, GROUP, PORT, rate="1000pps", count=3000, interface="eth0")
     show(f"alpha stream: {sent}")
     for line in str(monitoring.result(timeout=10)).splitlines():
         show(f"beta monitor: {line}")

@@ -15,7 +15,9 @@ submodule imports it. The defaults live in :mod:`multicast.defaults`; reading or
 after import changes what RECV, SAY and HEAR use.
 
 Importing the package changes nothing outside it: no default socket timeout, no warnings
-printed, no socket opened. The ``MULTICAST_*`` variables are read silently (an invalid value
+printed, no socket opened. It loads nothing either (not even :mod:`logging`: the package
+logger's ``NullHandler`` comes with :mod:`multicast.exceptions`, which every module that
+logs imports), so that the ``multicast`` command answers Ctrl-C from its first moments. The ``MULTICAST_*`` variables are read silently (an invalid value
 leaves the default); :func:`multicast.env.load_config` warns about them.
 
 Minimal Acceptance Testing:
@@ -30,12 +32,13 @@ Minimal Acceptance Testing:
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing (and re) at import
 if TYPE_CHECKING:
+    from typing import Any
+
     from multicast import env, exceptions, hear, recv, send, skt
     from multicast.cliargs import mtool
     from multicast.defaults import _MCAST_DEFAULT_BIND_IP as _MCAST_DEFAULT_BIND_IP
@@ -96,8 +99,6 @@ _HOMES: dict[str, str] = {
     ),
 }
 """Name -> the module that holds it."""
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

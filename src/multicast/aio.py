@@ -45,7 +45,7 @@ from multicast.core import (
     parse_port,
 )
 from multicast.core.constants import MAX_DATAGRAM
-from multicast.exceptions import ClosedError
+from multicast.exceptions import ClosedError, OptionError
 
 __all__ = [
     "DEFAULT_COALESCE",
@@ -98,11 +98,11 @@ class AsyncReceiver(Closing):
         coalesce: float = DEFAULT_COALESCE,
     ) -> None:
         if queue_size < 1:
-            raise ValueError(f"queue_size {queue_size} must be at least 1 datagram")
+            raise OptionError(f"queue_size {queue_size} must be at least 1 datagram")
         if batch < 1:
-            raise ValueError(f"batch {batch} must be at least 1 datagram")
+            raise OptionError(f"batch {batch} must be at least 1 datagram")
         if not 0 <= coalesce <= 1:
-            raise ValueError(f"coalesce {coalesce} must be between 0 and 1 second")
+            raise OptionError(f"coalesce {coalesce} must be between 0 and 1 second")
         self._loop = asyncio.get_running_loop()
         self.receiver = receiver
         self.port = receiver.port

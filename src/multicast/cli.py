@@ -19,16 +19,13 @@ import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
-from multicast import defaults
+from multicast import defaults, interrupts
 from multicast.cliargs import (
     HelpFormatter,
     Tool,
@@ -39,7 +36,13 @@ from multicast.cliargs import (
 )
 from multicast.env import load_config
 from multicast.exceptions import MulticastError, Terminated, UsageError
-from multicast.exitcodes import exit_on_exception, get_exit_code_from_exception, system_exit_code
+from multicast.exitcodes import (
+    COMMAND_EXIT_CODES,
+    describe_exit_codes,
+    exit_on_exception,
+    get_exit_code_from_exception,
+    system_exit_code,
+)
 from multicast.hear import McastHEAR, add_stop_option
 from multicast.recv import McastRECV
 from multicast.send import McastSAY
@@ -137,9 +140,6 @@ TASK_OPTIONS: dict[str, mtool] = {
 }
 """The built-in commands: name -> tool."""
 
-_USAGE_CODES = "64 usage error (a bad option or value: one line says which)"
-_SIGNAL_CODES = "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)"
-
 
 @dataclass(frozen=True)
 class _Page:
@@ -148,12 +148,11 @@ class _Page:
     line: str
     description: str
     examples: str
-    exit_codes: str
     mode_flags: bool = False  # --use-std and --daemon mean something for it
 
-    def epilog(self) -> str:
-        codes = f"exit codes: {self.exit_codes}; {_USAGE_CODES}; {_SIGNAL_CODES}"
-        return f"examples:\n{self.examples}\n\n{codes}"
+    def epilog(self, command: str) -> str:
+        """The examples, and the exit codes of ``command`` (``multicast.exitcodes``)."""
+        return f"examples:\n{self.examples}\n\n{describe_exit_codes(command)}"
 
 
 _PAGES = {
@@ -165,8 +164,6 @@ _PAGES = {
         "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
         "  printf 'STOP' | multicast SAY --group 239.1.2.3 --port 5000 --pipe\n"
         "  multicast SAY --group ff02::1%eth0 --port 5000 --ttl 1 -m on eth0's link",
-        "0 sent; 2 the system refused (no route to the group, say); "
-        "65 a message too large for one datagram",
     ),
     "RECV": _Page(
         "receive datagrams from groups and print them",
@@ -176,9 +173,6 @@ _PAGES = {
         "is the echo server of HEAR (as in the reference).",
         "  multicast --use-std RECV --group 239.1.2.3 --port 5000 --count 0 --timeout 0\n"
         "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m hello",
-        "0 every datagram asked for arrived (--count 0: at least one); "
-        "70 fewer arrived in time; 2 the system refused (the port is taken, say); "
-        "141 standard output closed",
         mode_flags=True,
     ),
     "HEAR": _Page(
@@ -190,11 +184,9 @@ _PAGES = {
         "--daemon, HEAR receives one datagram like RECV (as in the reference).",
         "  multicast --daemon HEAR --group 239.1.2.3 --port 5000 --allow-stop\n"
         "  (in another terminal) multicast SAY --group 239.1.2.3 --port 5000 -m STOP",
-        "0 stopped by an allowed STOP (without --daemon: a datagram arrived); "
-        "70 without --daemon, nothing arrived in time; 2 the system refused",
         mode_flags=True,
     ),
-    "NOOP": _Page("do nothing", "Do nothing, successfully.", "  multicast NOOP", "0 always"),
+    "NOOP": _Page("do nothing", "Do nothing, successfully.", "  multicast NOOP"),
 }
 
 
@@ -227,9 +219,9 @@ class McastDispatch(mtool):
         "  multicast SAY --group 239.1.2.3 --port 5000 -m hello world\n"
         "  multicast doctor\n\n"
         "exit codes: 0 success; 2 the system refused; 64 usage error; 65 bad data; "
-        "70 the command did not succeed; 130 interrupted; 141 standard output closed; "
-        "143 terminated; a tool's own (see its --help). Every error is one line on standard "
-        "error."
+        "70 the command did not succeed; 130 ended by SIGINT (Ctrl-C) and 143 by SIGTERM, "
+        "for every command, after what it prints when it ends; 141 standard output closed; "
+        "each command's own (see its --help). Every error is one line on standard error."
     )
 
     @classmethod
@@ -242,7 +234,7 @@ class McastDispatch(mtool):
                 name,
                 help=page.line,
                 description=page.description,
-                epilog=page.epilog(),
+                epilog=page.epilog(name),
                 formatter_class=HelpFormatter,
             )
             type(task).setupArgs(sub)
@@ -250,7 +242,12 @@ class McastDispatch(mtool):
                 add_mode_flags(sub, default=argparse.SUPPRESS)
         for name, tool in sorted(contributed_tools().items()):
             parser.add_parser(
-                name, help=tool.help, description=tool.help, add_arguments=tool.add_arguments
+                name,
+                help=tool.help,
+                description=tool.help,
+                epilog=describe_exit_codes(name) if name in COMMAND_EXIT_CODES else None,
+                formatter_class=HelpFormatter,
+                add_arguments=tool.add_arguments,
             )
 
     @staticmethod
@@ -273,7 +270,7 @@ class McastDispatch(mtool):
             return self._run(args[0] if args else None)
         except UsageError as error:
             line = _error_line(error)
-            print(line, file=sys.stderr)
+            _say(line)
             return get_exit_code_from_exception(error), (False, line)
 
     def _run(self, argv: Sequence[str] | None) -> tuple[int, Any]:
@@ -307,6 +304,8 @@ def _error_line(error: BaseException) -> str:
         text = "multicast: terminated by SIGTERM"
     elif isinstance(error, KeyboardInterrupt):
         text = "multicast: interrupted by SIGINT"
+    elif isinstance(error, BrokenPipeError):
+        text = "multicast: standard output was closed (broken pipe)"
     elif isinstance(error, MulticastError | OSError | ValueError):
         text = str(error)  # a parser's error starts with its name, "multicast ..."
         text = text if text.startswith("multicast") else f"multicast: {text}"
@@ -315,13 +314,20 @@ def _error_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _say(line: str) -> None:
+    """Write ``line`` on standard error; nowhere if it is closed (never on standard output)."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            print(line, file=sys.stderr, flush=True)
+
+
 def _report_environment() -> None:
     """Show each invalid ``MULTICAST_*`` variable as one warning line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         load_config()
     for warning in caught:
-        print(f"multicast: warning: {warning.message}", file=sys.stderr)
+        _say(f"multicast: warning: {warning.message}")
 
 
 @exit_on_exception
@@ -329,44 +335,44 @@ def main(argv: Sequence[str] | None = None) -> tuple[int, Any]:
     """Run one command line (None: ``sys.argv[1:]``); return ``(exit_code, result)``.
 
     ``result`` is the command's ``(success, value)``; for an error it is ``(False, the
-    error line)``, and that line is also printed on standard error.
+    error line)``, and that line is also printed on standard error (never on standard
+    output; nowhere when standard error is closed). A command that SIGINT or SIGTERM ended
+    (under :func:`cli`, which records them) returns 128 plus the signal's number.
     """
+    interrupts.reset()
     _report_environment()
     try:
-        return McastDispatch()(sys.argv[1:] if argv is None else argv)
+        code, result = McastDispatch()(sys.argv[1:] if argv is None else argv)
     except SystemExit as done:  # --help, --version, or a tool that called sys.exit()
         code = system_exit_code(done)
-        return code, (code == 0, None)
+        result = (code == 0, None)
     except BaseException as error:
         line = _error_line(error)
-        print(line, file=sys.stderr)
-        return get_exit_code_from_exception(error), (False, line)
-
-
-def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Terminated("SIGTERM")
+        _say(line)
+        code, result = get_exit_code_from_exception(error), (False, line)
+    return interrupts.exit_code(code), result
 
 
 @contextlib.contextmanager
 def _process_settings() -> Iterator[None]:
-    """While a command runs as the process: log lines on standard error, SIGTERM unwinds."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("multicast: %(message)s"))
+    """While a command runs as the process: log lines on standard error (if it is open),
+    SIGINT and SIGTERM recorded and unwinding (:func:`multicast.interrupts.handling`)."""
+    handler = logging.StreamHandler(sys.stderr) if sys.stderr is not None else None
     level = _logger.level
-    _logger.addHandler(handler)
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("multicast: %(message)s"))
+        _logger.addHandler(handler)
     _logger.setLevel(logging.INFO)
     # RECV's own INFO lines are the reference's ("Success"): the dispatcher reports instead.
     receiving = logging.getLogger("multicast.recv")
     receiving_level = receiving.level
     receiving.setLevel(logging.WARNING)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        yield
+        with interrupts.handling():
+            yield
     finally:
-        if previous is not None:  # None: not set from Python, nothing to restore
-            signal.signal(signal.SIGTERM, previous)
-        _logger.removeHandler(handler)
+        if handler is not None:
+            _logger.removeHandler(handler)
         _logger.setLevel(level)
         receiving.setLevel(receiving_level)
 
@@ -375,7 +381,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     """The ``multicast`` command (None: ``sys.argv[1:]``); returns the exit code."""
     with _process_settings():
         code, _ = main(argv)
-    if code == 141:  # standard output is a closed pipe: nothing more can be written to it
+    if code == 141 and sys.stdout is not None:  # a closed pipe: nothing more can be written
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code

@@ -58,6 +58,7 @@ from multicast.env import whole_number
 from multicast.exceptions import GroupError, OptionError, UsageError
 
 __all__ = [
+    "MAX_TIMEOUT",
     "HelpFormatter",
     "Parser",
     "Tool",
@@ -76,11 +77,13 @@ __all__ = [
     "check_sources",
     "chosen_groups",
     "count_type",
+    "distinct_groups",
     "group_type",
     "interface_type",
     "mtool",
     "port_type",
     "source_type",
+    "timeout_seconds",
     "timeout_type",
     "ttl_type",
 ]
@@ -173,8 +176,12 @@ def argument_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
 
 @argument_type
 def group_type(text: str) -> Group:
-    """A multicast group: an IPv4 or IPv6 literal, IPv6 optionally with ``%interface``."""
-    return parse_group(text)
+    """A multicast group: an IPv4 or IPv6 literal, IPv6 optionally with ``%interface`` (an
+    interface of this host: an unknown one is a usage error now, not a failure later)."""
+    group = parse_group(text)
+    if group.interface is not None:
+        resolve_interface(group.interface)
+    return group
 
 
 @argument_type
@@ -213,16 +220,33 @@ def count_type(text: str) -> int:
     return count
 
 
+MAX_TIMEOUT = 2_147_483.0
+"""The longest wait in seconds (24 days: what the kernel's timers take); 0 waits forever."""
+
+
+def timeout_seconds(value: object) -> float:
+    """A timeout: seconds from 0 (no limit) to :data:`MAX_TIMEOUT`; else :class:`OptionError`."""
+    readable = isinstance(value, int | float | str) and not isinstance(value, bool)
+    try:
+        if not readable or (isinstance(value, str) and not value.isascii()):
+            raise ValueError
+        seconds = float(value)  # type: ignore[arg-type]  # an int, a float or a str
+    except ValueError:
+        raise OptionError(f"timeout {value!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise OptionError(f"timeout {value!r} must be 0 or more seconds")
+    if seconds > MAX_TIMEOUT:
+        raise OptionError(
+            f"timeout {value!r} is over the longest wait, {MAX_TIMEOUT:.0f} s (24 days); "
+            "0 waits without a limit"
+        )
+    return seconds
+
+
 @argument_type
 def timeout_type(text: str) -> float:
-    """Seconds: 0 or more (0: no limit)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise OptionError(f"timeout {text!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise OptionError(f"timeout {text!r} must be 0 or more seconds")
-    return seconds
+    """Seconds: 0 or more (0: no limit), at most :data:`MAX_TIMEOUT`."""
+    return timeout_seconds(text)
 
 
 # --- option adders ---------------------------------------------------------------------------
@@ -354,12 +378,18 @@ def chosen_groups(
     given += getattr(args, "groups", None) or []
     if not given:
         given = [parse_group(g) for g in default or [defaults._MCAST_DEFAULT_GROUP]]
-    groups = list(dict.fromkeys(given))
+    return distinct_groups(given)
+
+
+def distinct_groups(groups: Sequence[Group]) -> list[Group]:
+    """``groups`` with duplicates dropped, in order; :class:`UsageError` if they mix IPv4
+    and IPv6 (every command refuses that the same way, with exit code 64)."""
+    distinct = list(dict.fromkeys(groups))
     try:
-        common_family(groups)
+        common_family(distinct)
     except GroupError as error:
         raise UsageError(str(error)) from None
-    return groups
+    return distinct
 
 
 def check_sources(groups: Sequence[Group], sources: Sequence[IPAddress]) -> None:

@@ -37,7 +37,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Final, TypedDict, TypeVar
 
-from multicast.core import IPAddress, parse_address, parse_group, parse_ttl
+from multicast.core import IPAddress, parse_address, parse_group, parse_ttl, parse_whole
 from multicast.core.constants import MAX_PAYLOAD
 from multicast.exceptions import MulticastError, OptionError
 
@@ -79,16 +79,13 @@ class Config(TypedDict):
 
 
 def whole_number(value: object, what: str | None = None) -> int:
-    """``value`` (a number, or its text with spaces around) as an ``int``; the
+    """``value`` (an ``int``, or its ASCII digits with spaces around) as an ``int``; the
     :class:`~multicast.exceptions.OptionError` (a ``ValueError``) names ``what`` and the value.
 
-    The one whole-number reading of the variables here and of the command-line options.
+    The one whole-number reading of the variables here and of the command-line options: the
+    core's :func:`~multicast.core.parse_whole`.
     """
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        named = f"{what} {value!r}" if what else repr(value)
-        raise OptionError(f"{named} is not a whole number") from None
+    return parse_whole(value, what)
 
 
 def validate_buffer_size(size: object) -> bool:

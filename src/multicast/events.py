@@ -35,6 +35,7 @@ from multicast.core import (
     parse_group,
     parse_port,
 )
+from multicast.exceptions import OptionError
 from multicast.poller import Pollable, Poller
 
 __all__ = [
@@ -154,7 +155,7 @@ class MulticastListener(_Dispatcher):
     ) -> None:
         self.group = parse_group(ip)
         if not 1 <= mtu <= 65535:
-            raise ValueError(f"mtu {mtu} is out of range (1-65535 bytes)")
+            raise OptionError(f"mtu {mtu} is out of range (1-65535 bytes)")
         self.filter = filter
         self._accepts = _packet_filter(filter)
         self.truncated = 0
@@ -217,7 +218,7 @@ class Multicaster(_Dispatcher):
         self.group = parse_group(ip)
         self.port = parse_port(port)
         if rate is not None and not rate > 0:
-            raise ValueError(f"rate {rate!r} must be a positive number of packets per second")
+            raise OptionError(f"rate {rate!r} must be a positive number of packets per second")
         self.rate = rate
         self.sent = 0
         self._pending: Payload | None = None  # the next packet, taken but not sent yet
@@ -294,7 +295,7 @@ class _Relay(MulticastListener):
         source: str | IPAddress | None,
     ) -> None:
         if limit is not None and limit < 1:
-            raise ValueError(f"limit {limit} must be at least 1 packet (or None: no limit)")
+            raise OptionError(f"limit {limit} must be at least 1 packet (or None: no limit)")
         self.handler = handler
         self.limit = limit
         self.handled = 0

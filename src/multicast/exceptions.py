@@ -4,7 +4,9 @@
 exception a caller would expect (``ValueError`` for bad input, ``OSError`` for what the
 kernel refuses), and every message names the group, interface or option at fault.
 
-This module is the hierarchy only. The exit-code vocabulary of the command line lives in
+This module is the hierarchy, and the ``NullHandler`` of the package's logger (every module
+that logs imports this one first): the library says nothing unless the program configures
+:mod:`logging`. The exit-code vocabulary of the command line lives in
 :mod:`multicast.exitcodes`; its names (:data:`EXIT_CODES`, :func:`exit_on_exception`, ...)
 are also reachable here, where the reference package has them, and are loaded on first use.
 
@@ -18,13 +20,16 @@ are also reachable here, where the reference package has them, and are loaded on
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from multicast.exitcodes import (
+        COMMAND_EXIT_CODES,
         EXCEPTION_EXIT_CODES,
         EXIT_CODE_RANGE_ERROR,
         EXIT_CODES,
+        describe_exit_codes,
         exit_on_exception,
         get_exit_code_from_exception,
         system_exit_code,
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "COMMAND_EXIT_CODES",
     "EXCEPTION_EXIT_CODES",
     "EXIT_CODES",
     "EXIT_CODE_RANGE_ERROR",
@@ -52,11 +58,15 @@ __all__ = [
     "Terminated",
     "UnsupportedError",
     "UsageError",
+    "describe_exit_codes",
     "exit_on_exception",
     "get_exit_code_from_exception",
     "system_exit_code",
     "validate_exit_code",
 ]
+
+
+logging.getLogger("multicast").addHandler(logging.NullHandler())
 
 
 class MulticastError(Exception):

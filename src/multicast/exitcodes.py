@@ -25,9 +25,11 @@ from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
 
 __all__ = [
+    "COMMAND_EXIT_CODES",
     "EXCEPTION_EXIT_CODES",
     "EXIT_CODES",
     "EXIT_CODE_RANGE_ERROR",
+    "describe_exit_codes",
     "exit_on_exception",
     "get_exit_code_from_exception",
     "system_exit_code",
@@ -63,6 +65,75 @@ EXCEPTION_EXIT_CODES: Final[dict[type[BaseException], int]] = {
     kind: code for code, (kind, _) in EXIT_CODES.items() if kind is not None
 }
 """Exception class -> exit code: the reverse of :data:`EXIT_CODES`."""
+
+# What each command's exit status means: the rules every command shares, and its own.
+_EVERY_COMMAND: Final = {
+    0: "success",
+    64: "usage error: a bad option or value, options that conflict (one line says which)",
+    130: "ended by SIGINT (Ctrl-C), after printing what it prints when it ends",
+    141: "standard output was closed (a broken pipe)",
+    143: "ended by SIGTERM, after printing what it prints when it ends",
+}
+_REFUSED: Final = {2: "the system refused: a bind, a join, a send (no route to the group...)"}
+_BAD_DATA: Final = {65: "a value the command cannot use: a message too large, a bad key..."}
+_RECEIVING: Final = {  # RECV and HEAR: --daemon makes either the echo server
+    **_REFUSED,
+    0: "every datagram asked for arrived (--count 0: at least one); --daemon: stopped by an "
+    "allowed STOP",
+    70: "without --daemon: fewer datagrams than --count arrived in time",
+}
+
+COMMAND_EXIT_CODES: Final[dict[str, dict[int, str]]] = {
+    name: dict(sorted({**_EVERY_COMMAND, **own}.items()))
+    for name, own in {
+        "multicast": {0: "--help or --version", 64: "no command, or one it does not know"},
+        "NOOP": {},
+        "SAY": {
+            **_REFUSED,
+            0: "sent",
+            65: "a message too large for one datagram",
+            66: "--pipe: standard input is closed or cannot be read",
+        },
+        "RECV": _RECEIVING,
+        "HEAR": _RECEIVING,
+        "stream": {**_REFUSED, **_BAD_DATA, 1: "no datagram could be sent"},
+        "monitor": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "no datagram arrived",
+            3: "an alarm fired (--alarm-loss, --alarm-silence)",
+        },
+        "ping": {**_REFUSED, **_BAD_DATA, 1: "no reply arrived"},
+        "pong": {**_REFUSED, **_BAD_DATA},
+        "doctor": {**_REFUSED, 1: "a problem was found (each is listed with its fix)"},
+        "querier": {**_REFUSED, 77: "no raw socket: this process lacks CAP_NET_RAW"},
+        "membership": {**_REFUSED, 77: "--wire without CAP_NET_RAW"},
+        "send-file": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "incomplete: a receiver dropped out or did not get every file",
+            3: "the receivers of a closed session did not all join within --wait",
+        },
+        "receive-file": {
+            **_REFUSED,
+            **_BAD_DATA,
+            1: "incomplete: the sender ended or fell silent first (partial files kept)",
+            3: "no session heard within --wait",
+            4: "a file refused (an unsafe name, or its digest failed twice)",
+        },
+    }.items()
+}
+"""Command name -> {exit code: what it means}: the codes each command documents in its help,
+and the only ones it exits with (an unexpected internal error, 70, is a bug). ``multicast``
+stands for a command line that runs no command."""
+
+
+def describe_exit_codes(command: str) -> str:
+    """The exit codes of ``command`` as the lines of its help's epilog."""
+    lines = ["exit codes:"]
+    lines += [f"  {code:<4} {meaning}" for code, meaning in COMMAND_EXIT_CODES[command].items()]
+    return "\n".join(lines)
+
 
 _logger = logging.getLogger(__name__)
 _P = ParamSpec("_P")

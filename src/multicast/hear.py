@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import select
 import socket
 import socketserver
 import sys
@@ -58,10 +59,12 @@ from multicast.core import (
     Group,
     GroupSpec,
     InterfaceSpec,
+    InterfaceWatcher,
     IPAddress,
     MembershipTable,
     configure_receiving,
     family_of,
+    follow_interfaces,
     join_all,
     new_socket,
     parse_address,
@@ -71,6 +74,7 @@ from multicast.core import (
     reply_address,
 )
 from multicast.core.constants import MAX_DATAGRAM
+from multicast.core.membership import rejoin
 from multicast.exceptions import ShutdownCommandReceived
 from multicast.recv import bind_host, decode_payload, requested_groups
 
@@ -135,6 +139,7 @@ class McastServer(socketserver.UDPServer):
         self.show = show
         self.drops = 0  # datagrams the kernel dropped on this server's socket so far
         self.table = MembershipTable()  # what the socket joined: the arrival filter
+        self.watcher: InterfaceWatcher | None = None  # interface changes, to rejoin after them
         self.current_group: str | None = None  # destination of the datagram being answered
         self._buffer = bytearray(self.max_packet_size)
         self._pending: deque[Datagram] = deque()
@@ -229,6 +234,8 @@ class McastServer(socketserver.UDPServer):
         Other errors are logged."""
         error = sys.exception()
         host, port = client_address[0], client_address[1]
+        if isinstance(error, BrokenPipeError):  # standard output is gone: stop (exit 141)
+            raise error
         if isinstance(error, ShutdownCommandReceived) or _says_stop(request):
             if self.allow_stop:
                 self.logger.warning("STOP from %s port %s: stopping", host, port)
@@ -250,7 +257,16 @@ class McastServer(socketserver.UDPServer):
         super().shutdown()
 
     def service_actions(self) -> None:
-        """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP."""
+        """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP.
+
+        Between batches (at least every ``poll_interval``), rejoin after interface changes,
+        and when showing what it hears, stop with ``BrokenPipeError`` once standard output is
+        a pipe nobody reads (``| head -c0``) rather than wait for a datagram to print.
+        """
+        if self.watcher is not None:
+            follow_interfaces(self.socket, self.table, self.watcher)
+        if self.show and _stdout_gone():
+            raise BrokenPipeError(errno.EPIPE, "standard output is closed")
         while self._pending and not self._stopping:
             # socketserver's own one-request step (verify, process, handle_error, shutdown)
             self._handle_request_noblock()  # type: ignore[attr-defined]
@@ -258,15 +274,28 @@ class McastServer(socketserver.UDPServer):
             raise _StopServingError
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives."""
+        """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives.
+
+        While it serves, it watches the interfaces (call it in the socket's namespace) and
+        joins again by itself when an interface it joined on is deleted and made again
+        (see :meth:`service_actions`).
+        """
         self._stopping = False
         self._serving = threading.current_thread()
+        if self.groups:
+            self.watcher = InterfaceWatcher()
+            # What changed since the joins and before the watcher: an interface of the same
+            # name under another index is found by its name.
+            rejoin(self.socket, self.table)
         try:
             super().serve_forever(poll_interval)
         except _StopServingError:
             self.logger.info("HEAR stopped")
         finally:
             self._serving = None
+            if self.watcher is not None:
+                self.watcher.close()
+                self.watcher = None
 
 
 def _says_stop(request: Any) -> bool:
@@ -275,6 +304,17 @@ def _says_stop(request: Any) -> bool:
     if isinstance(data, bytes | bytearray | memoryview):
         return b"STOP" in bytes(data)
     return isinstance(data, str) and "STOP" in data
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file
+        return False
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked: only errors and hang-ups are reported
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 class HearUDPHandler(socketserver.BaseRequestHandler):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from multicast.core import Closing
+from multicast.exceptions import OptionError
 
 __all__ = ["Pollable", "Poller"]
 
@@ -124,17 +125,17 @@ class Poller(Closing):
         if not available:
             raise TypeError(f"{fd!r} has neither a handle_read() nor a handle_write() method")
         if flags & ~(_READ | _WRITE):
-            raise ValueError(
+            raise OptionError(
                 f"flags {flags!r}: use selectors.EVENT_READ and/or selectors.EVENT_WRITE"
             )
         events = flags or available
         if events & ~available:
             wanted = "handle_read()" if events & _READ & ~available else "handle_write()"
-            raise ValueError(f"flags {flags!r} ask for events that {fd!r} has no {wanted} for")
+            raise OptionError(f"flags {flags!r} ask for events that {fd!r} has no {wanted} for")
         previous = self._registered.get(fileno)
         if previous is not None:
             if _fileno_of(previous.target) == fileno:
-                raise ValueError(f"{fd!r} (fd {fileno}) is already registered with this poller")
+                raise OptionError(f"{fd!r} (fd {fileno}) is already registered with this poller")
             self._forget(fileno)  # its file was closed without unregistering; the fd is reused
         registration = _Registration(fd, on_read, on_write, events)
         self._registered[fileno] = registration

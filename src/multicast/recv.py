@@ -29,11 +29,12 @@ import argparse
 import logging
 import socket
 import sys
+from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from multicast import defaults
-from multicast.cliargs import add_count, add_join_options, add_timeout, mtool
+from multicast.cliargs import add_count, add_join_options, add_timeout, mtool, timeout_seconds
 from multicast.core import (
     Group,
     GroupSpec,
@@ -58,6 +59,8 @@ __all__ = [
     "bind_host",
     "decode_payload",
     "joinstep",
+    "printable_line",
+    "printable_text",
     "recvstep",
     "requested_groups",
     "tryrecv",
@@ -77,6 +80,57 @@ class Receivable(Protocol):
 def decode_payload(payload: bytes) -> str:
     """A payload as text: UTF-8, with any byte that is not valid UTF-8 escaped as ``\\xNN``."""
     return payload.decode("utf-8", "backslashreplace")
+
+
+_ESCAPED: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+RESULT_LIMIT: Final = 1 << 20
+"""Characters of text :meth:`McastRECV.doStep` keeps for its result: the latest datagrams'."""
+
+
+def printable_line(payload: bytes) -> str:
+    """A payload as one line that shows what came and does nothing to a terminal.
+
+    UTF-8, with each byte that is not valid UTF-8 written ``\\xNN``, each character that is
+    not printable (control characters such as ESC, ``\\r`` and ``\\n``, format characters
+    such as a right-to-left override, separators other than the space) written ``\\n``,
+    ``\\r``, ``\\t``, ``\\xNN`` (below 0x80) or ``\\uNNNN``, and a backslash doubled, so
+    that every line is one datagram and reads back to the very bytes.
+
+    >>> printable_line(b"caf\\xc3\\xa9 \\xff\\x1b]0;title\\x07\\r\\nnext \\\\")
+    'café \\\\xff\\\\x1b]0;title\\\\x07\\\\r\\\\nnext \\\\\\\\'
+    """
+    text = payload.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_printable(character) for character in text)
+
+
+def printable_text(text: str) -> str:
+    """Text already decoded (:func:`decode_payload`: bytes that were not UTF-8 are ``\\xNN``
+    in it) as one line that does nothing to a terminal: as :func:`printable_line`, but a
+    backslash stays as it is.
+
+    >>> printable_text("ok\\r\\n\\x1b[2J \\\\xff")
+    'ok\\\\r\\\\n\\\\x1b[2J \\\\xff'
+    """
+    if text.isprintable():
+        return text
+    return "".join(_printable(character, backslash="\\") for character in text)
+
+
+def _printable(character: str, backslash: str = "\\\\") -> str:
+    if character == "\\":
+        return backslash
+    if character in _ESCAPED:
+        return _ESCAPED[character]
+    if character.isprintable():
+        return character
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:  # a character and a byte alike
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def requested_groups(groups: Iterable[GroupSpec] | None, group: GroupSpec | None) -> list[Group]:
@@ -230,9 +284,11 @@ class McastRECV(mtool):
 
         Keywords: ``groups`` (else ``[group]``), ``port``, ``iface``, ``sources``, ``count``
         (default 1), ``timeout`` (default 1 s; 0: no limit) and ``is_std`` (print each
-        datagram's text as a line; done anyway when standard output is a terminal).
-        Returns ``(True, texts joined by newlines)`` when all ``count`` arrived (for 0: any),
-        else ``(False, what arrived or None)``.
+        datagram as a line, :func:`printable_line`; done anyway when standard output is a
+        terminal). Returns ``(True, texts joined by newlines)`` when all ``count`` arrived
+        (for 0: any), else ``(False, what arrived or None)``; memory stays bounded however
+        many arrive, since only the latest texts, :data:`RESULT_LIMIT` characters at most
+        (and at least the last one), are kept for that result.
 
         With no ``count``, ``timeout`` or ``sources`` (one datagram, the default wait), it
         receives through :meth:`_hearstep` with ``groups``, ``port``, ``iface`` and
@@ -246,9 +302,10 @@ class McastRECV(mtool):
         count = kwargs.get("count")
         count = 1 if count is None else count
         timeout = kwargs.get("timeout")
-        timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-        show = bool(kwargs.get("is_std")) or sys.stdout.isatty()
-        texts: list[str] = []
+        timeout = timeout_seconds(DEFAULT_TIMEOUT if timeout is None else timeout)
+        show = bool(kwargs.get("is_std")) or (sys.stdout is not None and sys.stdout.isatty())
+        texts: deque[str] = deque()
+        kept = received = 0
         sock = _joined(
             requested_groups(kwargs.get("groups"), kwargs.get("group")),
             kwargs.get("port", defaults._MCAST_DEFAULT_PORT),
@@ -257,21 +314,25 @@ class McastRECV(mtool):
         )
         with sock:
             sock.settimeout(timeout or None)
-            while count == 0 or len(texts) < count:
+            while count == 0 or received < count:
                 try:
-                    text = tryrecv("", None, sock)
+                    payload = sock.recv(MAX_DATAGRAM)
                 except TimeoutError:
                     break
-                texts.append(text)
+                received += 1
+                texts.append(decode_payload(payload))
+                kept += len(texts[-1])
+                while kept > RESULT_LIMIT and len(texts) > 1:
+                    kept -= len(texts.popleft())
                 if show:
-                    print(text, flush=True)
-        complete = len(texts) == count or (count == 0 and bool(texts))
+                    print(printable_line(payload), flush=True)
+        complete = received == count or (count == 0 and received > 0)
         if not complete:
             wanted = "any" if count == 0 else str(count)
             module_logger.info(
-                "RECV: %d of %s datagrams arrived within %g s each", len(texts), wanted, timeout
+                "RECV: %d of %s datagrams arrived within %g s each", received, wanted, timeout
             )
-        self.received = len(texts)
+        self.received = received
         return complete, "\n".join(texts) if texts else None
 
     def _receive_one(self, **kwargs: Any) -> tuple[bool, str | None]:
@@ -288,7 +349,7 @@ class McastRECV(mtool):
             module_logger.debug("Nothing Received.")
             return False, None
         module_logger.info("Success")
-        if bool(kwargs.get("is_std")) or sys.stdout.isatty():
+        if bool(kwargs.get("is_std")) or (sys.stdout is not None and sys.stdout.isatty()):
             module_logger.debug("Will Print to Console.")
-            print(text, flush=True)
+            print(printable_text(text), flush=True)
         return True, text

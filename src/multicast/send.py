@@ -32,6 +32,7 @@ from typing import IO, Any
 from multicast import defaults
 from multicast.cliargs import add_group, add_groups, add_iface, add_port, add_ttl, mtool
 from multicast.core import Group, Sender, check_payload_size, parse_port
+from multicast.exceptions import CommandExecutionError
 from multicast.recv import requested_groups
 
 __module__ = "multicast"  # the value the reference documents for this module
@@ -59,9 +60,17 @@ def text_chunks(stream: IO[str], size: int) -> Iterator[bytes]:
 
 def _standard_input(size: int) -> Iterator[bytes]:
     """Standard input in pieces of ``size`` bytes: its bytes, or its text as UTF-8 when it
-    has no ``.buffer``."""
+    has no ``.buffer``. Closed or unreadable, a ``CommandExecutionError`` with exit code 66
+    (no input) that says so."""
+    if sys.stdin is None:
+        raise CommandExecutionError("--pipe: standard input is closed", 66)
     binary = getattr(sys.stdin, "buffer", None)
-    return chunks(binary, size) if binary is not None else text_chunks(sys.stdin, size)
+    try:
+        yield from chunks(binary, size) if binary is not None else text_chunks(sys.stdin, size)
+    except OSError as error:
+        raise CommandExecutionError(
+            f"--pipe: cannot read standard input: {error.strerror or error}", 66
+        ) from error
 
 
 def _payload(data: object) -> bytes:

@@ -82,7 +82,7 @@ from multicast.core import (
 from multicast.core.constants import LINUX, MAX_DATAGRAM
 from multicast.core.hostscope import release
 from multicast.doing import Doer
-from multicast.exceptions import AddressError, ClosedError, GroupError
+from multicast.exceptions import AddressError, ClosedError, GroupError, OptionError
 from multicast.wiring import WireLog
 
 __all__ = ["Address", "Peer", "PeerDoer", "Truncated", "openPeer"]
@@ -168,7 +168,7 @@ class Peer:
             self.bs = self.MaxGramSize * self.bc
         elif bs is not None:
             if bs <= 0:
-                raise ValueError(f"peer {name!r}: buffer size bs={bs} must be positive")
+                raise OptionError(f"peer {name!r}: buffer size bs={bs} must be positive")
             self.bs = int(bs)
         else:
             self.bs = self.BufSize

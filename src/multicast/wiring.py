@@ -13,7 +13,8 @@ b"\\nTx ('127.0.0.1', 6102):\\nping\\n\\nRx ('127.0.0.1', 6102):\\npong\\n"
 Transcripts live in memory, or with ``filed`` in files: ``<name>.<UTC time>.log`` when
 ``samed`` (Rx and Tx in one file), else ``….rx.log`` and ``….tx.log``. The files go in
 ``<headDirPath>/<prefix>/wirelogs/`` (default ``~/.<prefix>/wirelogs/``), or with ``temp``
-in a fresh folder under the system's temporary folder that :meth:`WireLog.close` removes.
+in a fresh private folder (``<prefix>_wirelogs_<name>_*``, mode 0700) of the system's
+temporary folder, which :meth:`WireLog.close` removes.
 """
 
 from __future__ import annotations
@@ -126,9 +127,9 @@ class WireLog:
 
     def _make_directory(self) -> Path:
         if self.temp:
-            base = Path(tempfile.gettempdir()) / self.prefix / "wirelogs"
-            base.mkdir(parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix=f"test_{self.name}_", suffix="_temp", dir=base))
+            # A private folder (mode 0700) made afresh in the system's temporary folder:
+            # nothing shared with other users, who could own a fixed path there first.
+            return Path(tempfile.mkdtemp(prefix=f"{self.prefix}_wirelogs_{self.name}_"))
         if self.headDirPath is not None:
             path = Path(self.headDirPath) / self.prefix / "wirelogs"
         else:

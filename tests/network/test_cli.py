@@ -218,7 +218,7 @@ def test_a_closed_standard_output_is_141_and_one_line() -> None:
     lines = Lines(receiving.stderr)
     send_until_exit(receiving, b"into a closed pipe", GROUP, port)
     assert receiving.returncode == 141
-    assert lines.rest() == ["multicast: [Errno 32] Broken pipe\n"]
+    assert lines.rest() == ["multicast: standard output was closed (broken pipe)\n"]
 
 
 def test_sigint_ends_the_echo_server_with_130_and_one_line() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 import multicast
 from multicast import events
-from multicast.core import Sender
+from multicast.core import Sender, send_datagram
 from multicast.events import READ_BUDGET, Multicaster, Poller, _defaultPoller, listen, sendto
 from multicast.exceptions import GroupError
 from multicast.testing import Testbed
@@ -167,7 +167,7 @@ def test_true_result_closes_the_listener(poller: Poller) -> None:
 
 def test_listener_ignores_unicast_to_its_port(poller: Poller) -> None:
     with Recorder(None, GROUP, 0, poller=poller) as listener, Sender() as sender:
-        sender.send(b"unicast", "127.0.0.1", listener.port)
+        send_datagram(sender.sock, b"unicast", "127.0.0.1", listener.port)
         sender.send(b"group", GROUP, listener.port)
         _poll_until(poller, lambda: listener.packets)
         poller.poll(0.05)

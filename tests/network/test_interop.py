@@ -45,7 +45,7 @@ def test_iperf_server_counts_our_stream() -> None:
         text=True,
     )
     wait_joined(group, server)
-    report = run_stream(group, port, rate="2k", size=200, count=300)
+    report = run_stream(group, port, rate="2kpps", size=200, count=300)
     code, output, _ = finish(server)
     assert code == 0, output
     # Our frames are not iperf's, so its loss figures mean nothing; its byte count does.

@@ -34,7 +34,7 @@ def test_one_monitor_counts_2048_groups_exactly() -> None:
     with Monitor(channels, 6400) as monitor, ThreadPoolExecutor(1) as pool:
         assert len(monitor.receiver.memberships) == 2048
         counting: Future[object] = pool.submit(monitor.run, duration=LIMIT, count=3 * 2048)
-        sent = run_stream([c.group for c in channels], 6400, rate="20k", size=64, count=3 * 2048)
+        sent = run_stream([c.group for c in channels], 6400, rate="20kpps", size=64, count=3 * 2048)
         report = counting.result(timeout=LIMIT + 5)
     assert (sent.sent, sent.errors) == (3 * 2048, 0)
     assert report.drops == 0 and len(report.senders) == 2048
@@ -179,7 +179,7 @@ def test_histogram_of_one_way_delays(capsys: pytest.CaptureFixture[str]) -> None
             main, ["monitor", "239.6.5.7", "--port", "6406", "--count", "50", "--histogram"]
         )
         threading.Event().wait(0.5)  # the monitor joins meanwhile
-        run_stream("239.6.5.7", 6406, rate="1000", size=100, count=50)
+        run_stream("239.6.5.7", 6406, rate="1000pps", size=100, count=50)
         code, _ = running.result(timeout=LIMIT)
     text = capsys.readouterr().out
     assert code == 0

@@ -134,7 +134,7 @@ def test_monitor_counts_the_hops_of_a_stream_across_the_router(
     monitor = exit_stack.enter_context(
         host.call(Monitor, [case.group], PORT, interfaces=["eth0"], sent_ttl=8)
     )
-    routed.senders[0].call(run_stream, case.group, PORT, rate="1000", count=20, ttl=8)
+    routed.senders[0].call(run_stream, case.group, PORT, rate="1000pps", count=20, ttl=8)
     report = host.call(monitor.run, count=20, duration=WAIT)
 
     (sender,) = report.senders

@@ -32,7 +32,7 @@ def test_stream_to_monitor_with_json() -> None:
     )
     wait_joined("239.6.3.1", monitor)
     sent = subprocess.run(
-        command("stream 239.6.3.1 --port 6200 --count 200 --rate 20k --size 100 --json"),
+        command("stream 239.6.3.1 --port 6200 --count 200 --rate 20kpps --size 100 --json"),
         capture_output=True,
         text=True,
         timeout=LIMIT,
@@ -71,7 +71,8 @@ def udp_datagrams_read() -> int:
 
 
 def test_interrupted_monitor_reports(capsys: pytest.CaptureFixture[str]) -> None:
-    """Ctrl-C ends the monitor with its report, as --duration would."""
+    """Ctrl-C ends the monitor with its report, as --duration would, and exit status 130 (a
+    supervisor tells a stopped run from one that finished)."""
     monitor = subprocess.Popen(
         command("monitor 239.6.3.5 --port 6204 --json"),
         stdout=subprocess.PIPE,
@@ -87,7 +88,7 @@ def test_interrupted_monitor_reports(capsys: pytest.CaptureFixture[str]) -> None
         time.sleep(0.02)
     monitor.send_signal(signal.SIGINT)
     code, out, err = finish(monitor)
-    assert (code, err) == (0, "")
+    assert (code, err) == (130, "")
     summary = json.loads(out)["summary"]
     assert (summary["received"], summary["interrupted"]) == (30, True)
 
@@ -184,14 +185,14 @@ def run_on(stdout_is_terminal: bool, *options: str) -> str:
     if not stdout_is_terminal:
         monitor = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_joined("239.6.3.4", monitor)
-        run_stream("239.6.3.4", 6203, rate="200", size=64, duration=0.6)
+        run_stream("239.6.3.4", 6203, rate="200pps", size=64, duration=0.6)
         return finish(monitor)[1]
     main_end, terminal = pty.openpty()
     try:
         monitor = subprocess.Popen(argv, stdout=terminal, stderr=subprocess.PIPE, text=True)
         os.close(terminal)
         wait_joined("239.6.3.4", monitor)
-        run_stream("239.6.3.4", 6203, rate="200", size=64, duration=0.6)
+        run_stream("239.6.3.4", 6203, rate="200pps", size=64, duration=0.6)
         output = b""
         with selectors.DefaultSelector() as selector:
             selector.register(main_end, selectors.EVENT_READ)

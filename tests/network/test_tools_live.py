@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 
@@ -19,10 +19,7 @@ from multicast.core import Datagram, Receiver, Sender, send_datagram, socket_dro
 from multicast.exceptions import AuthKeyError
 from multicast.testing import Host, Testbed
 from multicast.tools import Monitor, Pong, run_ping, run_pong, run_stream
-from multicast.tools.framing import (
-    Flag,
-    encode_frame,
-)
+from multicast.tools.framing import Flag, encode_frame, frame_context
 from multicast.tools.monitor import IntervalReport, MonitorReport
 
 P = ParamSpec("P")
@@ -80,7 +77,7 @@ def test_monitor_counts_a_clean_stream(
             background,
             monitor,
             lambda: sent.append(
-                run_stream(group, 6100, rate="20k", burst=20, size=300, count=1000, key=key)
+                run_stream(group, 6100, rate="20kpps", burst=20, size=300, count=1000, key=key)
             ),
             count=1000,
         )
@@ -98,17 +95,28 @@ def test_monitor_counts_every_kind_of_rejection(
     background: Callable[..., Future[object]], family: socket.AddressFamily
 ) -> None:
     group = GROUPS[family][0]
-    valid = [encode_frame(7, n, b"data", key=KEY) for n in range(3)]
-    bad = {
-        "foreign": [b"", b"hello", bytes(100)],
-        "unsupported": [b"MCTF\x09" + valid[0][5:]],
-        "malformed": [valid[0] + b"!", valid[0][:40]],
-        "unauthenticated": [encode_frame(7, 10, b"data")],
-        "forged": [encode_frame(7, 11, b"data", key=WRONG_KEY), valid[1][:-1] + b"\x00"],
-        "replayed": [valid[0], valid[2]],
-    }
-    datagrams = [*valid, *(d for batch in bad.values() for d in batch)]
     with Monitor([group], 6101, key=KEY) as monitor, Sender(family) as out:
+        where = frame_context(group, 6101)  # frames are sent after the monitor started
+
+        def tagged(sequence: int, context: bytes = where, **options: Any) -> bytes:
+            return encode_frame(7, sequence, b"data", key=KEY, context=context, **options)
+
+        valid = [tagged(n) for n in range(3)]
+        bad = {
+            "foreign": [b"", b"hello", bytes(100)],
+            "unsupported": [b"MCTF\x09" + valid[0][5:]],
+            "malformed": [valid[0] + b"!", valid[0][:40]],
+            "unauthenticated": [encode_frame(7, 10, b"data")],
+            "forged": [
+                encode_frame(7, 11, b"data", key=WRONG_KEY, context=where),
+                valid[1][:-1] + b"\x00",
+                tagged(12, frame_context(group, 6102)),  # made for another port
+                tagged(13, frame_context(GROUPS[family][1], 6101)),  # for another group
+            ],
+            "replayed": [valid[0], valid[2]],
+            "stale": [tagged(14, timestamp=0), tagged(15, timestamp=2**64 - 1)],
+        }
+        datagrams = [*valid, *(d for batch in bad.values() for d in batch)]
         report = monitored(
             background,
             monitor,
@@ -186,7 +194,7 @@ def test_monitor_interval_reports(background: Callable[..., Future[object]]) -> 
     intervals: list[IntervalReport] = []
     with Monitor(["239.6.1.4"], 6105) as monitor:
         future = background(monitor.run, duration=1.0, interval=0.1, on_interval=intervals.append)
-        stream = run_stream("239.6.1.4", 6105, rate="400", size=100, duration=0.5)
+        stream = run_stream("239.6.1.4", 6105, rate="400pps", size=100, duration=0.5)
         report = future.result(timeout=LIMIT)
     assert intervals, "a one-second run with 0.1-second intervals reports some"
     assert all(i.end > i.start and i.lost == 0 for i in intervals)
@@ -259,13 +267,14 @@ def test_pong_refuses_what_it_must_not_answer() -> None:
     """Non-probes are ignored, replays and forgeries rejected, tiny probes left unanswered."""
     group = "239.6.1.6"
     with Pong([group], 6108, key=KEY) as pong, Sender() as out:
-        probe = encode_frame(1, 0, bytes(16), flags=Flag.PROBE, key=KEY)
+        where = frame_context(group, 6108)
+        probe = encode_frame(1, 0, bytes(16), flags=Flag.PROBE, key=KEY, context=where)
         for datagram in (
             probe,
             probe,  # replayed
-            encode_frame(1, 1, bytes(16), flags=Flag.PROBE, key=WRONG_KEY),
-            encode_frame(1, 2, bytes(16), key=KEY),  # a stream frame, not a probe
-            encode_frame(1, 3, b"", flags=Flag.PROBE, key=KEY),  # smaller than its reply
+            encode_frame(1, 1, bytes(16), flags=Flag.PROBE, key=WRONG_KEY, context=where),
+            encode_frame(1, 2, bytes(16), key=KEY, context=where),  # not a probe
+            encode_frame(1, 3, b"", flags=Flag.PROBE, key=KEY, context=where),  # too small
         ):
             out.send(datagram, group, 6108)
         report = pong.serve(duration=0.5)
@@ -356,7 +365,7 @@ def test_monitor_counts_match_an_impaired_link(
     try:
         running = h2.start(monitor.run, duration=LIMIT, count=160)
         sent = h1.call(
-            run_stream, group, port, rate="100", burst=16, size=100, count=160, interface="eth0"
+            run_stream, group, port, rate="100pps", burst=16, size=100, count=160, interface="eth0"
         )
         report = running.result(timeout=LIMIT + 5)
     finally:

@@ -85,6 +85,9 @@ def test_a_ttl_is_a_whole_number_up_to_255(value: int | str, unicast: bool, ttl:
         (-1, False, r"TTL -1 is out of range \(0-255\)"),
         (0, True, r"unicast TTL 0 is out of range \(1-255\)"),
         ("many", False, "TTL 'many' is not a whole number"),
+        (1.5, False, "TTL 1.5 is not a whole number"),
+        (True, False, "TTL True is not a whole number"),
+        ("6_4", False, "TTL '6_4' is not a whole number"),
     ],
 )
 def test_a_bad_ttl_is_an_option_error(value: int | str, unicast: bool, message: str) -> None:

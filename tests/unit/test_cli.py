@@ -14,6 +14,7 @@ import multicast
 from multicast import cli as cli_module
 from multicast.__main__ import cli, main
 from multicast.exceptions import GroupError
+from multicast.exitcodes import COMMAND_EXIT_CODES
 from multicast.hear import McastHEAR
 from multicast.recv import McastRECV
 
@@ -24,7 +25,11 @@ from support.cli import recording, run_multicast, stderr_lines
     ("error", "code", "line"),
     [
         (KeyboardInterrupt(), 130, "multicast: interrupted by SIGINT"),
-        (BrokenPipeError(32, "Broken pipe"), 141, "multicast: [Errno 32] Broken pipe"),
+        (
+            BrokenPipeError(32, "Broken pipe"),
+            141,
+            "multicast: standard output was closed (broken pipe)",
+        ),
         (GroupError("group 'x' is bad"), 65, "multicast: group 'x' is bad"),
         (ZeroDivisionError("oops"), 70, "multicast: internal error: ZeroDivisionError: oops"),
     ],
@@ -176,7 +181,7 @@ def test_each_command_says_what_it_does_with_an_example_and_its_exit_codes(
     assert not description.startswith(("options:", "usage:"))
     examples = page.split("examples:\n")[1]
     assert examples.startswith("  multicast ") and command in examples.split("\n\n")[0]
-    assert "exit codes: 0 " in page and "64 usage error" in page
+    assert "exit codes:\n  0    " in page and "  64   usage error" in page
 
 
 def test_say_offers_no_receiving_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -192,3 +197,17 @@ def test_recv_and_hear_have_pages_of_their_own(capsys: pytest.CaptureFixture[str
     assert recv.replace("RECV", "HEAR") != hear
     assert "echo server" in hear.split("\n\n")[1]
     assert "--count datagrams" in " ".join(recv.split("\n\n")[1].split())
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMAND_EXIT_CODES) - {"multicast"}))
+def test_every_help_lists_the_exit_codes_of_its_command(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == (0, (True, None))
+    out = capsys.readouterr().out
+    listed = out[out.index("exit codes:\n") :].splitlines()[1:]
+    codes = COMMAND_EXIT_CODES[command]
+    assert listed == [f"  {code:<4} {meaning}" for code, meaning in codes.items()]
+    # The one rule for signals, and the errors every command shares.
+    assert {0, 64, 130, 141, 143} <= set(codes)
+    assert "SIGINT" in codes[130] and "SIGTERM" in codes[143]

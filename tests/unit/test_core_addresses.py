@@ -118,6 +118,16 @@ def test_bad_ports(value: int | str, fragment: str) -> None:
         parse_port(value)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [5000.9, 5000.0, "\u0665\u0660\u0660\u0660", "5_000", True, False, "0x10", "", None, b"5000"],
+)
+def test_a_port_is_an_int_or_ascii_digits_only(value: object) -> None:
+    """Not Python's int() rule, which takes floats, '5_000' and digits of other scripts."""
+    with pytest.raises(PortError, match="is not a whole number"):
+        parse_port(value)  # type: ignore[arg-type]
+
+
 def test_port_zero_when_allowed() -> None:
     assert parse_port(0, allow_zero=True) == 0
     with pytest.raises(PortError, match=r"\(0-65535\)"):

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import doctest
+import random
 import re
 import struct
+import time
+import tracemalloc
 
 import pytest
 
 from multicast.core import Datagram
 from multicast.exceptions import AuthKeyError, OptionError
 from multicast.tools import tally as tally_module
-from multicast.tools.framing import Reason, Rejection, encode_frame
+from multicast.tools.framing import Reason, Rejection, encode_frame, frame_context
 from multicast.tools.monitor_report import FlowReport, Intervals, MonitorReport
 from multicast.tools.payloads import Kind, Stamps
-from multicast.tools.tally import FrameStamps, Stamp, Tally
+from multicast.tools.tally import MAX_SENDERS, FrameStamps, Stamp, Tally
 
 KEY = b"a shared key of 32 bytes........"
 OTHER_KEY = b"another key, also long enough..."
@@ -39,7 +42,14 @@ def arriving(
 
 
 def frame(sender: int, sequence: int, sent: int = 0, *, key: bytes | None = None) -> bytes:
-    return encode_frame(sender, sequence, b"payload", timestamp=sent, key=key)
+    """A frame; with ``key``, tagged for GROUP and port 5000 (where :func:`keyed` listens)."""
+    where = frame_context(GROUP, 5000) if key is not None else b""
+    return encode_frame(sender, sequence, b"payload", timestamp=sent, key=key, context=where)
+
+
+def keyed(key: bytes = KEY) -> FrameStamps:
+    """A reader of frames tagged with ``key`` for port 5000, started now."""
+    return FrameStamps(key, port=5000)
 
 
 def report(tally: Tally, **facts: int) -> MonitorReport:
@@ -91,6 +101,50 @@ def test_bytes_ttls_and_hops() -> None:
     assert sender.as_dict()["hops"] == {"min": 2, "max": 3}
 
 
+def test_hops_are_never_negative_nor_made_up() -> None:
+    """A sender whose datagrams arrive with more TTL than --ttl says uses another TTL: its
+    hop count is unknown (it was negative, and then 0), not below zero."""
+    tally = Tally(FrameStamps(), sent_ttl=4)
+    tally.account(arriving(frame(7, 0), ttl=64), 0)
+    tally.account(arriving(frame(8, 0), ttl=4), 0)
+    tally.account(arriving(frame(8, 1), ttl=6), 0)
+    tally.account(arriving(frame(9, 0), ttl=3), 0)
+    above, mixed, below = senders(tally)
+    assert (above.hops_min, above.hops_max) == (None, None)
+    assert (mixed.hops_min, mixed.hops_max) == (None, None)
+    assert (below.hops_min, below.hops_max) == (1, 1)
+
+
+def test_a_flood_of_forged_frames_keeps_memory_bounded() -> None:
+    """Random sequence numbers make a gap per frame; each flow keeps a bounded number of
+    them, so MAX_SENDERS flows stay within tens of megabytes (they took 461 MB)."""
+    flows = 8
+    tally = Tally(FrameStamps(), max_flows=flows)
+    rng = random.Random(12)
+    tracemalloc.start()
+    try:
+        for n in range(40_000):
+            tally.account(arriving(frame(n % (2 * flows), rng.getrandbits(48))), 0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(tally.flows) == flows and tally.untracked == 20_000
+    assert peak / flows * MAX_SENDERS < 40e6, f"{peak / flows:.0f} bytes per flow"
+
+
+def test_streams_beyond_the_limit_are_untracked() -> None:
+    """A flow of MPEG-TS has a stream per PID: forged packets cannot make streams without
+    bound either."""
+    tally = Tally(max_flows=2, max_streams=4)
+    packets = [bytes([0x47, pid >> 8, pid & 0xFF, 0x10]) + bytes(184) for pid in range(1, 13)]
+    for _ in range(3):  # detected as MPEG-TS after a few datagrams
+        tally.account(arriving(b"".join(packets[:6])), 0)
+    tally.account(arriving(b"".join(packets[6:])), 0)
+    assert tally.streams == 4
+    assert sum(len(flow.streams) for flow in tally.flows.values()) == 4
+    assert tally.untracked == 3 * 2 + 6  # the packets of PIDs 5-12
+
+
 def test_hops_are_unknown_without_the_senders_ttl() -> None:
     tally = Tally(FrameStamps())
     tally.account(arriving(frame(7, 0), ttl=6), 0)
@@ -113,21 +167,35 @@ def test_source_is_the_first_datagrams() -> None:
 
 
 def test_refused_datagrams_are_counted_by_reason() -> None:
-    tally = Tally(FrameStamps(KEY))
-    valid = frame(7, 0, key=KEY)
+    tally = Tally(keyed())
+    now = time.time_ns()
+    valid = frame(7, 0, now, key=KEY)
     for data in (
         valid,
         b"hello",  # foreign
         b"MCTF\x09" + valid[5:],  # unsupported
         valid + b"!",  # malformed
-        frame(7, 1),  # unauthenticated
-        frame(7, 2, key=OTHER_KEY),  # forged
+        frame(7, 1, now),  # unauthenticated
+        frame(7, 2, now, key=OTHER_KEY),  # forged
         valid,  # replayed
+        frame(7, 3, now - 60 * 10**9, key=KEY),  # stale: a minute old
     ):
-        tally.account(arriving(data), 0)
+        tally.account(arriving(data), now)
     result = report(tally)
     assert result.rejected == {reason.value: 1 for reason in Reason}
-    assert (result.datagrams, result.received, result.foreign) == (7, 1, 1)
+    assert (result.datagrams, result.received, result.foreign) == (8, 1, 1)
+
+
+def test_with_a_key_frames_count_only_on_the_group_and_port_they_were_sent_to() -> None:
+    tally = Tally(keyed())
+    now = time.time_ns()
+    data = frame(7, 0, now, key=KEY)
+    tally.account(arriving(data, group="239.1.2.4"), now)  # replayed to another group
+    other_port = Tally(FrameStamps(KEY, port=5001))
+    other_port.account(arriving(data), now)  # to another port
+    assert tally.rejected["forged"] == other_port.rejected["forged"] == 1
+    tally.account(arriving(data), now)
+    assert senders(tally)[0].received == 1
 
 
 def test_a_truncated_frame_counts_by_its_header_only_without_a_key() -> None:
@@ -137,10 +205,10 @@ def test_a_truncated_frame_counts_by_its_header_only_without_a_key() -> None:
     (sender,) = senders(plain)
     assert (plain.truncated, sender.truncated, sender.received) == (1, 1, 1)
     assert sender.bytes == len(data)  # the real length, not what fit
-    keyed = Tally(FrameStamps(KEY))
-    keyed.account(arriving(frame(7, 4, key=KEY), room=40), 0)
-    keyed.account(arriving(b"x" * 100, room=40), 0)
-    assert (keyed.truncated, senders(keyed), sum(keyed.rejected.values())) == (2, [], 0)
+    cut = Tally(keyed())
+    cut.account(arriving(frame(7, 4, key=KEY), room=40), 0)
+    cut.account(arriving(b"x" * 100, room=40), 0)
+    assert (cut.truncated, senders(cut), sum(cut.rejected.values())) == (2, [], 0)
 
 
 def test_a_truncated_foreign_datagram_is_only_truncated() -> None:
@@ -190,7 +258,14 @@ class _Numbered:
 
     kind = Kind.RTP  # counted per stream id, as RTP's SSRC
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         if len(payload) != 8:
             return Rejection(Reason.FOREIGN, "not 8 bytes")
         stream, sequence = struct.unpack("!II", payload)

@@ -6,11 +6,13 @@ prober makes: the two pure halves of ping and pong, talking without a socket.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from multicast.core import Datagram, parse_group
 from multicast.exceptions import OptionError
-from multicast.tools.framing import Flag, Frame, encode_frame, parse_frame
+from multicast.tools.framing import Flag, Frame, encode_frame, frame_context, parse_frame
 from multicast.tools.ping import Prober, Reply, minimum_probe_size
 from multicast.tools.pong import Answerer
 
@@ -19,9 +21,11 @@ SIZE = 64
 GROUP = parse_group("239.1.2.3")
 
 
-def answered(answerer: Answerer, probe: bytes, *, ttl: int | None) -> bytes:
-    """The reply ``answerer`` makes to ``probe``, arrived with ``ttl``."""
-    answer = answerer.answer(Datagram(probe, ("192.0.2.1", 40000), ttl=ttl, size=len(probe)))
+def answered(
+    answerer: Answerer, probe: bytes, *, ttl: int | None, group: str = str(GROUP)
+) -> bytes:
+    """The reply ``answerer`` makes to ``probe``, arrived on ``group`` with ``ttl``."""
+    answer = answerer.answer(Datagram(probe, ("192.0.2.1", 40000), group, ttl=ttl, size=len(probe)))
     assert answer is not None
     return answer.payload
 
@@ -113,12 +117,33 @@ def test_what_answers_no_probe_of_ours_is_not_counted() -> None:
 
 
 def test_with_a_key_only_authentic_replies_count() -> None:
-    prober = Prober(ttl=1, size=minimum_probe_size(tagged=True), key=KEY)
-    probe = prober.probe(0.0, 0)
-    assert isinstance(parse_frame(probe, KEY), Frame)
+    pong = Answerer(KEY, port=5000)  # started before the probe was sent
+    prober = Prober(ttl=1, size=minimum_probe_size(tagged=True), key=KEY, group=GROUP, port=5000)
+    probe = prober.probe(0.0, time.time_ns())
+    assert isinstance(parse_frame(probe, KEY, frame_context(GROUP, 5000)), Frame)
     assert prober.take(answered(Answerer(), probe, ttl=1), "192.0.2.1", 0.1) is None
-    assert prober.take(answered(Answerer(KEY), probe, ttl=1), "192.0.2.1", 0.1) is not None
+    assert prober.take(answered(pong, probe, ttl=1), "192.0.2.1", 0.1)
     assert prober.rejected["unauthenticated"] == 1
+
+
+def test_a_keyed_probe_is_answered_only_on_the_group_and_port_probed() -> None:
+    prober = Prober(ttl=1, size=minimum_probe_size(tagged=True), key=KEY, group=GROUP, port=5000)
+    probe = prober.probe(0.0, time.time_ns())
+    assert Answerer(KEY, port=5001).answer(Datagram(probe, ("192.0.2.1", 1), str(GROUP))) is None
+    other = Datagram(probe, ("192.0.2.1", 1), "239.1.2.4", size=len(probe))
+    assert Answerer(KEY, port=5000).answer(other) is None
+
+
+def test_forged_responders_beyond_the_limit_are_counted_not_kept() -> None:
+    prober = Prober(ttl=1, size=SIZE, prober=0xAB, max_responders=3)
+    probe = prober.probe(0.0, 0)
+    for n in range(10):
+        reply = answered(Answerer(responder=n), probe, ttl=1)
+        prober.take(reply, f"192.0.2.{n}", 0.1)
+    report = prober.report(GROUP, 5000, 1.0)
+    assert (len(report.responders), report.untracked) == (3, 7)
+    assert report.as_dict()["untracked"] == 7
+    assert "untracked responders' replies 7" in str(report)
 
 
 def test_probes_the_kernel_refused_stay_counted_as_sent_and_lost() -> None:

@@ -6,7 +6,14 @@ import pytest
 
 from multicast.core import Datagram
 from multicast.exceptions import AuthKeyError
-from multicast.tools.framing import Flag, Frame, encode_frame, parse_frame, parse_reply
+from multicast.tools.framing import (
+    Flag,
+    Frame,
+    encode_frame,
+    frame_context,
+    parse_frame,
+    parse_reply,
+)
 from multicast.tools.pong import Answerer
 
 KEY = b"a shared key of 32 bytes........"
@@ -78,20 +85,35 @@ def test_a_probe_smaller_than_its_reply_is_left_unanswered() -> None:
 
 
 def test_with_a_key_only_authentic_fresh_probes_are_answered() -> None:
-    answerer = Answerer(KEY)
-    probe = encode_frame(1, 0, bytes(16), flags=Flag.PROBE, key=KEY)
+    answerer = Answerer(KEY, port=5000)
+    where = frame_context("239.1.2.3", 5000)
+    probe = encode_frame(1, 0, bytes(16), flags=Flag.PROBE, key=KEY, context=where)
     answer = answerer.answer(arriving(probe))
     assert answer is not None
-    assert isinstance(parse_frame(answer.payload, KEY), Frame)  # the reply is tagged
+    assert isinstance(parse_frame(answer.payload, KEY, where), Frame)  # tagged for the group
     for refused in (
         probe,  # replayed
         encode_frame(1, 1, bytes(16), flags=Flag.PROBE),  # no tag
-        encode_frame(1, 2, bytes(16), flags=Flag.PROBE, key=OTHER_KEY),  # forged
+        encode_frame(1, 2, bytes(16), flags=Flag.PROBE, key=OTHER_KEY, context=where),  # forged
+        encode_frame(1, 3, bytes(16), flags=Flag.PROBE, key=KEY),  # tagged for nowhere
+        encode_frame(  # sent for another port
+            1, 4, bytes(16), flags=Flag.PROBE, key=KEY, context=frame_context("239.1.2.3", 5001)
+        ),
+        encode_frame(1, 5, bytes(16), flags=Flag.PROBE, key=KEY, context=where, timestamp=0),
     ):
         assert answerer.answer(arriving(refused)) is None
     rejected = {name: count for name, count in answerer.rejected.items() if count}
-    assert rejected == {"replayed": 1, "unauthenticated": 1, "forged": 1}
+    assert rejected == {"replayed": 1, "unauthenticated": 1, "forged": 3, "stale": 1}
     assert answerer.probes == 1
+
+
+def test_a_keyed_probe_replayed_to_another_group_is_not_answered() -> None:
+    answerer = Answerer(KEY, port=5000)
+    probe = encode_frame(
+        1, 0, bytes(16), flags=Flag.PROBE, key=KEY, context=frame_context("239.1.2.4", 5000)
+    )
+    assert answerer.answer(arriving(probe)) is None
+    assert answerer.rejected["forged"] == 1
 
 
 def test_a_short_key_is_refused() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import doctest
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from multicast.exceptions import AuthKeyError, MessageSizeError
+from multicast.exceptions import AuthKeyError, MessageSizeError, MulticastError, OptionError
 from multicast.tools import framing
 from multicast.tools.framing import (
     HEADER_SIZE,
@@ -24,6 +25,7 @@ from multicast.tools.framing import (
     ReplayWindow,
     encode_frame,
     encode_reply,
+    frame_context,
     parse_frame,
     parse_header,
     parse_reply,
@@ -158,10 +160,30 @@ def test_writer_and_encoder_refuse_bad_input() -> None:
         FrameWriter(1, 40, key=KEY)
     with pytest.raises(AuthKeyError, match="at least 16"):
         FrameWriter(1, 100, key=b"short")
-    with pytest.raises(ValueError, match="64 bits"):
+    with pytest.raises(OptionError, match=r"sender id 18446744073709551616 is not .* 2\*\*64-1"):
         encode_frame(2**64, 0)
     with pytest.raises(MessageSizeError):
         encode_frame(1, 0, bytes(70000))
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: encode_frame(-1, 0), "sender id -1"),
+        (lambda: encode_frame(1, -1), "sequence -1"),
+        (lambda: encode_frame(1, 0, timestamp=-5), "timestamp -5"),
+        (lambda: encode_frame(1, 0.5), "sequence 0.5"),  # type: ignore[arg-type]
+        (lambda: FrameWriter(1, 100).write(-1), "sequence -1"),
+        (lambda: FrameWriter(1, 100).write(1, -5), "timestamp -5"),
+        (lambda: FrameWriter(1, 100).write(2**64), "sequence 18446744073709551616"),
+        (lambda: FrameWriter(-1, 100), "sender id -1"),
+    ],
+)
+def test_numbers_out_of_the_header_are_named(make: Callable[[], object], fragment: str) -> None:
+    """Never a struct.error: an OptionError (a MulticastError and a ValueError) naming it."""
+    with pytest.raises(OptionError, match=fragment) as refused:
+        make()
+    assert isinstance(refused.value, MulticastError) and isinstance(refused.value, ValueError)
 
 
 @given(u64, u64, st.one_of(st.none(), st.integers(0, 300)), keys)
@@ -200,18 +222,21 @@ def test_replay_window_matches_its_rule(size: int, arrivals: list[tuple[int, int
         assert window.accept(sender, sequence) == model.accept(sender, sequence)
 
 
-def test_replay_window_forgets_the_least_recent_sender() -> None:
+def test_replay_window_forgets_the_least_recent_sender_but_not_its_frames() -> None:
     window = ReplayWindow(size=8, max_senders=2)
-    assert window.accept(1, 10) and window.accept(2, 10)
-    assert window.accept(1, 11)  # sender 1 is now the most recent
-    assert window.accept(3, 10)  # evicts sender 2
-    assert window.accept(2, 10)  # forgotten, so accepted again
-    assert not window.accept(3, 10)
+    assert window.accept(1, 10, sent=100) and window.accept(2, 10, sent=200)
+    assert window.accept(1, 11, sent=300)  # sender 1 is now the most recent
+    assert window.accept(3, 10, sent=400)  # forgets sender 2, whose newest frame was sent at 200
+    assert len(window._senders) == 2
+    assert not window.accept(2, 10, sent=200)  # its frames are not accepted again
+    assert not window.accept(4, 1, sent=150)  # nor older frames of any sender not remembered
+    assert window.accept(2, 11, sent=500)  # sent later: a sender that is back
+    assert not window.accept(3, 10, sent=400)
 
 
 def test_reader_rejects_replays_only_with_a_key() -> None:
+    reader = FrameReader(KEY)  # frames sent before it started are replays: made first
     data = encode_frame(9, 1, b"x", key=KEY)
-    reader = FrameReader(KEY)
     assert isinstance(reader.read(data), Frame)
     assert reason_of(reader.read(data)) is Reason.REPLAYED
     forged = encode_frame(9, 2, b"x", key=OTHER_KEY)
@@ -221,3 +246,89 @@ def test_reader_rejects_replays_only_with_a_key() -> None:
     plain = FrameReader()
     assert isinstance(plain.read(data), Frame)
     assert isinstance(plain.read(data), Frame)
+
+
+# --- what a tag covers and when a keyed frame is fresh (issue 12) ------------------------------
+
+WHERE = frame_context("239.1.2.3", 5000)
+SECOND = 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        frame_context("239.1.2.4", 5000),
+        frame_context("239.1.2.3", 5001),
+        frame_context("ff0e::1", 5000),
+        frame_context(None, 5000),
+        b"",
+    ],
+)
+def test_a_tagged_frame_verifies_only_where_it_was_sent(elsewhere: bytes) -> None:
+    data = encode_frame(9, 1, b"x", key=KEY, context=WHERE)
+    assert isinstance(parse_frame(data, KEY, WHERE), Frame)
+    assert reason_of(parse_frame(data, KEY, elsewhere)) is Reason.FORGED
+    reply = encode_reply(Frame(9, 1, 5, b"", Flag.PROBE), 42, 64, key=KEY, context=WHERE)
+    assert isinstance(parse_frame(reply, KEY, WHERE), Frame)
+    assert reason_of(parse_frame(reply, KEY, elsewhere)) is Reason.FORGED
+
+
+def test_the_writer_tags_for_its_destination() -> None:
+    writer = FrameWriter(9, 100, key=KEY, context=WHERE)
+    data = bytes(writer.write(3, timestamp=77))
+    assert data == encode_frame(9, 3, bytes(100 - 64), timestamp=77, key=KEY, context=WHERE)
+    assert reason_of(parse_frame(data, KEY, frame_context("239.1.2.3", 5001))) is Reason.FORGED
+
+
+def test_the_context_ignores_a_zone_and_names_family_and_port() -> None:
+    assert frame_context("ff02::1%eth0", 5000) == frame_context("ff02::1", 5000)
+    assert len(frame_context("ff02::1", 1)) == 18 and len(frame_context("239.1.2.3", 1)) == 6
+    with pytest.raises(OptionError, match="port 70000"):
+        frame_context("239.1.2.3", 70000)
+
+
+@pytest.mark.parametrize("stamp", [0, 2**64 - 1])
+def test_send_times_far_from_the_clock_are_stale(stamp: int) -> None:
+    now = 1_700_000_000 * SECOND
+    reader = FrameReader(KEY, started=now - 60 * SECOND)
+    data = encode_frame(9, 1, b"x", timestamp=stamp, key=KEY, context=WHERE)
+    assert reason_of(reader.read(data, WHERE, now)) is Reason.STALE
+
+
+def test_the_time_window_is_stated_and_both_ways() -> None:
+    now = 1_700_000_000 * SECOND
+    reader = FrameReader(KEY, time_window=5.0, started=now - 60 * SECOND)
+
+    def frame(sequence: int, offset: float) -> bytes:
+        stamp = now + int(offset * SECOND)
+        return encode_frame(9, sequence, timestamp=stamp, key=KEY, context=WHERE)
+
+    assert isinstance(reader.read(frame(1, -4.9), WHERE, now), Frame)
+    assert isinstance(reader.read(frame(2, 4.9), WHERE, now), Frame)
+    assert reason_of(reader.read(frame(3, -5.1), WHERE, now)) is Reason.STALE
+    assert reason_of(reader.read(frame(4, 5.1), WHERE, now)) is Reason.STALE
+    assert framing.TIME_WINDOW == FrameReader(KEY).time_window == 30.0
+    with pytest.raises(OptionError, match="time window"):
+        FrameReader(KEY, time_window=0)
+
+
+def test_frames_from_before_a_restart_are_replays() -> None:
+    first = FrameReader(KEY)
+    frames = [encode_frame(9, n, key=KEY, context=WHERE) for n in range(5)]
+    assert all(isinstance(first.read(data, WHERE), Frame) for data in frames)
+    restarted = FrameReader(KEY)  # a new run: its replay window is empty
+    assert {reason_of(restarted.read(data, WHERE)) for data in frames} == {Reason.REPLAYED}
+    assert isinstance(restarted.read(encode_frame(9, 5, key=KEY, context=WHERE), WHERE), Frame)
+
+
+def test_without_a_key_send_times_are_not_judged() -> None:
+    reader = FrameReader()
+    assert isinstance(reader.read(encode_frame(9, 1, timestamp=0)), Frame)
+
+
+def test_the_replay_window_stays_bounded() -> None:
+    window = ReplayWindow(size=64, max_senders=16)
+    for sender in range(1000):
+        assert window.accept(sender, 2**63, sent=sender + 1)
+    assert len(window._senders) == 16
+    assert max(seen.bit_length() for _, seen, _ in window._senders.values()) <= 64

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from multicast.cliargs import Parser
 from multicast.exceptions import AuthKeyError, OptionError, UsageError
 from multicast.tools.common import Progress
 from multicast.tools.options import (
+    MAX_KEY_FILE,
     add_key,
     add_receiving,
     add_sending,
@@ -55,6 +58,35 @@ def test_key_of_reads_what_the_options_name(
     assert key_of(parser.parse_args([])) is None
     assert key_of(parser.parse_args(["--key-file", str(path)])) == KEY
     assert key_of(parser.parse_args(["--key-env", "MULTICAST_TEST_KEY"])) == b"an environment key"
+
+
+# --- a key file named by mistake (issue 12) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"), [("/dev/zero", "a character device"), ("/", "a directory")]
+)
+def test_a_key_file_that_is_no_file_is_refused_in_one_line(path: str, kind: str) -> None:
+    with pytest.raises(AuthKeyError, match=f"key file '{path}' is not a regular file \\({kind}\\)"):
+        load_key(path)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "key"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(AuthKeyError, match=r"is not a regular file \(a FIFO\)"):
+        load_key(fifo)
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_key_file_is_read_up_to_a_bound(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(b"k" * MAX_KEY_FILE)
+    assert load_key(path) == b"k" * MAX_KEY_FILE
+    path.write_bytes(b"k" * (MAX_KEY_FILE + 1))
+    with pytest.raises(AuthKeyError, match=f"holds more than {MAX_KEY_FILE} bytes"):
+        load_key(path)
 
 
 def test_progress_rewrites_one_line_at_most_every_interval() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from multicast.exceptions import OptionError
 from multicast.tools import pacing, stats
-from multicast.tools.pacing import Pacer, Rate, parse_rate
+from multicast.tools.pacing import Pacer, Rate, check_rate, parse_rate
 from multicast.tools.stats import (
     Arrival,
     JitterEstimator,
@@ -153,45 +153,60 @@ def test_summary() -> None:
 @pytest.mark.parametrize(
     ("text", "rate"),
     [
-        ("1000", Rate(1000.0)),
-        ("2.5k", Rate(2500.0)),
-        ("1000pps", Rate(1000.0)),
-        ("800kbps", Rate(800e3, bits=True)),
-        ("10Mbps", Rate(10e6, bits=True)),
-        ("1Gbps", Rate(1e9, bits=True)),
+        ("1000", Rate(1000.0, "bits")),  # iperf2: a bare number is bits per second
+        ("10M", Rate(10 * 2.0**20, "bits")),  # uppercase prefixes are powers of two
+        ("10m", Rate(10e6, "bits")),  # lowercase ones powers of ten
+        ("2.5k", Rate(2500.0, "bits")),
+        ("2.5K", Rate(2560.0, "bits")),
+        ("1000pps", Rate(1000.0, "datagrams")),
+        ("2kpps", Rate(2000.0, "datagrams")),
+        ("800kbps", Rate(800e3, "bits")),
+        ("10MBps", Rate(10 * 2.0**20, "bytes")),  # bytes, not megabits
+        ("1gbps", Rate(1e9, "bits")),
+        ("1G", Rate(2.0**30, "bits")),
         (" MAX ", Rate(None)),
-        (".5", Rate(0.5)),
+        (".5", Rate(0.5, "bits")),
     ],
 )
-def test_parse_rate(text: str, rate: Rate) -> None:
+def test_parse_rate_follows_iperf2(text: str, rate: Rate) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-5", "0", "0pps", "1e3", "10 Mbit", "5x"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "fast", "-5", "0", "0pps", "1e3", "10 Mbit", "5x", "10PPS", "\u0661\u0660", "1_000"],
+)
 def test_parse_rate_refuses(text: str) -> None:
     with pytest.raises(OptionError, match="rate"):
         parse_rate(text)
 
 
-@pytest.mark.parametrize(
-    ("text", "rate"),
-    [
-        ("10M", Rate(10e6, bits=True)),
-        ("10Mbps", Rate(10e6, bits=True)),
-        ("5MBps", Rate(40e6, bits=True)),
-        ("2kpps", Rate(2000.0)),
-        ("max", Rate(None)),
-    ],
-)
-def test_parse_rate_iperf_units(text: str, rate: Rate) -> None:
-    """As iperf2: a bare number is bits per second, ``Bps`` bytes, ``pps`` datagrams."""
-    assert parse_rate(text, bare="bps") == rate
+def test_a_rate_in_bits_per_second_for_send_file() -> None:
+    assert parse_rate("10M").bits_per_second() == 10 * 2**20
+    assert parse_rate("5MBps").bits_per_second() == 40 * 2**20
+    assert parse_rate("max").bits_per_second() is None
+    with pytest.raises(OptionError, match="in datagrams"):
+        parse_rate("2kpps").bits_per_second()
 
 
 def test_rate_in_datagrams() -> None:
     assert parse_rate("8kbps").datagrams_per_second(100) == 10.0
-    assert parse_rate("10").datagrams_per_second(100) == 10.0
-    assert str(parse_rate("10Mbps")) == "1e+07 bit/s"
+    assert parse_rate("8000").datagrams_per_second(100) == 10.0
+    assert parse_rate("1kBps").datagrams_per_second(100) == 10.0
+    assert parse_rate("10pps").datagrams_per_second(100) == 10.0
+    assert str(parse_rate("10m")) == "1e+07 bit/s"
+    assert str(parse_rate("2kBps")) == "2000 byte/s"
+
+
+def test_absurd_rates_are_refused_and_slow_ones_warned_about() -> None:
+    assert check_rate(parse_rate("max"), 1200) is None
+    assert check_rate(parse_rate("10m"), 1200) is None
+    with pytest.raises(OptionError, match="use --rate max"):
+        check_rate(parse_rate("100gpps"), 1200)
+    with pytest.raises(OptionError, match="above 10,000,000"):
+        check_rate(parse_rate("1000G"), 64)
+    warning = check_rate(parse_rate("1000"), 1200)  # bits/s: one datagram every 9.6 s
+    assert warning is not None and "every 9.6 s" in warning and "pps" in warning
 
 
 @given(

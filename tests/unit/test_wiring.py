@@ -69,13 +69,29 @@ def test_temp_files_hold_the_transcripts_and_vanish_on_close(
         wl.flush()
         assert wl.dirPath is not None and wl.rxPath is not None and wl.txPath is not None
         directory = wl.dirPath
-        assert directory.parent == tmp_path / "multicast" / "wirelogs"
+        assert directory.parent == tmp_path
+        assert directory.name.startswith("multicast_wirelogs_alpha_")
         assert wl.rxPath.name.startswith("alpha.") and wl.rxPath.name.endswith(".rx.log")
         assert wl.txPath.name.endswith(".tx.log")
         assert wl.rxPath.read_bytes() == b"\nRx ('127.0.0.1', 6102):\nin\n"
         assert wl.txPath.read_bytes() == b"\nTx ('127.0.0.1', 6102):\nout\n"
         assert wl.readTx() == wl.txPath.read_bytes()
     assert not directory.exists()
+
+
+def test_temp_folders_are_private_to_their_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fixed shared path made by another user first (here: a file where the folder would
+    be) stops nobody: each temporary log has a folder of its own, readable by its owner only."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / "multicast").write_text("another user's")
+    with openWL(name="gamma", filed=True) as one, openWL(name="gamma", filed=True) as two:
+        assert one.dirPath is not None and two.dirPath is not None
+        assert one.dirPath != two.dirPath
+        assert one.dirPath.stat().st_mode & 0o777 == 0o700
+        one.writeTx(b"mine", who=BETA)
+        assert one.readTx() == b"\nTx ('127.0.0.1', 6102):\nmine\n"
 
 
 def test_kept_files_stay_until_cleared(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from multicast.core.addresses import (
     parse_group,
     parse_port,
     parse_ttl,
+    parse_whole,
     split_zone,
     wildcard_host,
 )
@@ -49,6 +50,7 @@ from multicast.core.endpoints import (
     Sender,
     SenderOptions,
     configure_receiving,
+    follow_interfaces,
     open_receiver,
 )
 from multicast.core.interfaces import (
@@ -124,6 +126,7 @@ __all__ = [
     "configure_receiving",
     "enable_receive_metadata",
     "family_of",
+    "follow_interfaces",
     "interface_index",
     "interfaces_by_group",
     "join_all",
@@ -140,6 +143,7 @@ __all__ = [
     "parse_group",
     "parse_port",
     "parse_ttl",
+    "parse_whole",
     "receive_batch",
     "receive_datagram",
     "receive_ready",

@@ -22,6 +22,7 @@ multicast.exceptions.GroupError: '10.0.0.1' is not a multicast address (IPv4 mul
 from __future__ import annotations
 
 import enum
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "parse_group",
     "parse_port",
     "parse_ttl",
+    "parse_whole",
     "split_zone",
     "wildcard_host",
 ]
@@ -204,12 +206,37 @@ def parse_group(value: str | IPAddress | Group) -> Group:
     return Group(address, zone)
 
 
+# A whole number as text: ASCII decimal digits with an optional sign, spaces around allowed.
+# Not Python's int() rule, which also takes '5_000' and digits of other scripts ('\u0665').
+_WHOLE = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*")
+
+
+def parse_whole(value: object, what: str | None = None) -> int:
+    """``value`` as an ``int``: an ``int`` (not a ``bool``) or its ASCII decimal digits.
+
+    Anything else (a float, ``'5_000'``, ``'\u0665'``, ``True``) raises :class:`OptionError`
+    naming ``what`` and the value.
+
+    >>> parse_whole(" 42 "), parse_whole(-3)
+    (42, -3)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and _WHOLE.fullmatch(value):
+        return int(value)
+    named = f"{what} {value!r}" if what else repr(value)
+    raise OptionError(f"{named} is not a whole number")
+
+
 def parse_port(value: int | str, *, allow_zero: bool = False) -> int:
-    """Parse a UDP port: 1-65535, or 0-65535 with ``allow_zero`` (0 asks for any free port)."""
+    """Parse a UDP port: 1-65535, or 0-65535 with ``allow_zero`` (0 asks for any free port).
+
+    An ``int`` or its decimal digits (:func:`parse_whole`); else :class:`PortError`.
+    """
     try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise PortError(f"port {value!r} is not a whole number") from None
+        port = parse_whole(value, "port")
+    except OptionError as error:
+        raise PortError(str(error)) from None
     low = 0 if allow_zero else 1
     if not low <= port <= 65535:
         raise PortError(f"port {port} is out of range ({low}-65535)")
@@ -229,10 +256,7 @@ def parse_ttl(value: int | str, *, unicast: bool = False) -> int:
     >>> parse_ttl("64"), parse_ttl(0)
     (64, 0)
     """
-    try:
-        ttl = int(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"TTL {value!r} is not a whole number") from None
+    ttl = parse_whole(value, "TTL")
     low = 1 if unicast else 0
     if not low <= ttl <= MAX_TTL:
         kind = "unicast TTL" if unicast else "TTL"
@@ -287,7 +311,9 @@ def parse_channels(text: str) -> list[Channel]:
     base, plus, count_text = group_text.rpartition("+")
     if not plus:
         base, count_text = group_text, "1"
-    if not count_text.isdecimal() or not 1 <= int(count_text) <= MAX_CHANNELS:
+    if not (count_text.isascii() and count_text.isdecimal()) or not (
+        1 <= int(count_text) <= MAX_CHANNELS
+    ):
         raise GroupError(
             f"{text!r}: the count after + must be a whole number from 1 to {MAX_CHANNELS}"
         )

@@ -42,7 +42,7 @@ from multicast.core.datagram import (
     check_payload_size,
     parse_ancillary,
 )
-from multicast.exceptions import UnsupportedError
+from multicast.exceptions import OptionError, UnsupportedError
 
 __all__ = [
     "AVAILABLE",
@@ -263,7 +263,7 @@ class BatchReceiver:
 
     def __init__(self, size: int, slots: int = SLOTS) -> None:
         if size < 0 or slots <= 0:
-            raise ValueError(f"need a size >= 0 and slots > 0, not {size} and {slots}")
+            raise OptionError(f"need a size >= 0 and slots > 0, not {size} and {slots}")
         self._recvmmsg = _syscall(_recvmmsg, "recvmmsg")
         self.size = size
         self.slots = slots
@@ -400,7 +400,7 @@ class BatchSender:
     def __init__(self, slots: int = SLOTS, capacity: int = _SEND_CAPACITY) -> None:
         largest = max(constants.MAX_PAYLOAD.values())
         if slots <= 0 or capacity < largest:
-            raise ValueError(f"need slots > 0 and a capacity >= {largest} bytes")
+            raise OptionError(f"need slots > 0 and a capacity >= {largest} bytes")
         self._sendmmsg = _syscall(_sendmmsg, "sendmmsg")
         self.slots = slots
         self.capacity = capacity

@@ -14,6 +14,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address, IPv6Address
 from typing import Self, TypedDict, Unpack
 
 from multicast.core import constants
@@ -23,7 +24,12 @@ from multicast.core.addresses import (
     GroupSpec,
     IPAddress,
     common_family,
+    family_of,
+    parse_address,
     parse_group,
+    parse_port,
+    parse_ttl,
+    wildcard_host,
 )
 from multicast.core.datagram import Datagram, Payload, SocketAddress
 from multicast.core.hostscope import release
@@ -35,6 +41,7 @@ from multicast.core.interfaces import (
 )
 from multicast.core.io import (
     destination,
+    poll_milliseconds,
     receive_batch,
     receive_datagram,
     receive_ready,
@@ -61,7 +68,7 @@ from multicast.core.options import (
 )
 from multicast.core.spread import Spread
 from multicast.core.watch import InterfaceWatcher
-from multicast.exceptions import ClosedError
+from multicast.exceptions import AddressError, ClosedError, OptionError
 
 __all__ = [
     "Closing",
@@ -70,6 +77,7 @@ __all__ = [
     "Sender",
     "SenderOptions",
     "configure_receiving",
+    "follow_interfaces",
     "open_receiver",
 ]
 
@@ -130,6 +138,19 @@ def configure_receiving(
     return MembershipTable()
 
 
+def follow_interfaces(
+    sock: socket.socket | Sequence[socket.socket],
+    table: MembershipTable,
+    watcher: InterfaceWatcher,
+) -> list[Membership]:
+    """Act on what ``watcher`` reported since the last call: join again on ``sock`` (or the
+    sockets of the table's slots) what deleted interfaces took away, where they are back (see
+    :func:`~multicast.core.membership.rejoin`); the new joins. Every receiver that lives
+    through interface changes (:class:`Receiver`, HEAR's server) does it this way."""
+    changes = watcher.changes()
+    return rejoin(sock, table, changes.removed) if changes else []
+
+
 class _Endpoint(Closing):
     """Shared life cycle of :class:`Receiver` and :class:`Sender`."""
 
@@ -185,6 +206,10 @@ class Receiver(_Endpoint):
         max_size: int = constants.MAX_DATAGRAM,
         blocking: bool = True,
     ) -> None:
+        # Every value is checked before the socket exists: a bad one leaves nothing open.
+        wildcard_host(family)  # IPv4 or IPv6
+        parse_port(port, allow_zero=True)
+        _check_max_size(max_size)
         self.sock = new_socket(family)
         try:
             self.table = configure_receiving(
@@ -332,8 +357,7 @@ class Receiver(_Endpoint):
         """Act on what the watcher reported since the last call (:meth:`rejoin`); the new joins."""
         if self.watcher is None:
             return []
-        changes = self.watcher.changes()
-        return self.rejoin(changes.removed) if changes else []
+        return follow_interfaces(self.sockets, self.table, self.watcher)
 
     def _wait(self, deadline: float | None) -> bool:
         """Wait for a datagram until ``deadline`` (``time.monotonic``; None: no limit), following
@@ -347,8 +371,7 @@ class Receiver(_Endpoint):
         if fd < 0:  # closed: the poller would watch a number that is no longer this socket
             raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = poller.poll(None if left is None else left * 1000)
+            ready = poller.poll(poll_milliseconds(deadline))
             if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
                 self.follow_interfaces()
             if any(found == fd for found, _ in ready):
@@ -426,6 +449,11 @@ class Receiver(_Endpoint):
         return self.table.keep(ready)
 
 
+def _check_max_size(max_size: object) -> None:
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+        raise OptionError(f"max_size {max_size!r} must be a whole number of bytes, 0 or more")
+
+
 class ReceiverOptions(TypedDict, total=False):
     """How a :class:`Receiver` is made, beyond its port and family: its keyword arguments."""
 
@@ -463,6 +491,13 @@ class Sender(_Endpoint):
         source: str | IPAddress | None = None,
         source_port: int = 0,
     ) -> None:
+        # Every value is checked before the socket exists: a bad one leaves nothing open.
+        wildcard_host(family)  # IPv4 or IPv6
+        parse_ttl(ttl)
+        parse_port(source_port, allow_zero=True)
+        if source is not None and family_of(parse_address(source, what="source")) != family:
+            kind = "IPv4" if family == socket.AF_INET else "IPv6"
+            raise AddressError(f"source {source!s} is not {kind}, as the groups are")
         self.sock = new_socket(family)
         try:
             set_ttl(self.sock, ttl)
@@ -477,13 +512,21 @@ class Sender(_Endpoint):
         self._destinations: dict[tuple[str | IPAddress | Group, int], SocketAddress] = {}
 
     def destination(self, group: str | IPAddress | Group, port: int) -> SocketAddress:
-        """The ``sendto`` address of ``group`` and ``port``, resolved once and remembered."""
+        """The ``sendto`` address of ``group`` and ``port``, resolved once and remembered.
+
+        ``group`` must be a multicast group (:class:`~multicast.exceptions.GroupError`
+        otherwise, never a DNS lookup) and ``port`` 1-65535.
+        """
         key = (group, port)
-        found = self._destinations.get(key)
+        try:
+            found = self._destinations.get(key)
+        except TypeError:  # unhashable: no group nor port; parse_group or parse_port says why
+            found = None
         if found is None:
+            checked = parse_group(group)
             if len(self._destinations) >= _DESTINATIONS_KEPT:
                 self._destinations.clear()
-            found = self._destinations[key] = destination(self.sock, group, port)
+            found = self._destinations[key] = destination(self.sock, checked, port)
         return found
 
     def send(self, payload: Payload, group: str | IPAddress | Group, port: int) -> int:
@@ -501,7 +544,7 @@ class Sender(_Endpoint):
 
 
 def open_receiver(
-    groups: Sequence[GroupSpec | Channel],
+    groups: Sequence[GroupSpec | Channel] | GroupSpec | Channel,
     port: int,
     *,
     interfaces: Sequence[InterfaceSpec] | InterfaceSpec | None = None,
@@ -520,9 +563,14 @@ def open_receiver(
     With ``watch_interfaces`` the receiver rejoins by itself after an interface it joined
     on is deleted and made again (see :meth:`Receiver.watch_interfaces`). ``before_join`` is
     called with each membership just before it is joined. The other ``options`` are the
-    receiver's (:class:`ReceiverOptions`).
+    receiver's (:class:`ReceiverOptions`). One group may be given as it is, without a list.
     """
-    parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in groups]
+    listed: Sequence[GroupSpec | Channel]
+    if isinstance(groups, str | IPv4Address | IPv6Address | Group | Channel):
+        listed = [groups]
+    else:
+        listed = groups
+    parsed = [item if isinstance(item, Channel) else Channel(parse_group(item)) for item in listed]
     family = common_family([channel.group for channel in parsed])
     where: list[InterfaceSpec | None]
     if every_interface:

@@ -19,14 +19,23 @@ always.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from multicast.core import batch, constants
-from multicast.core.addresses import Group, IPAddress, split_zone
+from multicast.core.addresses import (
+    Group,
+    IPAddress,
+    family_of,
+    parse_address,
+    parse_port,
+    split_zone,
+)
 from multicast.core.datagram import (
     ANCILLARY_SPACE,
     Datagram,
@@ -38,10 +47,11 @@ from multicast.core.datagram import (
 )
 from multicast.core.hostscope import keep_on_host
 from multicast.core.interfaces import zone_index
-from multicast.exceptions import SendError
+from multicast.exceptions import AddressError, SendError
 
 __all__ = [
     "destination",
+    "poll_milliseconds",
     "receive_batch",
     "receive_datagram",
     "receive_ready",
@@ -57,21 +67,38 @@ __all__ = [
 def destination(sock: socket.socket, address: str | IPAddress | Group, port: int) -> SocketAddress:
     """The ``sendto`` address of ``address`` and ``port`` for ``sock``.
 
-    An IPv6 ``%zone`` (of a :class:`Group` or in the text) becomes the scope index, asked
-    once through ``sock``: keep the result to send there again.
+    ``address`` is an IP literal of the socket's family (never a name: nothing is looked up
+    in DNS), else :class:`~multicast.exceptions.AddressError`; ``port`` is 1-65535, else
+    :class:`~multicast.exceptions.PortError`. An IPv6 ``%zone`` (of a :class:`Group` or in
+    the text) becomes the scope index, asked once through ``sock``: keep the result to send
+    there again.
     """
+    number = parse_port(port)
     if isinstance(address, Group):
-        host, zone = address.address.compressed, address.interface
+        parsed, zone = address.address, address.interface
     else:
-        host, zone = split_zone(str(address))
+        text, zone = split_zone(str(address), what="destination")
+        parsed = parse_address(text, what="destination")
+    if family_of(parsed) != sock.family:
+        kind = "IPv4" if sock.family == socket.AF_INET else "IPv6"
+        raise AddressError(f"destination {address!s} is not {kind}, as the socket is")
+    host = parsed.compressed
     if sock.family == socket.AF_INET6:
-        return (host, port, 0, zone_index(sock, zone) if zone else 0)
-    return (host, port)
+        return (host, number, 0, zone_index(sock, zone) if zone else 0)
+    if zone is not None:
+        raise AddressError(f"destination {address!s}: a %zone is only meaningful for IPv6")
+    return (host, number)
 
 
 def _refused(error: OSError, where: SocketAddress) -> SendError:
     code = error.errno or errno.EIO
-    return SendError(code, f"cannot send to {where[0]} port {where[1]}: {error.strerror or error}")
+    text = f"cannot send to {where[0]} port {where[1]}: {error.strerror or error}"
+    if code == errno.ENETUNREACH and parse_address(where[0]).is_multicast:
+        text += (
+            f"; no route for group {where[0]}: name the interface to send on (--iface on the "
+            "command line), or run `multicast doctor`"
+        )
+    return SendError(code, text)
 
 
 _ALWAYS_FITS = min(constants.MAX_PAYLOAD.values())  # bytes that fit one datagram of any family
@@ -210,9 +237,23 @@ def receive_batch(
             return ready
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    if not poller.poll(None if timeout is None else max(0.0, timeout) * 1000):
-        return []
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while not poller.poll(poll_milliseconds(deadline)):
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
     return receive_ready(sock, buffer, limit)
+
+
+_LONGEST_POLL = 2**31 - 1  # milliseconds: what poll() takes in one call (24 days)
+
+
+def poll_milliseconds(deadline: float | None) -> int | None:
+    """The ``poll()`` timeout that waits until ``deadline`` (``time.monotonic``; None: no
+    limit), or at most the longest single wait: wait again while the deadline is ahead."""
+    if deadline is None:
+        return None
+    left = max(0.0, deadline - time.monotonic()) * 1000
+    return _LONGEST_POLL if left >= _LONGEST_POLL else math.ceil(left)
 
 
 def socket_drops(sock: socket.socket) -> int | None:

@@ -22,6 +22,7 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
+from pathlib import Path
 
 from multicast.core import constants
 from multicast.core.addresses import (
@@ -349,11 +350,50 @@ def apply_membership(sock: socket.socket, membership: Membership, *, join: bool)
     try:
         set_option(sock, ip_level(sock), option, bytes(request), f"{verb} {membership}")
     except SocketOptionError as error:
-        if not (join and error.errno == errno.EADDRINUSE):
+        if join and error.errno == errno.EADDRINUSE:
+            logger.debug("%s is already joined on this socket", membership)
+            return False
+        hint = _join_hint(error.errno, sock.family, membership) if join else None
+        if hint is None:
             raise
-        logger.debug("%s is already joined on this socket", membership)
-        return False
+        raise SocketOptionError(error.errno, f"{error.strerror}; {hint}") from error
     return True
+
+
+# The limits a join can run into, by family and kind: (the sysctl, what it counts).
+_LIMITS = {
+    (socket.AF_INET, False): ("net.ipv4.igmp_max_memberships", "groups per socket"),
+    (socket.AF_INET, True): ("net.ipv4.igmp_max_msf", "sources per group and socket"),
+    (socket.AF_INET6, True): ("net.ipv6.mld_max_msf", "sources per group and socket"),
+}
+
+
+def _sysctl(name: str) -> str:
+    """`` (now N)`` with the value of sysctl ``name`` where it can be read, else nothing."""
+    try:
+        return f" (now {Path('/proc/sys', *name.split('.')).read_text().strip()})"
+    except OSError:
+        return ""
+
+
+def _join_hint(
+    code: int | None, family: socket.AddressFamily, membership: Membership
+) -> str | None:
+    """What to do about a refused join, where the kernel's errno says more than its text."""
+    if code == errno.ENOBUFS and (family, membership.source is not None) in _LIMITS:
+        name, counted = _LIMITS[family, membership.source is not None]
+        return f"the kernel's limit of {counted} is reached: {name}{_sysctl(name)}"
+    if code == errno.ENOMEM:
+        name = "net.core.optmem_max"
+        return (
+            f"the socket's option memory is used up (its groups and sources): {name}{_sysctl(name)}"
+        )
+    if code in (errno.ENODEV, errno.ENETUNREACH) and not membership.interface:
+        return (
+            f"no route for {membership.group}: name the interface to join on "
+            "(--iface on the command line), or run `multicast doctor`"
+        )
+    return None
 
 
 def join_group(

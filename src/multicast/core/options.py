@@ -21,9 +21,23 @@ import weakref
 from dataclasses import dataclass
 
 from multicast.core import constants
-from multicast.core.addresses import IPAddress, parse_ttl, wildcard_host
-from multicast.core.interfaces import InterfaceSpec, interface_index
-from multicast.exceptions import BindError, SocketOptionError, UnsupportedError
+from multicast.core.addresses import (
+    IPAddress,
+    family_of,
+    parse_address,
+    parse_port,
+    parse_ttl,
+    split_zone,
+    wildcard_host,
+)
+from multicast.core.interfaces import InterfaceSpec, interface_index, zone_index
+from multicast.exceptions import (
+    AddressError,
+    BindError,
+    OptionError,
+    SocketOptionError,
+    UnsupportedError,
+)
 
 __all__ = [
     "SendSettings",
@@ -141,14 +155,18 @@ def set_isolation(sock: socket.socket, enabled: bool = True) -> None:
     set_option(sock, ip_level(sock), option, int(not enabled), "set IP_MULTICAST_ALL")
 
 
+def _check_buffer_size(size: object, kind: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise OptionError(f"{kind} buffer size must be positive, not {size!r}")
+
+
 def request_receive_buffer(sock: socket.socket, size: int) -> int:
     """Ask for a receive buffer of ``size`` bytes; return what the kernel granted (``SO_RCVBUF``).
 
     Linux reports twice the size it accepted (half is bookkeeping) and caps the request at
     ``net.core.rmem_max``; where the process is privileged, ``SO_RCVBUFFORCE`` lifts the cap.
     """
-    if size <= 0:
-        raise ValueError(f"receive buffer size must be positive, not {size}")
+    _check_buffer_size(size, "receive")
     set_option(sock, socket.SOL_SOCKET, socket.SO_RCVBUF, size, f"set SO_RCVBUF to {size}")
     granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     if granted < 2 * size and constants.LINUX:
@@ -164,8 +182,7 @@ def request_send_buffer(sock: socket.socket, size: int) -> int:
     As for receive buffers, Linux reports twice the size it accepted and caps the request
     at ``net.core.wmem_max``.
     """
-    if size <= 0:
-        raise ValueError(f"send buffer size must be positive, not {size}")
+    _check_buffer_size(size, "send")
     set_option(sock, socket.SOL_SOCKET, socket.SO_SNDBUF, size, f"set SO_SNDBUF to {size}")
     granted: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     return granted
@@ -267,15 +284,35 @@ def set_send_interface(sock: socket.socket, interface: InterfaceSpec | None) -> 
 
 
 def bind_socket(sock: socket.socket, address: str | IPAddress | None, port: int) -> None:
-    """Bind to ``address`` (None: every address of the socket's family) and ``port``.
+    """Bind to ``address`` (None: every address of the socket's family) and ``port`` (0: any).
 
-    A refusal raises :class:`BindError` naming the address and port.
+    ``address`` is an IP literal of the socket's family, never a name looked up in DNS
+    (:class:`~multicast.exceptions.AddressError`); a bad port is a
+    :class:`~multicast.exceptions.PortError`. A refusal raises :class:`BindError` naming the
+    address and port.
     """
-    host = str(address) if address is not None else wildcard_host(sock.family)
+    number = parse_port(port, allow_zero=True)
+    where: tuple[str, int] | tuple[str, int, int, int]
+    if address is None:
+        host = wildcard_host(sock.family)
+        where = (host, number)
+    else:
+        parsed = parse_address(address, what="address to bind")
+        if family_of(parsed) != sock.family:
+            kind = "IPv4" if sock.family == socket.AF_INET else "IPv6"
+            raise AddressError(f"address to bind {address!s} is not {kind}, as the socket is")
+        host = parsed.compressed
+        _, zone = split_zone(str(address), what="address to bind")
+        if zone is None:
+            where = (host, number)
+        elif sock.family == socket.AF_INET6:  # the zone's index: nothing for a resolver to do
+            where = (host, number, 0, zone_index(sock, zone))
+        else:
+            raise AddressError(f"address to bind {address!s}: a %zone is only meaningful for IPv6")
     try:
-        sock.bind((host, port))
+        sock.bind(where)
     except OSError as error:
         code = error.errno or errno.EINVAL
         raise BindError(
-            code, f"cannot bind to {host} port {port}: {error.strerror or error}"
+            code, f"cannot bind to {host} port {number}: {error.strerror or error}"
         ) from error

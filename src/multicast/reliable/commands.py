@@ -40,14 +40,14 @@ EXIT_REFUSED = 4
 
 def _rate_type(text: str) -> float | None:
     try:
-        rate = parse_rate(text, bare="bps")
+        rate = parse_rate(text)
     except OptionError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    if rate.per_second is not None and not rate.bits:
+    if rate.unit == "datagrams":
         raise argparse.ArgumentTypeError(
             f"rate {text!r}: give bits or bytes per second (10M, 1Gbps, 50MBps) or max"
         )
-    return rate.per_second
+    return rate.bits_per_second()
 
 
 def _drop_type(text: str) -> float:

@@ -497,4 +497,4 @@ async def receive_files_async(
 
 def terminal_progress() -> Progress:
     """Progress lines on standard error when it is a terminal."""
-    return Progress(sys.stderr if sys.stderr.isatty() else None)
+    return Progress(sys.stderr if sys.stderr is not None and sys.stderr.isatty() else None)

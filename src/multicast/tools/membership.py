@@ -406,7 +406,8 @@ class MembershipTool:
             if args.wire:
                 raise
             note = f"multicast membership: {error}; showing this host's own view (/proc)"
-            print(note, file=sys.stderr)
+            if sys.stderr is not None:  # closed: the report still says it
+                print(note, file=sys.stderr)
             emit(kernel_view(note, args.iface, args.groups), args)
             return 0
         with watch:

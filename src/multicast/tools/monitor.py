@@ -24,6 +24,7 @@ from multicast.core import Channel, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
 from multicast.tools.common import DRAIN_LIMIT, Joined, check_limits
+from multicast.tools.framing import TIME_WINDOW
 from multicast.tools.monitor_output import (
     Alarms,
     CsvOutput,
@@ -47,6 +48,7 @@ from multicast.tools.options import (
     add_key,
     add_limit,
     add_receiving,
+    add_time_window,
     argument_type,
     channels_of,
     key_of,
@@ -76,15 +78,23 @@ EXIT_ALARM = 3  # the exit status of a run in which an alarm fired
 
 
 def _tally(
-    payload: Kind | None, key: bytes | None, rtp_clock: int, sent_ttl: int | None, groups: int
+    payload: Kind | None,
+    key: bytes | None,
+    rtp_clock: int,
+    sent_ttl: int | None,
+    groups: int,
+    *,
+    time_window: float = TIME_WINDOW,
 ) -> Tally:
     """The tally of ``payload`` (None: detected per flow) on ``groups`` groups; a key means
-    frames. It tracks at least two flows per group."""
+    frames (checked within ``time_window`` seconds, for the port the monitor binds). It
+    tracks at least two flows per group."""
     if key is not None and payload not in (None, Kind.FRAMES):
         raise OptionError(f"a key authenticates frames only, not --payload {payload.value}")
     flows = max(MAX_FLOWS, 2 * groups)
     if key is not None:
-        return Tally(FrameStamps(key), sent_ttl=sent_ttl, max_flows=flows)
+        stamps = FrameStamps(key, time_window=time_window)
+        return Tally(stamps, sent_ttl=sent_ttl, max_flows=flows)
     reader = None if payload is None else reader_for(payload, rtp_clock=rtp_clock)
     return Tally(reader, sent_ttl=sent_ttl, rtp_clock=rtp_clock, max_flows=flows)
 
@@ -106,11 +116,12 @@ class Monitor(Joined):
         receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
         max_size: int = MAX_DATAGRAM,
         sent_ttl: int | None = None,
+        time_window: float = TIME_WINDOW,
     ) -> None:
         if not 1 <= max_size <= MAX_DATAGRAM:
             raise OptionError(f"max size {max_size} is outside 1-{MAX_DATAGRAM} bytes")
         # The key is checked before joining.
-        tally = _tally(payload, key, rtp_clock, sent_ttl, len(groups))
+        tally = _tally(payload, key, rtp_clock, sent_ttl, len(groups), time_window=time_window)
         super().__init__(
             groups,
             port,
@@ -119,6 +130,8 @@ class Monitor(Joined):
             receive_buffer=receive_buffer,
             max_size=max_size,
         )
+        if isinstance(tally.reader, FrameStamps):
+            tally.reader.port = self.port  # keyed frames' tags cover the port bound
         self.tally = tally
         self.started = time.time()  # wall clock; run() sets it again when it starts
         self.left_at: dict[str, int] = {}  # ns, per group left by leave_all
@@ -275,11 +288,13 @@ def run_monitor(
     receive_buffer: int = DEFAULT_RECEIVE_BUFFER,
     max_size: int = MAX_DATAGRAM,
     sent_ttl: int | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> MonitorReport:
     """Join ``groups`` on ``port`` and count until ``duration``, ``count`` or Ctrl-C.
 
     ``payload`` None detects each flow's payload; ``sent_ttl``, the TTL the senders use,
-    lets the report give each sender's hop count.
+    lets the report give each sender's hop count; ``time_window``: with a key, how far a
+    frame's send time may be from this host's clock.
     """
     with Monitor(
         groups,
@@ -291,6 +306,7 @@ def run_monitor(
         receive_buffer=receive_buffer,
         max_size=max_size,
         sent_ttl=sent_ttl,
+        time_window=time_window,
     ) as monitor:
         return monitor.run(
             duration=duration, count=count, interval=interval, on_interval=on_interval
@@ -403,6 +419,7 @@ class MonitorTool:
             "--log-file", metavar="PATH", help="append a line per interval and each alarm"
         )
         add_key(parser)
+        add_time_window(parser)
         formats = parser.add_mutually_exclusive_group()
         formats.add_argument("--json", action="store_true", help="print the final report as JSON")
         formats.add_argument(
@@ -417,12 +434,13 @@ class MonitorTool:
     def outputs(self, args: argparse.Namespace, monitor: Monitor) -> list[Output]:
         """Where the intervals go, from the options and whether this is a terminal."""
         outputs: list[Output] = []
-        if args.json_lines:
-            outputs.append(JsonLinesOutput(sys.stdout))
-        elif args.csv:
-            outputs.append(CsvOutput(sys.stdout))
-        elif args.interval is not None:
-            outputs.append(LinesOutput(sys.stdout))
+        stdout = sys.stdout  # None when closed: nothing shown, the logs still go where asked
+        if stdout is not None and args.json_lines:
+            outputs.append(JsonLinesOutput(stdout))
+        elif stdout is not None and args.csv:
+            outputs.append(CsvOutput(stdout))
+        elif stdout is not None and args.interval is not None:
+            outputs.append(LinesOutput(stdout))
         elif live() and not args.json:
             title = f"{len(monitor.groups)} groups, port {monitor.port}"
             outputs.append(live_view(sys.stdout, title=title, tally=monitor.tally))
@@ -448,6 +466,7 @@ class MonitorTool:
             rtp_clock=args.rtp_clock,
             max_size=args.max_size,
             sent_ttl=args.ttl,
+            time_window=args.time_window,
         ) as monitor:
             outputs = self.outputs(args, monitor)
             try:

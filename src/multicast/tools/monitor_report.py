@@ -102,8 +102,11 @@ class FlowReport:
     def of(cls, flow: Flow, *, sent_ttl: int | None = None) -> FlowReport:
         """The report of ``flow``; with ``sent_ttl`` (the senders' TTL), its hop counts."""
         hops: tuple[int | None, int | None] = (None, None)
-        if sent_ttl is not None and flow.ttl_min is not None and flow.ttl_max is not None:
-            hops = (max(0, sent_ttl - flow.ttl_max), max(0, sent_ttl - flow.ttl_min))
+        # A TTL above the one the senders are said to use: that sender uses another, and its
+        # hop count is unknown (never negative, nor a made-up 0).
+        low, high = flow.ttl_min, flow.ttl_max
+        if sent_ttl is not None and low is not None and high is not None and high <= sent_ttl:
+            hops = (sent_ttl - high, sent_ttl - low)
         trackers = [stream.tracker for stream in flow.streams.values()]
         single = trackers[0] if len(trackers) == 1 else None
         first, last = flow.first_arrival, flow.last_arrival

@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Protocol
@@ -26,14 +27,23 @@ from multicast.cliargs import (
     source_type,
     ttl_type,
 )
-from multicast.core import Channel, Group, IPAddress, parse_channel_lines, parse_channels
+from multicast.core import (
+    Channel,
+    Group,
+    IPAddress,
+    parse_channel_lines,
+    parse_channels,
+    parse_ttl,
+    resolve_interface,
+)
 from multicast.core.addresses import MAX_CHANNELS, common_family
 from multicast.env import whole_number
 from multicast.exceptions import AuthKeyError, GroupError, OptionError, UsageError
-from multicast.tools.framing import MIN_KEY_SIZE
+from multicast.tools.framing import MIN_KEY_SIZE, TIME_WINDOW
 from multicast.tools.pacing import parse_rate
 
 __all__ = [
+    "MAX_KEY_FILE",
     "Report",
     "add_busy_poll",
     "add_duration",
@@ -42,6 +52,7 @@ __all__ = [
     "add_limit",
     "add_receiving",
     "add_sending",
+    "add_time_window",
     "argument_type",
     "channels_of",
     "channels_type",
@@ -54,7 +65,12 @@ __all__ = [
     "read_channels_file",
     "seconds_type",
     "sending_channels",
+    "unicast_ttl_type",
 ]
+
+
+MAX_KEY_FILE = 4096
+"""Bytes a key file may hold (an HMAC key gains nothing past the hash's block, 64 bytes)."""
 
 
 class Report(Protocol):
@@ -65,6 +81,8 @@ class Report(Protocol):
 
 def _seconds(text: str) -> float:
     try:
+        if not text.isascii():  # float() reads the digits of every script
+            raise ValueError
         seconds = float(text)
     except ValueError:
         raise OptionError(f"{text!r} is not a number of seconds") from None
@@ -90,10 +108,28 @@ def _positive(text: str) -> int:
     return number
 
 
+def _unicast_ttl(text: str) -> int:
+    return parse_ttl(text, unicast=True)
+
+
 seconds_type = argument_type(_seconds)
+unicast_ttl_type = argument_type(_unicast_ttl)
 positive_type = argument_type(_positive)
 rate_type = argument_type(parse_rate)
-channels_type = argument_type(parse_channels)
+
+
+def _channels(text: str) -> list[Channel]:
+    """:func:`~multicast.core.parse_channels`, where an IPv6 ``%zone`` must name an interface
+    of this host: an unknown one is a usage error now, not a failure later."""
+    channels = parse_channels(text)
+    zones = {channel.group.interface for channel in channels}
+    for zone in zones:
+        if zone is not None:
+            resolve_interface(zone)
+    return channels
+
+
+channels_type = argument_type(_channels)
 
 _GROUPS_HELP = (
     "multicast groups: GROUP, GROUP+N (N consecutive groups), SOURCE,GROUP (source-specific)"
@@ -161,7 +197,9 @@ def sending_channels(
     if sources and any(channel.source is None for channel in channels) and args.source is None:
         raise UsageError("give SOURCE,GROUP for every group, or --source once")
     groups = list(dict.fromkeys(channel.group for channel in channels))
-    return groups, sources.pop() if sources else None
+    source = sources.pop() if sources else None
+    check_sources(groups, [source] if source is not None else [])
+    return groups, source
 
 
 def add_sending(parser: argparse.ArgumentParser, *, receivers: str, groups_help: str) -> None:
@@ -184,15 +222,24 @@ def add_sending(parser: argparse.ArgumentParser, *, receivers: str, groups_help:
     )
 
 
-def add_receiving(parser: argparse.ArgumentParser, *, ttl_help: str) -> None:
+def add_receiving(
+    parser: argparse.ArgumentParser, *, ttl_help: str, unicast_ttl: bool = False
+) -> None:
     """``GROUP ...`` and ``--groups-file`` (read with :func:`channels_of`), ``--port``,
     ``--iface``, ``--source`` (repeatable, for SSM) and ``--ttl`` (no default; what it
-    means to the tool is ``ttl_help``)."""
+    means to the tool is ``ttl_help``; 1-255 for the TTL of unicast datagrams with
+    ``unicast_ttl``, else 0-255)."""
     _add_groups(parser, f"{_GROUPS_HELP}; any number")
     add_port(parser)
     add_iface(parser, help_text="join on this interface (name, index or address)")
     add_source(parser)
-    parser.add_argument("--ttl", type=ttl_type, default=None, metavar="TTL", help=ttl_help)
+    parser.add_argument(
+        "--ttl",
+        type=unicast_ttl_type if unicast_ttl else ttl_type,
+        default=None,
+        metavar="TTL",
+        help=ttl_help,
+    )
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +263,19 @@ def add_key(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_time_window(parser: argparse.ArgumentParser) -> None:
+    """``--time-window SECONDS``: how far a keyed frame's send time may be from this host's
+    clock (see :class:`~multicast.tools.framing.FrameReader`)."""
+    parser.add_argument(
+        "--time-window",
+        type=seconds_type,
+        default=TIME_WINDOW,
+        metavar="SECONDS",
+        help="with a key: refuse frames sent more than SECONDS from this host's clock, or "
+        "before this run started (default %(default)g)",
+    )
+
+
 def key_of(args: argparse.Namespace) -> bytes | None:
     """The key ``--key-file`` or ``--key-env`` names (None without either)."""
     key_file: str | None = args.key_file
@@ -232,10 +292,7 @@ def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None)
     if file is not None and env is not None:
         raise AuthKeyError("give the key either as a file or as an environment variable, not both")
     if file is not None:
-        try:
-            key = Path(file).read_bytes()
-        except OSError as error:
-            raise AuthKeyError(f"cannot read key file {str(file)!r}: {error.strerror}") from None
+        key = _read_key_file(file)
         key = key.removesuffix(b"\n").removesuffix(b"\r")
         where = f"key file {str(file)!r}"
     elif env is not None:
@@ -249,6 +306,44 @@ def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None)
     if len(key) < MIN_KEY_SIZE:
         raise AuthKeyError(f"{where} holds {len(key)} bytes; a key needs at least {MIN_KEY_SIZE}")
     return key
+
+
+def _read_key_file(file: str | os.PathLike[str]) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_KEY_FILE` bytes; anything else (a
+    device such as ``/dev/zero``, a FIFO, a directory, a larger file) is an
+    :class:`AuthKeyError` saying so. Opening never waits for a FIFO's writer."""
+    name = repr(os.fsdecode(file))
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        raise AuthKeyError(f"cannot read key file {name}: {error.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise AuthKeyError(f"key file {name} is not a regular file ({_kind(mode)})")
+        data = b""
+        while len(data) <= MAX_KEY_FILE and (piece := os.read(fd, MAX_KEY_FILE + 1 - len(data))):
+            data += piece
+    except OSError as error:
+        raise AuthKeyError(f"cannot read key file {name}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_FILE:
+        raise AuthKeyError(f"key file {name} holds more than {MAX_KEY_FILE} bytes; is it a key?")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a plain file"
 
 
 def add_busy_poll(parser: argparse.ArgumentParser) -> None:
@@ -275,8 +370,9 @@ def add_limit(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def live() -> bool:
-    """Whether to print live progress lines: only when standard output is a terminal."""
-    return sys.stdout.isatty()
+    """Whether to print live progress lines: only when standard output is a terminal (never
+    when it is closed)."""
+    return sys.stdout is not None and sys.stdout.isatty()
 
 
 def emit(report: Report, args: argparse.Namespace) -> None:

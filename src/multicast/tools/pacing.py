@@ -1,14 +1,18 @@
 """Send rates: parsing ``--rate`` and spacing datagrams to keep it. Pure code.
 
-A rate is datagrams per second (``1000``, ``2.5k``, ``1000pps``), bits per second
-(``800kbps``, ``10Mbps``, ``1Gbps``; bits are counted over the UDP payload), bytes per second
-(``50MBps``), or ``max``. A number without a unit is datagrams per second, or bits per second
-where the caller asks for iperf2's convention (``parse_rate("10M", bare="bps")``).
+A rate is written as iperf2 writes its ``-b``: a number, an optional prefix, an optional
+unit. Without a unit it is **bits** per second (``10M``); ``pps`` makes it datagrams per
+second (``1000pps``), ``bps`` says bits (``800kbps``) and ``Bps`` bytes (``10MBps``). Bits
+and bytes are counted over the UDP payload. As in iperf2, lowercase prefixes are powers of
+ten (``k`` 10^3, ``m`` 10^6, ``g`` 10^9) and uppercase ones powers of two (``K`` 2^10, ``M``
+2^20, ``G`` 2^30). ``max`` sends as fast as the host allows.
 
->>> parse_rate("10Mbps").datagrams_per_second(1250)
+>>> parse_rate("10m").datagrams_per_second(1250)
 1000.0
->>> parse_rate("2k").datagrams_per_second(1250)
+>>> parse_rate("2kpps").datagrams_per_second(1250)
 2000.0
+>>> parse_rate("1MBps").per_second, parse_rate("1MBps").unit
+(1048576.0, 'bytes')
 >>> parse_rate("max").datagrams_per_second(1250) is None
 True
 """
@@ -18,59 +22,96 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from multicast.exceptions import OptionError
 
-__all__ = ["Pacer", "Rate", "parse_rate"]
+__all__ = ["MAX_DATAGRAMS_PER_SECOND", "Pacer", "Rate", "check_rate", "parse_rate"]
 
-_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+Unit = Literal["bits", "bytes", "datagrams"]
+
+_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "K": 2.0**10, "M": 2.0**20, "G": 2.0**30}
+_UNITS: dict[str, Unit] = {"": "bits", "bps": "bits", "Bps": "bytes", "pps": "datagrams"}
 _RATE = re.compile(
-    r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<prefix>[kmg]?)(?P<unit>pps|bps)?", re.IGNORECASE
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[ ]*(?P<prefix>[kmgKMG]?)(?P<unit>bps|Bps|pps)?",
+    re.ASCII,
 )
+_SYMBOL = {"bits": "bit/s", "bytes": "byte/s", "datagrams": "datagrams/s"}
+MAX_DATAGRAMS_PER_SECOND = 10_000_000
+"""A rate above this many datagrams a second is refused: no host sends that; ``max`` is the
+way to send as fast as the host allows."""
 # Lateness the schedule makes up for by sending back to back; beyond it, the lost time is lost.
 _MAX_CATCH_UP = 0.01
 
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """A send rate: ``per_second`` datagrams or bits, or None for as fast as the host allows."""
+    """A send rate: ``per_second`` bits, bytes or datagrams (``unit``), or None for as fast
+    as the host allows."""
 
     per_second: float | None
-    bits: bool = False
+    unit: Unit = "bits"
 
     def datagrams_per_second(self, size: int) -> float | None:
         """The rate in datagrams per second for datagrams of ``size`` bytes (None: no limit)."""
         if self.per_second is None:
             return None
-        return self.per_second / (8 * size) if self.bits else self.per_second
+        if self.unit == "datagrams":
+            return self.per_second
+        return self.per_second / (size * (8 if self.unit == "bits" else 1))
+
+    def bits_per_second(self) -> float | None:
+        """The rate in bits per second (None: no limit); :class:`OptionError` for a rate in
+        datagrams, whose size this does not know."""
+        if self.per_second is None:
+            return None
+        if self.unit == "datagrams":
+            raise OptionError(f"rate {self} is in datagrams, not bits or bytes, per second")
+        return self.per_second * (8 if self.unit == "bytes" else 1)
 
     def __str__(self) -> str:
         if self.per_second is None:
             return "max"
-        return f"{self.per_second:g} {'bit/s' if self.bits else 'datagrams/s'}"
+        return f"{self.per_second:g} {_SYMBOL[self.unit]}"
 
 
-def parse_rate(text: str, *, bare: str = "pps") -> Rate:
-    """Parse a ``--rate`` value; :class:`OptionError` names what is wrong with it.
-
-    ``bare`` is the unit of a number without one: ``"pps"`` or ``"bps"`` (iperf2's).
-    """
+def parse_rate(text: str) -> Rate:
+    """Parse a ``--rate`` value; :class:`OptionError` names what is wrong with it."""
     value = text.strip()
     if value.lower() == "max":
         return Rate(None)
     match = _RATE.fullmatch(value)
     if match is None:
         raise OptionError(
-            f"rate {text!r} is not a number with an optional k/M/G prefix and unit pps, bps "
-            "or Bps, nor 'max'"
+            f"rate {text!r} is not a number with an optional prefix (k m g, K M G) and unit "
+            "(bps: bits, the default; Bps: bytes; pps: datagrams), nor 'max'"
         )
-    amount = float(match["number"]) * _PREFIX[match["prefix"].lower()]
+    amount = float(match["number"]) * _PREFIX[match["prefix"]]
     if not (amount > 0 and math.isfinite(amount)):
         raise OptionError(f"rate {text!r} must be above zero")
-    unit = match["unit"] or bare
-    if unit == "Bps":  # bytes: the one unit whose case matters
-        return Rate(amount * 8, bits=True)
-    return Rate(amount, bits=unit.lower() == "bps")
+    return Rate(amount, _UNITS[match["unit"] or ""])
+
+
+def check_rate(rate: Rate, size: int) -> str | None:
+    """Refuse a rate no host can send (:class:`OptionError`); a warning for a rate of less
+    than one datagram a second, which is likely a unit mistaken, else None."""
+    per_second = rate.datagrams_per_second(size)
+    if per_second is None:
+        return None
+    if per_second > MAX_DATAGRAMS_PER_SECOND:
+        speed = (
+            "" if rate.unit == "datagrams" else f" ({per_second:.4g} datagrams/s of {size} bytes)"
+        )
+        raise OptionError(
+            f"rate {rate}{speed} is above {MAX_DATAGRAMS_PER_SECOND:,} datagrams/s; use "
+            "--rate max to send as fast as the host allows"
+        )
+    if per_second < 1:
+        return (
+            f"rate {rate} is one datagram of {size} bytes every {1 / per_second:.4g} s "
+            "(a rate without a unit is in bits/s; write pps for datagrams/s)"
+        )
+    return None
 
 
 class Pacer:

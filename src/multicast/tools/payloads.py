@@ -30,7 +30,16 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-from multicast.tools.framing import FrameReader, Header, Reason, Rejection, parse_header
+from multicast.exceptions import OptionError
+from multicast.tools.framing import (
+    TIME_WINDOW,
+    FrameReader,
+    Header,
+    Reason,
+    Rejection,
+    frame_context,
+    parse_header,
+)
 
 __all__ = [
     "DETECT_AFTER",
@@ -88,9 +97,18 @@ class PayloadReader(Protocol):
 
     kind: Kind
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         """The stamps (none, for a payload that places nothing in a stream), or why the
-        payload is refused. A ``truncated`` payload was cut by a small receive buffer."""
+        payload is refused. A ``truncated`` payload was cut by a small receive buffer;
+        ``group`` is where it arrived and ``arrived`` when (nanoseconds since the epoch),
+        for a reader that checks them (the frames' with a key)."""
         ...
 
 
@@ -123,21 +141,34 @@ def unwrap(highest: int | None, value: int, bits: int) -> int:
 
 
 class FrameStamps:
-    """Reads the tools' frames; with a key, only authentic frames not seen before."""
+    """Reads the tools' frames; with a key, only authentic frames sent to their group on
+    ``port``, fresh (within ``time_window`` seconds of their arrival, and sent after the
+    reader was made) and not seen before."""
 
     kind = Kind.FRAMES
 
-    def __init__(self, key: bytes | None = None) -> None:
-        self.frames = FrameReader(key)
+    def __init__(
+        self, key: bytes | None = None, *, port: int = 0, time_window: float = TIME_WINDOW
+    ) -> None:
+        self.frames = FrameReader(key, time_window=time_window)
+        self.port = port  # the port frames were sent to: their tags cover it
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         if truncated:
             # A cut frame's tag cannot be checked: without a key its header still counts.
             header = parse_header(payload)
             if self.frames.key is None and isinstance(header, Header):
                 return (Stamp(header.sender, header.sequence, header.timestamp),)
             return ()  # counted as truncated, and nothing more
-        frame = self.frames.read(payload)
+        context = frame_context(group, self.port) if self.frames.key is not None else b""
+        frame = self.frames.read(payload, context, arrived)
         if isinstance(frame, Rejection):
             return frame
         return (Stamp(frame.sender, frame.sequence, frame.timestamp),)
@@ -165,10 +196,17 @@ class RtpStamps:
 
     def __init__(self, clock: int = 90000) -> None:
         if clock < 1:
-            raise ValueError(f"RTP clock rate {clock} must be at least 1 Hz")
+            raise OptionError(f"RTP clock rate {clock} must be at least 1 Hz")
         self.clock = clock
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         if len(payload) < _RTP.size:
             return Rejection(Reason.FOREIGN, "shorter than an RTP header")
         first, second, sequence, timestamp, ssrc = _RTP.unpack_from(payload)
@@ -198,7 +236,14 @@ class TransportStreamStamps:
 
     kind = Kind.MPEGTS
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         whole = len(payload) - len(payload) % TS_PACKET if truncated else len(payload)
         if whole == 0 or whole % TS_PACKET:
             return Rejection(Reason.FOREIGN, "not a whole number of 188-byte TS packets")
@@ -226,7 +271,14 @@ class IperfStamps:
 
     kind = Kind.IPERF
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         if len(payload) < _IPERF.size:
             return Rejection(Reason.FOREIGN, "shorter than an iperf2 header")
         low, seconds, microseconds, high = _IPERF.unpack_from(payload)
@@ -243,14 +295,29 @@ class RawStamps:
 
     kind = Kind.RAW
 
-    def read(self, payload: bytes, *, truncated: bool = False) -> Stamps | Rejection:
+    def read(
+        self,
+        payload: bytes,
+        *,
+        truncated: bool = False,
+        group: str | None = None,
+        arrived: int | None = None,
+    ) -> Stamps | Rejection:
         return ()
 
 
-def reader_for(kind: Kind, *, key: bytes | None = None, rtp_clock: int = 90000) -> PayloadReader:
-    """The reader of ``kind`` (frames checked with ``key``; RTP's dynamic clock ``rtp_clock``)."""
+def reader_for(
+    kind: Kind,
+    *,
+    key: bytes | None = None,
+    rtp_clock: int = 90000,
+    port: int = 0,
+    time_window: float = TIME_WINDOW,
+) -> PayloadReader:
+    """The reader of ``kind`` (frames checked with ``key`` for ``port`` and within
+    ``time_window`` seconds; RTP's dynamic clock ``rtp_clock``)."""
     if kind is Kind.FRAMES:
-        return FrameStamps(key)
+        return FrameStamps(key, port=port, time_window=time_window)
     if kind is Kind.RTP:
         return RtpStamps(rtp_clock)
     if kind is Kind.MPEGTS:

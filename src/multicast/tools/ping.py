@@ -42,10 +42,12 @@ from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, 
 from multicast.tools.framing import (
     HEADER_SIZE,
     REPLY_PAYLOAD_SIZE,
+    TIME_WINDOW,
     Flag,
     FrameReader,
     Rejection,
     encode_frame,
+    frame_context,
     frame_size,
     parse_header,
     parse_reply,
@@ -55,6 +57,7 @@ from multicast.tools.options import (
     add_json,
     add_key,
     add_sending,
+    add_time_window,
     emit,
     key_of,
     live,
@@ -66,6 +69,7 @@ from multicast.tools.pacing import Pacer
 from multicast.tools.stats import Summary, summarize
 
 __all__ = [
+    "MAX_RESPONDERS",
     "TOOL",
     "PingReport",
     "PingTool",
@@ -75,6 +79,11 @@ __all__ = [
     "minimum_probe_size",
     "run_ping",
 ]
+
+
+MAX_RESPONDERS = 1024
+"""Responders a ping run keeps apart at most; replies from more are counted as ``untracked``
+(without a key anyone can forge replies from any number of addresses)."""
 
 
 def minimum_probe_size(*, tagged: bool) -> int:
@@ -172,6 +181,7 @@ class PingReport:
     seconds: float
     interrupted: bool = False
     unicast: PingReport | None = None  # the unicast probes of --unicast, side by side
+    untracked: int = 0  # replies from responders beyond MAX_RESPONDERS
 
     @property
     def received(self) -> int:
@@ -199,6 +209,7 @@ class PingReport:
             "send_errors": self.send_errors,
             "received": self.received,
             "unmatched": self.unmatched,
+            "untracked": self.untracked,
             **self.rejected,
             "seconds": round(self.seconds, 6),
             "interrupted": self.interrupted,
@@ -215,8 +226,11 @@ class PingReport:
         ]
         lines.extend(f"  {responder}" for responder in self.responders)
         rejected = ", ".join(f"{name} {count}" for name, count in self.rejected.items() if count)
-        if rejected or self.unmatched:
-            lines.append(f"  not counted: unmatched {self.unmatched}; {rejected or 'none'}")
+        if rejected or self.unmatched or self.untracked:
+            lines.append(
+                f"  not counted: unmatched {self.unmatched}; untracked responders' replies "
+                f"{self.untracked}; {rejected or 'none'}"
+            )
         if self.unicast is not None:
             lines.extend(f"  unicast: {line.strip()}" for line in str(self.unicast).splitlines())
             lines.append(f"  verdict: {self.verdict}")
@@ -228,17 +242,31 @@ class Prober:
 
     Pure: the loop sends each probe :meth:`probe` makes, and gives :meth:`take` every
     datagram that comes back with the time it came. Times are seconds on one monotonic clock.
+    With a key, probes and replies are tagged for ``group`` and ``port`` (where the probes
+    go) and replies must be fresh (``time_window``); at most ``max_responders`` are kept.
     """
 
     def __init__(
-        self, *, ttl: int, size: int, key: bytes | None = None, prober: int | None = None
+        self,
+        *,
+        ttl: int,
+        size: int,
+        key: bytes | None = None,
+        prober: int | None = None,
+        group: str | IPAddress | Group | None = None,
+        port: int = 0,
+        time_window: float = TIME_WINDOW,
+        max_responders: int = MAX_RESPONDERS,
     ) -> None:
         smallest = minimum_probe_size(tagged=key is not None)
         if size < smallest:
             raise OptionError(f"probe size {size} is below the {smallest}-byte minimum (a reply)")
         self.prober = secrets.randbits(64) if prober is None else prober
         self.ttl = ttl  # the probes' TTL: a responder's hops are this less the TTL it saw
-        self.reader = FrameReader(key)
+        self.reader = FrameReader(key, time_window=time_window)
+        self.context = frame_context(group, port) if key is not None else b""
+        self.max_responders = max_responders
+        self.untracked = 0
         self.filler = bytes(size - frame_size(0, tagged=key is not None))
         self.sent_at: dict[int, float] = {}  # sequence -> send time
         self.send_errors = 0
@@ -262,6 +290,7 @@ class Prober:
             flags=Flag.PROBE,
             timestamp=timestamp,
             key=self.reader.key,
+            context=self.context,
         )
         self.sent_at[sequence] = now
         return data
@@ -270,10 +299,13 @@ class Prober:
         """Count the last probe as refused by the kernel (it stays counted as sent)."""
         self.send_errors += 1
 
-    def take(self, payload: bytes, address: str, arrived: float) -> Reply | None:
+    def take(
+        self, payload: bytes, address: str, arrived: float, now: int | None = None
+    ) -> Reply | None:
         """Account one datagram from ``address`` that reached the probing socket at
-        ``arrived``: the reply it is, or None when it answers no probe of ours."""
-        frame = self.reader.read(payload)
+        ``arrived`` (``now`` on the wall clock, nanoseconds; None: read it): the reply it is,
+        or None when it answers no probe of ours."""
+        frame = self.reader.read(payload, self.context, now)
         if isinstance(frame, Rejection):
             self.rejected[frame.reason.value] += 1
             return None
@@ -281,9 +313,12 @@ class Prober:
         if reply is None or reply[0] != self.prober or frame.sequence not in self.sent_at:
             self.unmatched += 1
             return None
-        peer = self.responders.setdefault(
-            (address, frame.sender), _Responder(address, frame.sender)
-        )
+        peer = self.responders.get((address, frame.sender))
+        if peer is None:
+            if len(self.responders) >= self.max_responders:
+                self.untracked += 1
+                return None
+            peer = self.responders[address, frame.sender] = _Responder(address, frame.sender)
         rtt = (arrived - self.sent_at[frame.sequence]) * 1e3
         duplicate = frame.sequence in peer.rtts
         if duplicate:
@@ -323,6 +358,7 @@ class Prober:
             rejected=dict(self.rejected),
             seconds=seconds,
             interrupted=interrupted,
+            untracked=self.untracked,
         )
 
 
@@ -342,6 +378,7 @@ def run_ping(
     busy_poll: float = 0.0,
     on_reply: Callable[[Reply], None] | None = None,
     unicast: str | IPAddress | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> PingReport:
     """Send ``count`` probes ``interval`` seconds apart, then wait ``wait`` seconds for replies.
 
@@ -354,7 +391,7 @@ def run_ping(
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
-    prober = Prober(ttl=ttl, size=size, key=key)
+    prober = Prober(ttl=ttl, size=size, key=key, group=parsed, port=port, time_window=time_window)
     direct: Prober | None = None
     if unicast is not None:
         unicast = parse_address(unicast, what="unicast address")
@@ -363,7 +400,10 @@ def run_ping(
                 f"--unicast {unicast} must be a unicast address of the group's family"
             )
         # Unicast probes leave with the system's unicast TTL (64): hops are counted from it.
-        direct = Prober(ttl=_UNICAST_TTL, size=size, key=key)
+        # With a key, their tags cover the address they are sent to, as a group's do.
+        direct = Prober(
+            ttl=_UNICAST_TTL, size=size, key=key, group=unicast, port=port, time_window=time_window
+        )
     check_payload_size(parsed.family, size)
     check_limits(None, count)
     for name, value in (("interval", interval), ("wait", wait), ("busy-poll", busy_poll)):
@@ -399,12 +439,12 @@ def run_ping(
                 replies = receive_batch(
                     out.sock, buffer, DRAIN_LIMIT, min(due, 1.0), spin=busy_poll
                 )
-                arrived = time.monotonic()
+                arrived, now_ns = time.monotonic(), time.time_ns()
                 for datagram in replies:
                     taker = prober
                     if direct is not None and _reply_to(datagram.payload) == direct.prober:
                         taker = direct
-                    reply = taker.take(datagram.payload, datagram.source[0], arrived)
+                    reply = taker.take(datagram.payload, datagram.source[0], arrived, now_ns)
                     if reply is not None and on_reply is not None:
                         on_reply(reply)
         except KeyboardInterrupt:
@@ -484,6 +524,7 @@ class PingTool:
         )
         add_busy_poll(parser)
         add_key(parser)
+        add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -503,6 +544,7 @@ class PingTool:
             loopback=not args.no_loopback,
             key=key_of(args),
             busy_poll=args.busy_poll / 1e6,
+            time_window=args.time_window,
             on_reply=_print_reply if live() and not args.json else None,
             unicast=args.unicast,
         )

@@ -13,7 +13,7 @@ the loop that receives, asks it, and sends.
 from __future__ import annotations
 
 import argparse
-import errno
+import logging
 import secrets
 import sys
 import time
@@ -27,13 +27,22 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
+    parse_ttl,
     reply_address,
     send_to,
     set_unicast_ttl,
 )
 from multicast.core.datagram import SocketAddress
 from multicast.tools.common import Joined, Progress, check_limits, rejection_counts
-from multicast.tools.framing import Flag, FrameReader, Reason, Rejection, encode_reply
+from multicast.tools.framing import (
+    TIME_WINDOW,
+    Flag,
+    FrameReader,
+    Reason,
+    Rejection,
+    encode_reply,
+    frame_context,
+)
 from multicast.tools.options import (
     add_busy_poll,
     add_duration,
@@ -41,6 +50,7 @@ from multicast.tools.options import (
     add_key,
     add_limit,
     add_receiving,
+    add_time_window,
     channels_of,
     emit,
     key_of,
@@ -48,6 +58,8 @@ from multicast.tools.options import (
 )
 
 __all__ = ["TOOL", "Answer", "Answerer", "Pong", "PongReport", "PongTool", "run_pong"]
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,22 +125,36 @@ class Answerer:
     """Decides, for each datagram received, whether and what to answer; counts it all.
 
     Pure: it sends nothing. :meth:`answer` gives the reply to send (or None, counting why
-    not); the loop that sends it tells :meth:`sent` how that went.
+    not); the loop that sends it tells :meth:`sent` how that went. With a key, probes are
+    checked against the group they arrived on and ``port`` (their tags cover both) and
+    must be fresh (see :class:`~multicast.tools.framing.FrameReader`, ``time_window``).
     """
 
-    def __init__(self, key: bytes | None = None, responder: int | None = None) -> None:
-        self.reader = FrameReader(key)
+    def __init__(
+        self,
+        key: bytes | None = None,
+        responder: int | None = None,
+        *,
+        port: int = 0,
+        time_window: float = TIME_WINDOW,
+    ) -> None:
+        self.reader = FrameReader(key, time_window=time_window)
+        self.port = port  # the port probes were sent to
         self.responder = secrets.randbits(64) if responder is None else responder
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
         self.unicast = 0
         self.rejected = rejection_counts()
 
-    def answer(self, datagram: Datagram) -> Answer | None:
-        """The reply ``datagram`` calls for, if it is an acceptable probe; else None."""
+    def answer(self, datagram: Datagram, now: int | None = None) -> Answer | None:
+        """The reply ``datagram`` calls for, if it is an acceptable probe; else None.
+
+        ``now`` is when it arrived (nanoseconds since the epoch; None: read the clock).
+        """
         if datagram.truncated:  # a cut probe cannot be checked
             self.rejected[Reason.MALFORMED.value] += 1
             return None
-        result = self.reader.read(datagram.payload)
+        context = frame_context(datagram.group, self.port) if self.reader.key else b""
+        result = self.reader.read(datagram.payload, context, now)
         if isinstance(result, Rejection):
             self.rejected[result.reason.value] += 1
             return None
@@ -138,7 +164,9 @@ class Answerer:
         self.probes += 1
         if datagram.group is not None and not ip_address(datagram.group).is_multicast:
             self.unicast += 1
-        reply = encode_reply(result, self.responder, datagram.ttl, key=self.reader.key)
+        reply = encode_reply(
+            result, self.responder, datagram.ttl, key=self.reader.key, context=context
+        )
         if len(reply) > datagram.size:
             self.oversized += 1
             return None
@@ -179,20 +207,6 @@ class Answerer:
         )
 
 
-# Refusals of a reply that are the prober's or the moment's problem (gone, unreachable, out
-# of buffers), not ours: counted as send errors.
-_SEND_REFUSALS = frozenset(
-    {
-        errno.ENOBUFS,
-        errno.EAGAIN,
-        errno.ECONNREFUSED,
-        errno.ENETUNREACH,
-        errno.EHOSTUNREACH,
-        errno.EINVAL,
-    }
-)
-
-
 class Pong(Joined):
     """A joined reflector that sends what its :attr:`answerer` decides; open it before
     probes are sent. ``busy_poll`` seconds is the latency mode (0: off): each wait for a probe
@@ -209,10 +223,16 @@ class Pong(Joined):
         responder: int | None = None,
         ttl: int | None = None,
         busy_poll: float = 0.0,
+        time_window: float = TIME_WINDOW,
     ) -> None:
-        answerer = Answerer(key, responder)  # checks the key before joining
+        # The key and the TTL are checked before joining: a bad one leaves nothing open.
+        answerer = Answerer(key, responder, time_window=time_window)
+        if ttl is not None:
+            parse_ttl(ttl, unicast=True)
         super().__init__(groups, port, interfaces=interfaces, sources=sources)
+        answerer.port = self.port  # the port bound (0 asks for any)
         self.answerer = answerer
+        self._refusals: set[int | None] = set()  # errnos of refused replies, logged once each
         try:
             if ttl is not None:  # the replies' TTL; else the system's default (usually 64)
                 set_unicast_ttl(self.receiver.sock, ttl)
@@ -227,17 +247,24 @@ class Pong(Joined):
         """This reflector's id, which its replies carry."""
         return self.answerer.responder
 
-    def answer(self, datagram: Datagram) -> bool:
-        """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent."""
-        answer = self.answerer.answer(datagram)
+    def answer(self, datagram: Datagram, now: int | None = None) -> bool:
+        """Answer ``datagram`` if it is an acceptable probe; True when a reply was sent.
+
+        A reply the kernel refuses (a prober gone or unreachable, a forged source such as a
+        broadcast address, no buffer room) is counted as a send error and logged, once for
+        each kind of refusal: never fatal, whatever a probe claims to come from.
+        """
+        answer = self.answerer.answer(datagram, now)
         if answer is None:
             return False
         try:
             send_to(self.receiver.sock, answer.payload, answer.destination)
         except OSError as error:
-            if error.errno not in _SEND_REFUSALS:
-                raise
             self.answerer.sent(False)
+            code = error.errno
+            level = logging.DEBUG if code in self._refusals else logging.WARNING
+            self._refusals.add(code)
+            _logger.log(level, "cannot answer %s: %s", datagram.source[0], error)
             return False
         self.answerer.sent(True)
         return True
@@ -268,8 +295,10 @@ class Pong(Joined):
                 now = time.monotonic()
                 if now >= deadline:
                     break
-                for datagram in self.ready(min(deadline - now, 1.0)):
-                    if self.answer(datagram) and on_probe is not None:
+                ready = self.ready(min(deadline - now, 1.0))
+                arrived = time.time_ns()
+                for datagram in ready:
+                    if self.answer(datagram, arrived) and on_probe is not None:
                         on_probe(datagram)
                     if count is not None and answerer.replies >= count:
                         break
@@ -291,6 +320,7 @@ def run_pong(
     busy_poll: float = 0.0,
     on_ready: Callable[[Pong], None] | None = None,
     on_probe: Callable[[Datagram], None] | None = None,
+    time_window: float = TIME_WINDOW,
 ) -> PongReport:
     """Join ``groups`` on ``port`` and answer probes until ``duration``, ``count`` or Ctrl-C.
 
@@ -306,6 +336,7 @@ def run_pong(
         key=key,
         ttl=ttl,
         busy_poll=busy_poll,
+        time_window=time_window,
     ) as pong:
         if on_ready is not None:
             on_ready(pong)
@@ -322,17 +353,21 @@ class PongTool:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_receiving(
             parser,
-            ttl_help="TTL (IPv6 hop limit) of the unicast replies (default: the system's, 64)",
+            ttl_help="TTL (IPv6 hop limit) of the unicast replies, 1-255 (default: the "
+            "system's, 64)",
+            unicast_ttl=True,
         )
         add_duration(parser, "seconds to run (default: until --count or Ctrl-C)")
         add_limit(parser, "stop after answering N probes, 0 for no limit (default 0)")
         add_busy_poll(parser)
         add_key(parser)
+        add_time_window(parser)
         add_json(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         channels = channels_of(args)
-        progress = Progress(sys.stderr if sys.stderr.isatty() and not args.json else None)
+        shown = sys.stderr is not None and sys.stderr.isatty() and not args.json
+        progress = Progress(sys.stderr if shown else None)
         answered = 0
 
         def probed(datagram: Datagram) -> None:
@@ -347,6 +382,7 @@ class PongTool:
             interfaces=[args.iface] if args.iface is not None else None,
             sources=args.sources,
             key=key_of(args),
+            time_window=args.time_window,
             ttl=args.ttl,
             duration=args.duration,
             count=args.count or None,

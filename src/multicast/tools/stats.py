@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import enum
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from multicast.exceptions import OptionError
 
 __all__ = [
     "Arrival",
@@ -41,16 +44,16 @@ class Arrival(enum.Enum):
 class SequenceTracker:
     """Loss, duplicates, reordering and gaps of one sender's sequence numbers.
 
-    The numbers still missing are kept as at most ``memory`` disjoint ranges, so a forward
-    jump of any size costs one range. When more ranges are missing than that, the oldest are
-    forgotten, and a number from a forgotten range that still arrives counts as a duplicate.
-    Loss is what the lowest-to-highest span expected less the distinct numbers received, so
-    a late arrival takes back the loss its gap counted.
+    The numbers still missing are kept as at most ``memory`` disjoint ranges (16 bytes each),
+    so a forward jump of any size costs one range. When more ranges are missing than that,
+    the oldest are forgotten, and a number from a forgotten range that still arrives counts
+    as a duplicate. Loss is what the lowest-to-highest span expected less the distinct
+    numbers received, so a late arrival takes back the loss its gap counted.
     """
 
-    def __init__(self, memory: int = 4096) -> None:
+    def __init__(self, memory: int = 1024) -> None:
         if memory < 1:
-            raise ValueError("memory must hold at least one range")
+            raise OptionError("memory must hold at least one range")
         self.memory = memory
         self.received = 0  # every arrival, duplicates included
         self.unique = 0  # distinct sequence numbers
@@ -59,9 +62,10 @@ class SequenceTracker:
         self.gaps = 0  # forward jumps that skipped at least one number
         self.lowest: int | None = None
         self.highest: int | None = None
-        # Missing numbers: sorted disjoint half-open ranges [starts[i], ends[i]).
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        # Missing numbers: sorted disjoint half-open ranges [starts[i], ends[i]), as unsigned
+        # 64-bit numbers (sequence numbers are).
+        self._starts = array("Q")
+        self._ends = array("Q")
 
     @property
     def expected(self) -> int:
@@ -158,9 +162,9 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
     28.0
     """
     if not ordered:
-        raise ValueError("percentile of no values")
+        raise OptionError("percentile of no values")
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction {fraction} is outside 0..1")
+        raise OptionError(f"fraction {fraction} is outside 0..1")
     position = fraction * (len(ordered) - 1)
     below = math.floor(position)
     above = min(below + 1, len(ordered) - 1)
@@ -195,7 +199,7 @@ class Summary:
 def summarize(values: Sequence[float]) -> Summary:
     """Count, min, mean, max, standard deviation and percentiles of ``values`` (not empty)."""
     if not values:
-        raise ValueError("no values to summarize")
+        raise OptionError("no values to summarize")
     ordered = sorted(values)
     mean = math.fsum(ordered) / len(ordered)
     variance = math.fsum((v - mean) ** 2 for v in ordered) / len(ordered)

@@ -7,12 +7,15 @@ reordering and jitter from the frames' sequence numbers and send times.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import logging
 import math
 import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from multicast.core import (
     Group,
@@ -22,10 +25,12 @@ from multicast.core import (
     check_payload_size,
     common_family,
     parse_group,
+    set_send_interface,
 )
-from multicast.exceptions import OptionError
+from multicast.exceptions import MulticastError, OptionError, SendError
+from multicast.interrupts import deferred
 from multicast.tools.common import Progress, check_limits, send_counted
-from multicast.tools.framing import FrameWriter
+from multicast.tools.framing import FrameWriter, frame_context
 from multicast.tools.options import (
     add_duration,
     add_json,
@@ -38,7 +43,7 @@ from multicast.tools.options import (
     rate_type,
     sending_channels,
 )
-from multicast.tools.pacing import Pacer, Rate, parse_rate
+from multicast.tools.pacing import Pacer, Rate, check_rate, parse_rate
 
 __all__ = ["DEFAULT_SIZE", "TOOL", "StreamReport", "StreamTool", "run_stream"]
 
@@ -46,7 +51,11 @@ DEFAULT_SIZE = 1200
 DEFAULT_DURATION = 10.0
 # At rate "max" frames go out in batches of this many (one sendmmsg each on Linux).
 FULL_SPEED_BATCH = 64
-DEFAULT_RATE = "1Mbps"  # as iperf's UDP default: gentle on a shared network
+DEFAULT_RATE = "1M"  # iperf2's UDP default (2^20 bit/s): gentle on a shared network
+# Longest sleep between looks at the clock and at Ctrl-C, whatever the rate.
+_NAP = 0.05
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,7 @@ class StreamReport:
     seconds: float
     interrupted: bool = False
     groups: tuple[str, ...] = ()
+    error: str | None = None  # the last send error, if any (its interface gone, say)
 
     @property
     def datagrams_per_second(self) -> float:
@@ -81,6 +91,7 @@ class StreamReport:
             "datagrams_per_second": round(self.datagrams_per_second, 3),
             "bits_per_second": round(self.datagrams_per_second * self.size * 8, 3),
             "interrupted": self.interrupted,
+            "error": self.error,
         }
 
     def __str__(self) -> str:
@@ -92,6 +103,7 @@ class StreamReport:
             f"in {self.seconds:.3f} s ({rate:.1f} datagrams/s, {rate * self.size * 8 / 1e6:.3f} "
             f"Mbit/s), {self.errors} send errors, sender {self.sender:016x}"
             + (" (interrupted)" if self.interrupted else "")
+            + (f"; last send error: {self.error}" if self.error else "")
         )
 
 
@@ -115,16 +127,23 @@ def run_stream(
     """Send ``count`` frames, or for ``duration`` seconds (10 s when neither is given).
 
     ``size`` is the whole UDP payload, frame header (and tag, with ``key``) included. Frames
-    go out in batches of ``burst`` spaced to keep ``rate`` on average. Several groups take
+    go out in batches of ``burst`` spaced to keep ``rate`` on average (see
+    :mod:`~multicast.tools.pacing`; a rate above
+    :data:`~multicast.tools.pacing.MAX_DATAGRAMS_PER_SECOND` is refused). Several groups take
     a batch each in turn, each with its own sequence numbers (``rate`` and ``count`` are
     for all together). ``on_progress`` is called after each batch with the time (monotonic)
-    and the frames sent so far. Ctrl-C ends the run early with a report.
+    and the frames sent so far. Ctrl-C (or SIGTERM under the command line) ends the run
+    early with a report whose counts are exact: it is acted on between batches, never
+    between a send and its count. Once a datagram went out, sends the kernel refuses (the
+    interface deleted, say) are counted as errors and the run goes on; a refusal of the
+    very first send is raised.
     """
     listed = [group] if isinstance(group, str | IPAddress | Group) else list(group)
     targets = [parse_group(each) for each in listed]
     common_family(targets)
     parsed = targets[0]
     pace = parse_rate(rate) if isinstance(rate, str) else rate
+    check_rate(pace, size)
     check_limits(duration, count)
     if burst < 1:
         raise OptionError(f"burst {burst} must be at least 1")
@@ -132,63 +151,124 @@ def run_stream(
         duration = DEFAULT_DURATION
     check_payload_size(parsed.family, size)
     identity = secrets.randbits(64) if sender is None else sender
-    writer = FrameWriter(identity, size, key=key)
+    if key is None:  # one buffer serves every group
+        writers = [FrameWriter(identity, size)] * len(targets)
+    else:  # a tag covers the group and port: one writer for each
+        writers = [
+            FrameWriter(identity, size, key=key, context=frame_context(target, port))
+            for target in targets
+        ]
 
-    sequences = [0] * len(targets)  # the next sequence number of each group
-    sent = errors = turn = 0
-    interrupted = False
+    run = _Progress(sequences=[0] * len(targets))
+    interface = interface if interface is not None else parsed.interface
     with Sender(
         parsed.family,
         ttl=ttl,
-        interface=interface if interface is not None else parsed.interface,
+        interface=interface,
         loopback=loopback,
         source=source,
     ) as out:
         start = time.monotonic()
-        deadline = start + duration if duration is not None else math.inf
-        pacer = Pacer(pace.datagrams_per_second(size), start=start)
-        pace_limited = pace.datagrams_per_second(size) is not None
+        per_second = pace.datagrams_per_second(size)
+        full_speed = per_second is None and len(targets) == 1
         try:
-            while count is None or sent < count:
-                now = time.monotonic()
-                if now >= deadline:
-                    break
-                wait = pacer.delay(now)
-                if wait > 0:
-                    time.sleep(min(wait, deadline - now))
-                    continue
-                full_speed = not pace_limited and len(targets) == 1
-                batch = max(burst, FULL_SPEED_BATCH) if full_speed else burst
-                if count is not None:
-                    batch = min(batch, count - sent)
-                first = sequences[turn]
-                # The writer reuses its buffer: a batch of several needs a copy of each frame.
-                frames = (
-                    [writer.write(first)]
-                    if batch == 1
-                    else [bytes(writer.write(first + n)) for n in range(batch)]
-                )
-                errors += batch - send_counted(out, frames, targets[turn], port)
-                sequences[turn] += batch
-                sent += batch
-                turn = (turn + 1) % len(targets)
-                pacer.sent(batch, now=now)
-                if on_progress is not None:
-                    on_progress(now, sent - errors)
-        except KeyboardInterrupt:
-            interrupted = True
+            _send_frames(
+                run,
+                out,
+                list(zip(writers, targets, strict=True)),
+                port,
+                Pacer(per_second, start=start),
+                batch=max(burst, FULL_SPEED_BATCH) if full_speed else burst,
+                count=count,
+                deadline=start + duration if duration is not None else math.inf,
+                interface=interface,
+                on_progress=on_progress,
+            )
+        except KeyboardInterrupt:  # a handler of the program's own, in the main thread
+            run.interrupted = True
         seconds = time.monotonic() - start
     return StreamReport(
         group=str(parsed),
         port=port,
         sender=identity,
         size=size,
-        sent=sent - errors,
-        errors=errors,
+        sent=run.sent - run.errors,
+        errors=run.errors,
         seconds=seconds,
-        interrupted=interrupted,
+        interrupted=run.interrupted,
         groups=tuple(str(target) for target in targets),
+        error=run.error.strerror if run.error is not None else None,
     )
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a stream run has done so far."""
+
+    sequences: list[int] = field(default_factory=list)  # the next sequence number per group
+    sent: int = 0  # frames made, for every group
+    errors: int = 0  # of those, frames the kernel did not take
+    turn: int = 0  # the group whose turn it is
+    interrupted: bool = False
+    error: SendError | None = None  # the last send error
+
+
+def _send_frames(
+    run: _Progress,
+    out: Sender,
+    targets: list[tuple[FrameWriter, Group]],
+    port: int,
+    pacer: Pacer,
+    *,
+    batch: int,
+    count: int | None,
+    deadline: float,
+    interface: InterfaceSpec | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
+) -> None:
+    """Send batches of ``batch`` frames as ``pacer`` allows, to each target in turn, until
+    ``count`` or ``deadline`` (or a signal: see :func:`~multicast.interrupts.deferred`),
+    counting in ``run``. While the ``interface`` sent on is gone (deleted), each refused send
+    looks for it again by its name, so that the stream goes on once it is back."""
+    with deferred() as stopped:
+        while count is None or run.sent < count:
+            if stopped():
+                run.interrupted = True
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = pacer.delay(now)
+            if wait > 0:
+                time.sleep(min(wait, deadline - now, _NAP))
+                continue
+            size = batch if count is None else min(batch, count - run.sent)
+            writer, target = targets[run.turn]
+            first = run.sequences[run.turn]
+            # The writer reuses its buffer: a batch of several needs a copy of each frame.
+            frames = (
+                [writer.write(first)]
+                if size == 1
+                else [bytes(writer.write(first + n)) for n in range(size)]
+            )
+            try:
+                done = send_counted(out, frames, target, port)
+            except SendError as error:
+                if run.sent == run.errors:  # nothing ever went out: a set-up problem
+                    raise
+                if run.error is None or error.errno != run.error.errno:
+                    _logger.warning("stream goes on, counting errors: %s", error)
+                run.error, done = error, 0
+                if error.errno == errno.ENODEV and interface is not None:
+                    with contextlib.suppress(MulticastError):  # not back yet
+                        set_send_interface(out.sock, interface)
+            run.errors += size - done
+            run.sequences[run.turn] += size
+            run.sent += size
+            run.turn = (run.turn + 1) % len(targets)
+            pacer.sent(size, now=now)
+            if on_progress is not None:
+                on_progress(now, run.sent - run.errors)
 
 
 class StreamTool:
@@ -201,8 +281,9 @@ class StreamTool:
             type=rate_type,
             default=parse_rate(DEFAULT_RATE),
             metavar="RATE",
-            help="datagrams per second (1000, 2.5k, 1000pps), bits per second (800kbps, "
-            f"10Mbps) or max (default {DEFAULT_RATE})",
+            help="as iperf2's -b: bits per second (10m, 800kbps; k m g are powers of 10, "
+            "K M G of 2), datagrams per second with pps (1000pps), bytes per second with Bps "
+            f"(1MBps), or max (default {DEFAULT_RATE})",
         )
         parser.add_argument(
             "--size",
@@ -225,7 +306,11 @@ class StreamTool:
 
     def run(self, args: argparse.Namespace) -> int:
         groups, source = sending_channels(args)
-        progress = Progress(sys.stderr if sys.stderr.isatty() and not args.json else None)
+        warning = check_rate(args.rate, args.size)
+        if warning is not None:
+            _logger.warning("stream: warning: %s", warning)
+        shown = sys.stderr is not None and sys.stderr.isatty() and not args.json
+        progress = Progress(sys.stderr if shown else None)
         start = time.monotonic()
 
         def show(now: float, sent: int) -> None:

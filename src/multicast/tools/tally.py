@@ -50,6 +50,7 @@ __all__ = [
     "HISTORY",
     "MAX_FLOWS",
     "MAX_SENDERS",
+    "MAX_STREAMS",
     "Flow",
     "FlowKey",
     "FrameStamps",
@@ -64,6 +65,10 @@ __all__ = [
 # further ones are counted as untracked.
 MAX_FLOWS = 1024
 MAX_SENDERS = MAX_FLOWS  # the name of the limit when flows were frame senders only
+# Streams tracked at most over every flow (a flow of MPEG-TS has one per PID): each keeps at
+# most SequenceTracker's 1,024 missing ranges, so all of them fit in about 64 MB whatever
+# arrives. Packets of further streams are counted as untracked.
+MAX_STREAMS = 4 * MAX_FLOWS
 HISTORY = 32  # interval rates each flow keeps, for the live view's sparkline
 
 FlowKey = tuple[str, str, str, int]
@@ -227,11 +232,14 @@ class Tally:
         sent_ttl: int | None = None,
         max_flows: int = MAX_FLOWS,
         rtp_clock: int = 90000,
+        max_streams: int = MAX_STREAMS,
     ) -> None:
         self.reader = reader
         self.rtp_clock = rtp_clock
         self.sent_ttl = sent_ttl  # the TTL the senders use, if known: hop counts from it
         self.max_flows = max_flows
+        self.max_streams = max(max_streams, max_flows)  # one stream per flow, at least
+        self.streams = 0  # streams tracked, over every flow
         self.flows: dict[FlowKey, Flow] = {}
         self.rejected = rejection_counts()
         self.datagrams = 0
@@ -259,7 +267,9 @@ class Tally:
         self._read(reader, datagram, arrived, group)
 
     def _read(self, reader: PayloadReader, datagram: Datagram, arrived: int, group: str) -> None:
-        stamps = reader.read(datagram.payload, truncated=datagram.truncated)
+        stamps = reader.read(
+            datagram.payload, truncated=datagram.truncated, group=datagram.group, arrived=arrived
+        )
         if isinstance(stamps, Rejection):
             self.rejected[stamps.reason.value] += 1
             return
@@ -286,6 +296,11 @@ class Tally:
             flow = self.flows[key] = Flow(group, kind, source, port, stream)
         flow.arrive(datagram, arrived)
         for stamp in stamps:
+            if stamp.stream not in flow.streams:
+                if self.streams >= self.max_streams:
+                    self.untracked += 1
+                    continue
+                self.streams += 1
             flow.count(stamp, arrived)
 
     def _detect(self, key: _UdpKey, datagram: Datagram, arrived: int) -> None:
