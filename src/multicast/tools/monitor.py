@@ -75,6 +75,7 @@ __all__ = [
 # Asked of the kernel for the socket; a private network namespace cannot raise rmem_max.
 DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 EXIT_ALARM = 3  # the exit status of a run in which an alarm fired
+EXIT_LOG_FAILED = 2  # the system refused to take the log's lines (the run went on)
 
 
 def _tally(
@@ -489,6 +490,8 @@ class MonitorTool:
                 print("\n".join(_histogram_lines(report)))
         if report.alarms:
             return EXIT_ALARM
+        if any(output.failure for output in outputs):
+            return EXIT_LOG_FAILED
         return 0 if report.datagrams else 1
 
 

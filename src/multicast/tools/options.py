@@ -13,7 +13,6 @@ import math
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import Protocol
 
 from multicast.cliargs import (
