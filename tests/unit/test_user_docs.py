@@ -91,3 +91,18 @@ def help_options() -> dict[str, list[str]]:
             if option not in ("-h", "--help") and option in page
         ]
     return shown
+
+
+def test_every_file_the_documents_name_exists() -> None:
+    """A path such as ``tests/network/test_pim_routers.py`` leads to the file (the tests
+    moved into ``tests/network`` once; the stream page still named the old places)."""
+    named = {
+        path
+        for document in ("README.md", *(f"docs/{p.name}" for p in (REPOSITORY / "docs").iterdir()))
+        for path in re.findall(
+            r"(?:tests|examples|benchmarks|scripts)/[\w/.-]+\.(?:py|md)|scripts/[\w-]+",
+            (REPOSITORY / document).read_text(),
+        )
+    }
+    assert len(named) > 3
+    assert sorted(path for path in named if not (REPOSITORY / path).exists()) == []
