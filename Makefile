@@ -12,8 +12,8 @@ ACCEPTANCE := ../shared/acceptance
 # package uses ctypes); the tests use more; the benchmarks' references more again.
 # `make system-deps` installs the missing ones.
 DEMO_DEBS  := iproute2 util-linux build-essential python3-dev
-DEBS       := $(DEMO_DEBS) socat iperf smcroute nftables frr tshark
-BENCH_DEBS := $(DEBS) sockperf udpcast uftp
+DEBS       := $(DEMO_DEBS) socat iperf sockperf smcroute nftables frr tshark
+BENCH_DEBS := $(DEBS) udpcast uftp
 
 .PHONY: demo demo-deps routed test lint typecheck unit unit-pure acceptance acceptance-present \
 	soak bench bench-files bench-deps system-deps clean

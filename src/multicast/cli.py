@@ -211,7 +211,9 @@ class McastDispatch(mtool):
     __prologue__ = (
         "Send, receive and measure IP multicast, IPv4 and IPv6: SAY sends, RECV receives, "
         "HEAR --daemon answers (the echo server); stream, monitor, ping, pong and doctor "
-        "measure and check. Each command has its own --help."
+        "measure and check; querier and membership keep and show the IGMP/MLD memberships "
+        "of a link; send-file and receive-file deliver files whole. Each command has its own "
+        "--help."
     )
     __epilogue__ = (
         "examples (two terminals):\n"

@@ -107,7 +107,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._add_arguments = add_arguments
 
-    def _complete(self) -> None:
+    def complete(self) -> None:
+        """Add the options now, if they are not added yet (parsing and help do it)."""
         add, self._add_arguments = self._add_arguments, None
         if add is not None:
             add(self)
@@ -115,11 +116,11 @@ class Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        self._complete()
+        self.complete()
         return super().parse_known_args(args, namespace)
 
     def format_help(self) -> str:
-        self._complete()
+        self.complete()
         return super().format_help()
 
     def error(self, message: str) -> NoReturn:

@@ -98,8 +98,9 @@ COMMAND_EXIT_CODES: Final[dict[str, dict[int, str]]] = {
         "HEAR": _RECEIVING,
         "stream": {**_REFUSED, **_BAD_DATA, 1: "no datagram could be sent"},
         "monitor": {
-            **_REFUSED,
             **_BAD_DATA,
+            2: "the system refused: a bind, a join; or a line of --log-file or --syslog (the "
+            "run went on)",
             1: "no datagram arrived",
             3: "an alarm fired (--alarm-loss, --alarm-silence)",
         },

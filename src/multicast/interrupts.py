@@ -9,7 +9,9 @@ the process; :func:`exit_code` applies the rule.
 
 A loop whose bookkeeping must not be cut between a system call and the count of what it did
 (``stream``'s datagrams sent) runs inside :func:`deferred`: a signal is then recorded and
-nothing is raised, and the loop stops at its next check of the function it was given.
+nothing is raised, and the loop stops at its next check of the function it was given. A short
+step that must not be cut (``monitor`` counting a batch it read) runs inside :func:`held`: the
+signals wait at the thread's mask and are handled as usual just after.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from types import FrameType
 
 from multicast.exceptions import Terminated
 
-__all__ = ["SIGNALS", "deferred", "exit_code", "handling", "received", "reset"]
+__all__ = ["SIGNALS", "deferred", "exit_code", "handling", "held", "received", "reset"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """The signals that end a command with a report and 128 + their number."""
@@ -102,3 +104,15 @@ def deferred() -> Iterator[Callable[[], bool]]:
         if own:
             signal.signal(signal.SIGINT, previous)
             del _received[begun:]  # the program's own Ctrl-C, not the command line's
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold :data:`SIGNALS` back from this thread meanwhile: one that comes is handled (as
+    ``KeyboardInterrupt``, or :class:`~multicast.exceptions.Terminated` under
+    :func:`handling`) just after the block. For short steps only: nothing can stop them."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

@@ -10,7 +10,6 @@ election has a known winner, as the IPv4 one has (198.18.1.1 below 198.18.1.2).
 from __future__ import annotations
 
 import json
-import select
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import pytest
 
 from multicast.testing import Bridge, Host, Testbed
 
-from support.hosts import receiver
+from support.hosts import receiver, start_capture
 
 GROUPS = ("239.5.5.5", "ff0e::5:5")
 MEMBERSHIP_INTERVAL = 3.0  # seconds, set on the bridge
@@ -125,47 +124,19 @@ def test_the_querier_keeps_them_past_the_membership_interval(
         assert side["role"] == "querier" and side["sent"]["general"] >= 7
 
 
-def start_capture(host: Host, seconds: float) -> subprocess.Popen[str]:
-    """tshark on ``host``'s eth0 for ``seconds``, printing the fields of each query seen."""
-    fields = [
-        "ip.src", "ipv6.src", "ip.ttl", "ipv6.hlim", "ip.opt.ra", "ipv6.opt.router_alert",
-        "igmp.version", "igmp.max_resp", "igmp.qqic", "igmp.qrv",
-        "icmpv6.mld.maximum_response_delay", "icmpv6.mld.maximum_response_code",
-        "icmpv6.mld.qqi", "icmpv6.mld.flag.qrv",
-    ]  # fmt: skip
-    capture = host.popen(
-        [
-            "tshark",
-            "-i",
-            "eth0",
-            "-l",
-            "-n",
-            "-a",
-            f"duration:{seconds}",
-            "-Y",
-            "igmp.type == 0x11 or icmpv6.type == 130",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            *(f"-e{name}" for name in fields),
-        ]
-    )
-    assert capture.stderr is not None
-    deadline = time.monotonic() + LIMIT
-    seen = ""
-    while "Capturing on" not in seen:
-        ready, _, _ = select.select([capture.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        assert ready, f"tshark did not start: {seen}"
-        line = capture.stderr.readline()
-        assert line, f"tshark ended: {seen}"
-        seen += line
-    return capture
+QUERY_FIELDS = [
+    "ip.src", "ipv6.src", "ip.ttl", "ipv6.hlim", "ip.opt.ra", "ipv6.opt.router_alert",
+    "igmp.version", "igmp.max_resp", "igmp.qqic", "igmp.qrv",
+    "icmpv6.mld.maximum_response_delay", "icmpv6.mld.maximum_response_code",
+    "icmpv6.mld.qqi", "icmpv6.mld.flag.qrv",
+]  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 def test_queries_on_the_wire_have_the_versions_and_timers_asked_for(segment: Segment) -> None:
-    capture = start_capture(segment.member, 3.5)
+    capture = start_capture(
+        segment.member, 3.5, "igmp.type == 0x11 or icmpv6.type == 130", QUERY_FIELDS
+    )
     timers = ["--query-interval", "7", "--response-interval", "2.3", "--robustness", "3"]
     for igmp, mld in (("3", "1"), ("2", "2")):  # one general query each (the next is 1.75 s on)
         finished(

@@ -128,6 +128,25 @@ def test_interface_local_groups_on_lo_without_their_route_are_named(testbed: Tes
     assert not h1.call(run_doctor, timeout=2.0).problems
 
 
+def test_ipv6_groups_lo_cannot_deliver_are_not_blamed_on_a_firewall(testbed: Testbed) -> None:
+    """On lo Linux delivers only interface-local IPv6 groups, each prefix with its own
+    local-table route: a wider group is said to be untestable there (not a problem), an
+    interface-local one without its route names the route to add, not a firewall."""
+    (h1,) = testbed.add_hosts(1)
+    routed_to_lo(h1)  # the route of ff01::/16 only
+    wide = h1.call(run_doctor, timeout=0.3, group=parse_group("ff0e::8:5"), port=5000)
+    assert not wide.problems, "\n".join(map(str, wide.problems))
+    (on_lo,) = [c for c in wide.checks if c.area == "self-test"]
+    assert (on_lo.status, on_lo.subject) == (Status.INFO, "lo ff0e::8:5")
+    assert "only interface-local IPv6 groups" in on_lo.detail
+    transient = h1.call(run_doctor, timeout=0.3, group=parse_group("ff11::5"), port=5000)
+    (missing,) = transient.problems
+    assert (missing.area, missing.subject) == ("routes", "lo ff11::/16")
+    assert missing.fix == "ip -6 route add table local ff11::/16 dev lo"
+    h1.run(["ip", "-6", "route", "add", "table", "local", "ff11::/16", "dev", "lo"])
+    assert not h1.call(run_doctor, timeout=2.0, group=parse_group("ff11::5"), port=5000).problems
+
+
 def test_doctor_self_tests_the_users_own_group_from_the_command_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,12 +1,16 @@
 """Generated ``multicast`` command lines, from the real parser's commands and options: the
-fuzz of the command line (``tests/network/test_fuzz_cli.py``) runs them."""
+fuzz of the command line (``tests/network/test_fuzz_cli.py``) runs them, in a directory made
+by :func:`prepare_directory` (the files their values name)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+from pathlib import Path
 
 from multicast.cli import McastDispatch
+from multicast.cliargs import Parser
 from multicast.exitcodes import COMMAND_EXIT_CODES
 
 HOSTILE = [
@@ -36,10 +40,47 @@ PLAUSIBLE = {
     "--burst": ["1", "8"],
     "-m": ["hello", "STOP"],
     "--message": ["hello", "STOP"],
-    "--key-file": ["/dev/null", "/nonexistent", "/dev/zero", "/"],
+    "--key-file": ["/dev/null", "/nonexistent", "/dev/zero", "/", "fifo"],
     "--key-env": ["PATH", "MULTICAST_NOPE"],
     "--time-window": ["30", "0.5"],
+    # monitor
+    "--groups-file": ["groups.txt", "fifo", "/dev/zero", ".", "/nonexistent"],
+    "--payload": ["auto", "frames", "rtp", "mpegts", "iperf", "raw"],
+    "--rtp-clock": ["90000", "8000"],
+    "--leave-wait": ["0.01"],
+    "--alarm-loss": ["0", "5", "99.9"],
+    "--alarm-silence": ["0.01", "1"],
+    "--syslog": ["/dev/log", "monitor.log"],
+    "--log-file": ["monitor.log", "fifo", "/dev/full", "."],
+    # ping, doctor
+    "--unicast": ["127.0.0.1", "::1"],
+    "--busy-poll": ["0", "50"],
+    "--listen": ["0", "0.01"],
+    # querier
+    "--igmp": ["2", "3", "off"],
+    "--mld": ["1", "2", "off"],
+    "--query-interval": ["1", "125"],
+    "--response-interval": ["0.5", "10"],
+    "--robustness": ["1", "2", "7"],
+    "--last-member-interval": ["0.1", "1"],
+    "--last-member-count": ["1", "2"],
+    "--startup-interval": ["0.1"],
+    "--startup-count": ["1"],
+    # send-file, receive-file
+    "--output": ["out", "payload.bin", "fifo"],
+    "--idle": ["0.1", "5"],
+    "--name": ["receiver-1"],
+    "--session": ["0123abcd"],
+    "--receivers": ["1", "3"],
+    "--repeat": ["1", "2"],
+    "--drop-after": ["0.2", "2"],
+    "--parity": ["0", "4"],
+    "--block": ["1", "64"],
+    "--datagram-size": ["64", "1452"],
 }
+# What each command takes before its GROUP (send-file's files).
+BEFORE_GROUP = {"send-file": ["payload.bin"]}
+TAKES_GROUP = ("stream", "monitor", "ping", "pong", "send-file", "receive-file")
 # Commands that run until stopped get a bound most of the time (the time limit is the backstop).
 BOUNDS = {
     "RECV": ["--timeout", "0.01"],
@@ -49,6 +90,10 @@ BOUNDS = {
     "stream": ["--count", "2", "--rate", "max"],
     "ping": ["--count", "1", "--wait", "0.01"],
     "doctor": ["--no-self-test"],
+    "membership": ["--duration", "0.05"],
+    "querier": ["--iface", "lo", "--mld", "off", "--duration", "0.2"],
+    "send-file": ["--duration", "0.2"],
+    "receive-file": ["--output", "out", "--wait", "0.2"],
 }
 GLOBAL_FLAGS = ("--use-std", "--daemon")
 
@@ -57,6 +102,9 @@ def command_options() -> dict[str, list[tuple[str, bool]]]:
     """Each command of the real parser: its option strings, and whether each takes a value."""
     parser = McastDispatch().buildArgs(None)
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in commands.choices.values():
+        if isinstance(sub, Parser):
+            sub.complete()  # a tool's options are added when its parser is first used
     return {
         name: [(o, action.nargs != 0) for action in sub._actions for o in action.option_strings]
         for name, sub in commands.choices.items()
@@ -96,7 +144,8 @@ def argument_lists(count: int, seed: int) -> list[list[str]]:
             argv.append(option)
             if takes_value or not plausible:
                 argv.extend(value(option, plausible) for _ in range(rng.choice([1, 1, 1, 2])))
-        if name in ("stream", "monitor", "ping", "pong") or not plausible:
+        if name in TAKES_GROUP or not plausible:
+            argv.extend(BEFORE_GROUP.get(name, []))
             argv.append(value("--group", plausible))  # the GROUP they take
         if name in BOUNDS and rng.random() < 0.95:
             argv.extend(BOUNDS[name])
@@ -117,3 +166,12 @@ def documented_codes(argv: list[str]) -> dict[int, str]:
         if item not in GLOBAL_FLAGS:
             break
     return COMMAND_EXIT_CODES["multicast"]
+
+
+def prepare_directory(directory: Path) -> None:
+    """The files and folders the values above name, in ``directory`` (the cases' working
+    directory): a file to send, a groups file, an output folder, a FIFO nobody writes."""
+    (directory / "payload.bin").write_bytes(bytes(range(256)) * 8)
+    (directory / "groups.txt").write_text("239.1.2.3 239.1.2.4  # two groups\n")
+    (directory / "out").mkdir()
+    os.mkfifo(directory / "fifo")

@@ -50,6 +50,15 @@ def test_help_and_version_succeed(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--message WORD [WORD ...]" in out and "--pipe" in out
 
 
+def test_the_help_says_what_every_command_is_for(capsys: pytest.CaptureFixture[str]) -> None:
+    """The first paragraph of ``multicast --help`` names each command (it named only the
+    first eight: querier, membership, send-file and receive-file came later)."""
+    assert main(["--help"])[0] == 0
+    description = capsys.readouterr().out.split("\n\n")[1]
+    words = set(description.replace(",", " ").replace(";", " ").replace(":", " ").split())
+    assert set(COMMAND_EXIT_CODES) - {"multicast", "NOOP"} <= words
+
+
 def test_no_command_prints_help_and_a_usage_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli([]) == 64
     printed = capsys.readouterr()

@@ -119,3 +119,15 @@ def test_errors_never_go_to_standard_output(
         assert cli_module.cli(["RECV"]) == 2
     assert cli_module.cli(["SAY", "--port", "70000"]) == 64
     assert capsys.readouterr().out == ""
+
+
+def test_held_signals_wait_for_the_end_of_the_step() -> None:
+    """Inside ``held`` a signal is not raised; it is handled as usual just after the block."""
+    steps = []
+    with interrupts.handling(), pytest.raises(Terminated):
+        with interrupts.held():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append("counted")
+        steps.append("not reached")
+    assert steps == ["counted"]
+    assert interrupts.exit_code(0) == 143

@@ -14,6 +14,7 @@ from multicast.cliargs import Parser
 from multicast.exceptions import AuthKeyError, OptionError, UsageError
 from multicast.tools.common import Progress
 from multicast.tools.options import (
+    MAX_GROUPS_FILE,
     MAX_KEY_FILE,
     add_key,
     add_receiving,
@@ -146,6 +147,39 @@ def test_a_groups_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe")
     with pytest.raises(OptionError, match="not UTF-8 text"):
         channels_of(receiving("--groups-file", str(binary)))
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"), [("/dev/zero", "a character device"), ("/", "a directory")]
+)
+def test_a_groups_file_that_is_no_file_is_refused_in_one_line(path: str, kind: str) -> None:
+    """``/dev/zero`` was read until memory ran out (an internal MemoryError, exit 70)."""
+    with pytest.raises(
+        OptionError, match=f"groups file '{path}' is not a regular file \\({kind}\\)"
+    ):
+        channels_of(receiving("--groups-file", path))
+
+
+def test_a_groups_file_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """A FIFO nobody writes to kept the monitor waiting, before it joined anything."""
+    fifo = tmp_path / "groups"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(OptionError, match=r"is not a regular file \(a FIFO\)"):
+        channels_of(receiving("--groups-file", str(fifo)))
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_groups_file_is_read_up_to_a_bound(tmp_path: Path) -> None:
+    path = tmp_path / "groups"
+    listed = b"239.1.2.3 # a comment to fill the file: "
+    path.write_bytes(listed + b"x" * (MAX_GROUPS_FILE - len(listed)))
+    assert [str(c.group) for c in channels_of(receiving("--groups-file", str(path)))] == [
+        "239.1.2.3"
+    ]
+    path.write_bytes(b"#" * (MAX_GROUPS_FILE + 1))
+    with pytest.raises(OptionError, match=f"holds more than {MAX_GROUPS_FILE} bytes"):
+        channels_of(receiving("--groups-file", str(path)))
 
 
 def test_senders_send_from_the_source_of_their_pairs() -> None:

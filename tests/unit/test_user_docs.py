@@ -4,7 +4,11 @@ with its reason."""
 
 from __future__ import annotations
 
+import argparse
 import re
+
+from multicast.cli import McastDispatch
+from multicast.exitcodes import COMMAND_EXIT_CODES
 
 from support import REPOSITORY
 
@@ -40,3 +44,65 @@ def test_each_difference_from_the_reference_has_its_reason() -> None:
     listed = " ".join(rows)
     assert "usage errors exit 64" in listed
     assert "unknown or misplaced arguments are refused" in listed
+
+
+def test_every_option_of_every_command_is_in_the_command_line_document() -> None:
+    """docs/cli.md names every option that a command's ``--help`` shows (the parsers are the
+    truth: a new option without its line in the document fails here)."""
+    text = (REPOSITORY / "docs" / "cli.md").read_text()
+    missing = {
+        name: [o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text)]
+        for name, options in help_options().items()
+    }
+    assert {name: found for name, found in missing.items() if found} == {}
+
+
+def test_the_exit_status_table_lists_what_each_command_documents() -> None:
+    """The table of docs/cli.md gives each command the exit codes of its ``--help``
+    (``COMMAND_EXIT_CODES``); send-file's and receive-file's own are in their section."""
+    text = (REPOSITORY / "docs" / "cli.md").read_text()
+    table = text.split("| command | exit codes |")[1].split("\n\n")[0]
+    listed: dict[str, set[int]] = {}
+    for row in table.splitlines()[2:]:
+        names, codes = row.strip("|").split(" | ")
+        numbers = {int(n) for n in re.findall(r"(?<![\w.-])\d+(?![\w.-])", codes)}
+        for name in re.findall(r"`([\w-]+)`", names):
+            listed[name] = numbers
+    own = text.split("## Reliable file transfer")[1].split("**Exit status.**")[1].split("\n\n")[0]
+    for name in ("send-file", "receive-file"):
+        codes = set(COMMAND_EXIT_CODES[name])
+        mentioned = {int(n) for n in re.findall(r"(?<![\w.-])(\d+):", own)}
+        assert codes - listed[name] <= mentioned, name
+        listed[name] = codes
+    assert listed == {name: set(codes) for name, codes in COMMAND_EXIT_CODES.items()}
+
+
+def help_options() -> dict[str, list[str]]:
+    """Each command's options, as its ``--help`` shows them (``-h``/``--help`` aside)."""
+    parser = McastDispatch().buildArgs(None)
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    shown = {}
+    for name, sub in commands.choices.items():
+        page = sub.format_help()  # a tool's options are added when its page is first made
+        shown[name] = [
+            option
+            for action in sub._actions
+            for option in action.option_strings
+            if option not in ("-h", "--help") and option in page
+        ]
+    return shown
+
+
+def test_every_file_the_documents_name_exists() -> None:
+    """A path such as ``tests/network/test_pim_routers.py`` leads to the file (the tests
+    moved into ``tests/network`` once; the stream page still named the old places)."""
+    named = {
+        path
+        for document in ("README.md", *(f"docs/{p.name}" for p in (REPOSITORY / "docs").iterdir()))
+        for path in re.findall(
+            r"(?:tests|examples|benchmarks|scripts)/[\w/.-]+\.(?:py|md)|scripts/[\w-]+",
+            (REPOSITORY / document).read_text(),
+        )
+    }
+    assert len(named) > 3
+    assert sorted(path for path in named if not (REPOSITORY / path).exists()) == []

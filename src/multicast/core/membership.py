@@ -403,9 +403,7 @@ def join_group(
     source: str | IPAddress | None = None,
 ) -> Membership:
     """Join ``group`` on ``interface`` (any source, or only ``source`` for SSM)."""
-    membership = membership_for(sock.family, parse_group(group), interface, source)
-    apply_membership(sock, membership, join=True)
-    return membership
+    return _change(sock, group, interface, source, join=True)
 
 
 def leave_group(
@@ -415,8 +413,19 @@ def leave_group(
     source: str | IPAddress | None = None,
 ) -> Membership:
     """Leave a membership made by :func:`join_group` with the same arguments."""
+    return _change(sock, group, interface, source, join=False)
+
+
+def _change(
+    sock: socket.socket,
+    group: GroupSpec,
+    interface: InterfaceSpec | None,
+    source: str | IPAddress | None,
+    *,
+    join: bool,
+) -> Membership:
     membership = membership_for(sock.family, parse_group(group), interface, source)
-    apply_membership(sock, membership, join=False)
+    apply_membership(sock, membership, join=join)
     return membership
 
 

@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 from pathlib import Path
 
 from multicast.cliargs import group_type, port_type, timeout_type
-from multicast.core import Group, Interface, Receiver, Sender, list_interfaces, parse_group
+from multicast.core import Group, Interface, Receiver, Scope, Sender, list_interfaces, parse_group
 from multicast.exceptions import MulticastError, UsageError
 from multicast.tools.checks import Check, Status
 from multicast.tools.firewall import Traffic, firewall_checks, iptables_rules, nft_rules
@@ -50,6 +50,7 @@ __all__ = [
     "check_queriers",
     "check_reverse_path",
     "firewall_checks",
+    "lo_untestable",
     "parse_igmp",
     "parse_igmp6",
     "run_doctor",
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 SELF_TEST_GROUPS = {socket.AF_INET: "224.0.0.1", socket.AF_INET6: "ff01::1"}
-_INTERFACE_LOCAL = ip_network("ff01::/16")  # on lo, delivered only with a local-table route
+_ALL_NODES_INTERFACE_LOCAL = IPv6Address(SELF_TEST_GROUPS[socket.AF_INET6])
 # Probe groups for `ip route get`: an administratively scoped and a global IPv6 group.
 _ROUTE_PROBES = {socket.AF_INET: "239.255.255.250", socket.AF_INET6: "ff0e::1"}
 _COMMAND_TIMEOUT = 5.0
@@ -257,24 +258,43 @@ def ttl_zero_rule() -> Check:
     )
 
 
-def check_interface_local_route(routes: Sequence[dict[str, object]]) -> Check | None:
+def check_interface_local_route(
+    routes: Sequence[dict[str, object]], group: IPv6Address = _ALL_NODES_INTERFACE_LOCAL
+) -> Check | None:
     """A problem when no route of the local table (``ip -j -6 route show table local``)
-    takes interface-local groups (ff01::/16) to ``lo``: the kernel then delivers none of
-    them there, whatever the firewall says. None when there is one."""
+    takes the interface-local ``group``'s prefix (its first 16 bits: ff01::/16 for the
+    all-nodes group) to ``lo``: the kernel then delivers none of those groups there,
+    whatever the firewall says. None when there is one."""
     for route in routes:
         destination = route.get("dst")
         if route.get("dev") != "lo" or not isinstance(destination, str):
             continue
         with contextlib.suppress(ValueError):
-            if IPv6Address("ff01::1") in ip_network(destination, strict=False):
+            if group in ip_network(destination, strict=False):
                 return None
+    prefix = ip_network(f"{group}/16", strict=False)
     return Check(
         "routes",
-        "lo ff01::/16",
+        f"lo {prefix}",
         Status.FAIL,
-        "interface-local IPv6 groups (ff01::/16) on lo need a route in the local table and "
+        f"interface-local IPv6 groups ({prefix}) on lo need a route in the local table and "
         "have none: the kernel delivers none of them on lo",
-        "ip -6 route add table local ff01::/16 dev lo",
+        f"ip -6 route add table local {prefix} dev lo",
+    )
+
+
+def lo_untestable(group: Group) -> Check | None:
+    """An INFO check when ``group`` is an IPv6 group wider than interface-local: on ``lo``
+    Linux delivers only interface-local IPv6 groups (ffx1::/16), so a self-test there
+    would fail whatever the firewall says. None for any other group."""
+    if group.family != socket.AF_INET6 or group.scope is Scope.INTERFACE_LOCAL:
+        return None
+    return Check(
+        "self-test",
+        f"lo {group.address}",
+        Status.INFO,
+        f"not tested on lo: Linux delivers only interface-local IPv6 groups (ffx1::/16) on "
+        f"lo, and {group.address} is {group.scope.value}; the other interfaces test it",
     )
 
 
@@ -491,9 +511,12 @@ def _self_tests(
             if not (interface.ipv4 if family == socket.AF_INET else interface.ipv6):
                 continue
             tested = group or parse_group(SELF_TEST_GROUPS[family])
-            if interface.loopback and tested.address in _INTERFACE_LOCAL:
+            if interface.loopback and (untestable := lo_untestable(tested)) is not None:
+                checks.append(untestable)
+                continue
+            if interface.loopback and isinstance(tested.address, IPv6Address):
                 listed = _command("ip", "-j", "-6", "route", "show", "table", "local")
-                missing = check_interface_local_route(json.loads(listed or "[]"))
+                missing = check_interface_local_route(json.loads(listed or "[]"), tested.address)
                 if missing is not None:
                     checks.append(missing)
                     continue

@@ -11,18 +11,17 @@ live view) and the alarms, :mod:`multicast.tools.monitor_output`'s.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from multicast.core import Channel, Group, InterfaceSpec, IPAddress
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.exceptions import OptionError
+from multicast.interrupts import held
 from multicast.tools.common import DRAIN_LIMIT, Joined, check_limits
 from multicast.tools.framing import TIME_WINDOW
 from multicast.tools.monitor_output import (
@@ -75,6 +74,7 @@ __all__ = [
 # Asked of the kernel for the socket; a private network namespace cannot raise rmem_max.
 DEFAULT_RECEIVE_BUFFER = 4 * 1024 * 1024
 EXIT_ALARM = 3  # the exit status of a run in which an alarm fired
+EXIT_LOG_FAILED = 2  # the system refused to take the log's lines (the run went on)
 
 
 def _tally(
@@ -191,7 +191,7 @@ class Monitor(Joined):
         read: the report never misses a datagram taken from the socket."""
         if not self.receiver.wait(max(0.0, timeout)):
             return
-        with _signals_held():
+        with held():
             ready = self.receiver.receive_ready(DRAIN_LIMIT if limit is None else limit)
             arrived = time.time_ns()
             account = self.tally.account
@@ -257,20 +257,6 @@ class Monitor(Joined):
         for output in outputs:
             output.final(report)
         return report
-
-
-_HELD = frozenset({signal.SIGINT, signal.SIGTERM})
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back from this thread meanwhile: one that comes is handled
-    (as KeyboardInterrupt, or the command line's Terminated) just after."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def run_monitor(
@@ -489,6 +475,8 @@ class MonitorTool:
                 print("\n".join(_histogram_lines(report)))
         if report.alarms:
             return EXIT_ALARM
+        if any(output.failure for output in outputs):
+            return EXIT_LOG_FAILED
         return 0 if report.datagrams else 1
 
 

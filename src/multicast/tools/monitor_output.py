@@ -9,12 +9,15 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
 import logging
 import logging.handlers
-from collections.abc import Iterable, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -45,6 +48,9 @@ __all__ = [
 
 class Output:
     """Takes the monitor's intervals and final report; by default, ignores them."""
+
+    failure: str | None = None
+    """Why some of the output could not be written, if it could not (the run went on)."""
 
     def interval(self, report: IntervalReport) -> None:
         """One interval ended."""
@@ -118,10 +124,29 @@ class CsvOutput(Output):
 
 class LogOutput(Output):
     """A log line per interval and per alarm, and a summary line at the end, through
-    ``logger`` (a file or syslog: :func:`open_log`)."""
+    ``logger`` (a file or syslog: :func:`open_log`).
 
-    def __init__(self, logger: logging.Logger) -> None:
+    A line that cannot be written (a full disk, a syslog gone away) does not end the run:
+    the first such failure is said in one line on standard error and kept in
+    :attr:`failure`, for the command's exit status."""
+
+    def __init__(self, logger: logging.Logger, where: str) -> None:
         self.logger = logger
+        self.where = where
+        for handler in logger.handlers:
+            if isinstance(handler, _Noting):
+                handler.on_failure = self._failed
+
+    def _failed(self) -> None:
+        """Note why a line was not written (the handler's exception in flight), once."""
+        if self.failure is not None:
+            return
+        error = sys.exc_info()[1]
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        self.failure = f"cannot write {self.where}: {why}"
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                print(f"multicast: {self.failure}; the run goes on", file=sys.stderr, flush=True)
 
     def interval(self, report: IntervalReport) -> None:
         self.logger.info("%s", report)
@@ -134,36 +159,70 @@ class LogOutput(Output):
 
     def close(self) -> None:
         for handler in list(self.logger.handlers):
-            handler.close()
+            try:
+                handler.close()  # a file handler flushes, and may fail, here
+            except OSError:
+                self._failed()
             self.logger.removeHandler(handler)
+
+
+class _Noting(logging.Handler):
+    """A handler that calls :attr:`on_failure` (set by the :class:`LogOutput` holding it)
+    when a record cannot be written, instead of printing a traceback on standard error as
+    logging's own ``handleError`` does."""
+
+    on_failure: Callable[[], None] | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.on_failure is not None:
+            self.on_failure()
+
+
+class _FileLog(_Noting, logging.FileHandler):
+    pass
+
+
+class _SyslogLog(_Noting, logging.handlers.SysLogHandler):
+    pass
 
 
 def open_log(*, file: str | None = None, syslog: str | None = None) -> LogOutput:
     """A :class:`LogOutput` appending to ``file``, or sending to the syslog socket at
     ``syslog`` (a path such as ``/dev/log``). A path that cannot be opened is an
-    :class:`OptionError` naming it."""
+    :class:`OptionError` naming it; so is a FIFO no process reads (opening it would wait)."""
     logger = logging.getLogger(f"multicast.monitor.log.{id(object())}")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     handler: logging.Handler
+    where = f"log file {file!r}" if file is not None else f"syslog socket {syslog!r}"
     try:
         if file is not None:
-            handler = logging.FileHandler(file, encoding="utf-8")
+            _check_writable(file)
+            handler = _FileLog(file, encoding="utf-8")
             handler.setFormatter(logging.Formatter("%(message)s"))
         elif syslog is not None:
             if not Path(syslog).is_socket():  # the handler would drop every line silently
                 raise FileNotFoundError(errno.ENOENT, "no socket there")
-            handler = logging.handlers.SysLogHandler(
-                address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON
-            )
+            handler = _SyslogLog(address=syslog, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
             handler.setFormatter(logging.Formatter("multicast-monitor: %(message)s"))
         else:
             raise OptionError("a log needs a file or a syslog socket")
     except OSError as error:
-        where = f"log file {file!r}" if file is not None else f"syslog socket {syslog!r}"
         raise OptionError(f"cannot open {where}: {error.strerror or error}") from None
     logger.addHandler(handler)
-    return LogOutput(logger)
+    return LogOutput(logger, where)
+
+
+def _check_writable(file: str) -> None:
+    """Open ``file`` for appending without waiting (a FIFO with no reader fails at once,
+    ``ENXIO``, instead of hanging), and close it: an ``OSError`` says why it cannot be."""
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a FIFO that no process reads") from None
+        raise
+    os.close(fd)
 
 
 class Alarms:

@@ -13,7 +13,6 @@ import math
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import Protocol
 
 from multicast.cliargs import (
@@ -38,11 +37,18 @@ from multicast.core import (
 )
 from multicast.core.addresses import MAX_CHANNELS, common_family
 from multicast.env import whole_number
-from multicast.exceptions import AuthKeyError, GroupError, OptionError, UsageError
+from multicast.exceptions import (
+    AuthKeyError,
+    GroupError,
+    MulticastError,
+    OptionError,
+    UsageError,
+)
 from multicast.tools.framing import MIN_KEY_SIZE, TIME_WINDOW
 from multicast.tools.pacing import parse_rate
 
 __all__ = [
+    "MAX_GROUPS_FILE",
     "MAX_KEY_FILE",
     "Report",
     "add_busy_poll",
@@ -63,6 +69,7 @@ __all__ = [
     "positive_type",
     "rate_type",
     "read_channels_file",
+    "read_regular_file",
     "seconds_type",
     "sending_channels",
     "unicast_ttl_type",
@@ -148,15 +155,20 @@ def _add_groups(parser: argparse.ArgumentParser, help_text: str) -> None:
     )
 
 
+MAX_GROUPS_FILE = 4 * 1024 * 1024
+"""Bytes a groups file may hold (65,536 groups of the longest form fit many times over)."""
+
+
 def read_channels_file(path: str) -> list[Channel]:
-    """The channels listed in the file at ``path`` (see
-    :func:`~multicast.core.parse_channel_lines`); an unreadable file is an
+    """The channels listed in the regular file at ``path`` (see
+    :func:`~multicast.core.parse_channel_lines`); a file that cannot be read, is not a
+    regular file, holds more than :data:`MAX_GROUPS_FILE` bytes or is not UTF-8 is an
     :class:`OptionError` naming it."""
+    data = read_regular_file(path, MAX_GROUPS_FILE, "groups file", OptionError)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        why = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise OptionError(f"cannot read groups file {path!r}: {why}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OptionError(f"cannot read groups file {path!r}: not UTF-8 text") from None
     return parse_channel_lines(text, origin=f"groups file {path!r}")
 
 
@@ -292,7 +304,7 @@ def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None)
     if file is not None and env is not None:
         raise AuthKeyError("give the key either as a file or as an environment variable, not both")
     if file is not None:
-        key = _read_key_file(file)
+        key = read_regular_file(file, MAX_KEY_FILE, "key file", AuthKeyError)
         key = key.removesuffix(b"\n").removesuffix(b"\r")
         where = f"key file {str(file)!r}"
     elif env is not None:
@@ -308,28 +320,31 @@ def load_key(file: str | os.PathLike[str] | None = None, env: str | None = None)
     return key
 
 
-def _read_key_file(file: str | os.PathLike[str]) -> bytes:
-    """The bytes of a regular file of at most :data:`MAX_KEY_FILE` bytes; anything else (a
-    device such as ``/dev/zero``, a FIFO, a directory, a larger file) is an
-    :class:`AuthKeyError` saying so. Opening never waits for a FIFO's writer."""
+def read_regular_file(
+    file: str | os.PathLike[str], limit: int, what: str, error: type[MulticastError]
+) -> bytes:
+    """The bytes of the regular file ``file`` of at most ``limit`` bytes; anything else (a
+    device such as ``/dev/zero``, a FIFO, a directory, a larger file, one that cannot be
+    read) is an ``error`` naming ``what`` and the file. Opening never waits for a FIFO's
+    writer, and no more than ``limit + 1`` bytes are ever read."""
     name = repr(os.fsdecode(file))
     try:
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as error:
-        raise AuthKeyError(f"cannot read key file {name}: {error.strerror}") from None
+    except OSError as failure:
+        raise error(f"cannot read {what} {name}: {failure.strerror}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise AuthKeyError(f"key file {name} is not a regular file ({_kind(mode)})")
+            raise error(f"{what} {name} is not a regular file ({_kind(mode)})")
         data = b""
-        while len(data) <= MAX_KEY_FILE and (piece := os.read(fd, MAX_KEY_FILE + 1 - len(data))):
+        while len(data) <= limit and (piece := os.read(fd, limit + 1 - len(data))):
             data += piece
-    except OSError as error:
-        raise AuthKeyError(f"cannot read key file {name}: {error.strerror}") from None
+    except OSError as failure:
+        raise error(f"cannot read {what} {name}: {failure.strerror}") from None
     finally:
         os.close(fd)
-    if len(data) > MAX_KEY_FILE:
-        raise AuthKeyError(f"key file {name} holds more than {MAX_KEY_FILE} bytes; is it a key?")
+    if len(data) > limit:
+        raise error(f"{what} {name} holds more than {limit} bytes; is it the right file?")
     return data
 
 
