@@ -52,6 +52,7 @@ __all__ = [
     "MulticastError",
     "OptionError",
     "PortError",
+    "RawSocketPermissionError",
     "SendError",
     "ShutdownCommandReceived",
     "SocketOptionError",
@@ -124,6 +125,10 @@ class SendError(MulticastError, OSError):
 
 class ClosedError(MulticastError, OSError):
     """An operation on a socket or peer that is not open (``errno`` is ``EBADF``)."""
+
+
+class RawSocketPermissionError(MulticastError, PermissionError):
+    """This process may not open raw or packet sockets (it lacks ``CAP_NET_RAW``)."""
 
 
 class UnsupportedError(MulticastError, NotImplementedError):

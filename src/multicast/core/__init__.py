@@ -13,7 +13,9 @@ socket option itself. Each truth has one module:
 - :mod:`~multicast.core.hostscope`: TTL 0 kept on this host, whatever the kernel would do;
 - :mod:`~multicast.core.endpoints`: the receiving recipe, :class:`Receiver`, :class:`Sender`;
 - :mod:`~multicast.core.spread`: memberships spread over sockets past the kernel's limits;
-- :mod:`~multicast.core.watch`: interface changes, from netlink.
+- :mod:`~multicast.core.watch`: interface changes, from netlink;
+- :mod:`~multicast.core.raw`: raw and packet sockets and their kernel filters (its names are
+  imported from it, not from here).
 """
 
 from multicast.core.addresses import (

@@ -16,11 +16,8 @@ line), with one line saying so.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import select
 import socket
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +33,25 @@ from multicast.core import (
     set_send_interface,
     set_ttl,
 )
-from multicast.exceptions import InterfaceError, MulticastError, SocketOptionError
+from multicast.core.raw import (
+    BPF_JEQ,
+    BPF_JGE,
+    BPF_JGT,
+    BPF_LD_B_ABS,
+    BPF_LD_W_ABS,
+    BPF_RET,
+    ETH_P_IP,
+    ETH_P_IPV6,
+    PACKET_OUTGOING,
+    SKF_AD_PROTOCOL,
+    Step,
+    assemble,
+    attach_filter,
+    open_packet_socket,
+    open_raw,
+    refused,
+)
+from multicast.exceptions import InterfaceError, RawSocketPermissionError
 from multicast.group_management.messages import MessageError, Protocol, encode_igmp, encode_mld
 from multicast.group_management.packets import (
     IPV4_ROUTER_ALERT,
@@ -55,99 +70,35 @@ __all__ = [
     "listen",
 ]
 
-_ETH_P_ALL = 0x0003
-_ETH_P_IP = 0x0800
-_ETH_P_IPV6 = 0x86DD
-_SOL_PACKET = 263
-_PACKET_ADD_MEMBERSHIP = 1
-_PACKET_MR_ALLMULTI = 2
-_PACKET_OUTGOING = 4
-_SO_ATTACH_FILTER = 26
 _IP_OPTIONS = 4
 _IPV6_HOPOPTS = 54
 _READ_LIMIT = 256  # packets read in one go before the caller sees them
 _SNAP = 0xFFFF  # bytes of each accepted packet the filter keeps: all of them
 
-# Classic BPF (linux/filter.h): opcodes used below.
-_LD_W_ABS = 0x20
-_LD_B_ABS = 0x30
-_JEQ = 0x15
-_JGE = 0x35
-_JGT = 0x25
-_RET = 0x06
-_SKF_AD_PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + SKF_AD_PROTOCOL: the frame's EtherType
-
-
-class RawSocketPermissionError(MulticastError, PermissionError):
-    """This process may not open raw sockets (it lacks ``CAP_NET_RAW``)."""
-
-
-def _open(family: int, kind: int, protocol: int, purpose: str) -> socket.socket:
-    try:
-        return socket.socket(family, kind, protocol)
-    except PermissionError:
-        raise RawSocketPermissionError(
-            f"{purpose} needs a raw socket, and this process lacks CAP_NET_RAW: run it as root "
-            "(or with that capability)"
-        ) from None
-
-
-def _refused(error: OSError, what: str) -> SocketOptionError:
-    """The kernel refused to ``what``: its errno, and one line naming what was refused."""
-    if isinstance(error, SocketOptionError):
-        return error
-    return SocketOptionError(error.errno or errno.EIO, f"cannot {what}: {error.strerror or error}")
-
-
-# Instructions with symbolic jumps: (opcode, k, label if true, label if false); a label of
-# None falls through. Jumps only go forward, as classic BPF requires.
-_Step = tuple[int, int, str | None, str | None]
-
-_GROUP_MANAGEMENT: list[tuple[str | None, _Step]] = [
-    (None, (_LD_W_ABS, _SKF_AD_PROTOCOL, None, None)),
-    (None, (_JEQ, _ETH_P_IP, "ipv4", None)),
-    (None, (_JEQ, _ETH_P_IPV6, "ipv6", "drop")),
-    ("ipv4", (_LD_B_ABS, 9, None, None)),  # IPv4 protocol
-    (None, (_JEQ, 2, "accept", "drop")),  # IGMP
-    ("ipv6", (_LD_B_ABS, 6, None, None)),  # IPv6 next header
-    (None, (_JEQ, 0, "accept", None)),  # hop-by-hop: MLD carries one; the decoder checks
-    (None, (_JEQ, 58, None, "drop")),  # ICMPv6 without extension headers
-    (None, (_LD_B_ABS, 40, None, None)),  # its type
-    (None, (_JEQ, 143, "accept", None)),  # MLDv2 report
-    (None, (_JGE, 130, None, "drop")),
-    (None, (_JGT, 132, "drop", "accept")),  # 130-132: query, MLDv1 report, done
-    ("drop", (_RET, 0, None, None)),
-    ("accept", (_RET, _SNAP, None, None)),
+_GROUP_MANAGEMENT: list[tuple[str | None, Step]] = [
+    (None, (BPF_LD_W_ABS, SKF_AD_PROTOCOL, None, None)),
+    (None, (BPF_JEQ, ETH_P_IP, "ipv4", None)),
+    (None, (BPF_JEQ, ETH_P_IPV6, "ipv6", "drop")),
+    ("ipv4", (BPF_LD_B_ABS, 9, None, None)),  # IPv4 protocol
+    (None, (BPF_JEQ, 2, "accept", "drop")),  # IGMP
+    ("ipv6", (BPF_LD_B_ABS, 6, None, None)),  # IPv6 next header
+    (None, (BPF_JEQ, 0, "accept", None)),  # hop-by-hop: MLD carries one; the decoder checks
+    (None, (BPF_JEQ, 58, None, "drop")),  # ICMPv6 without extension headers
+    (None, (BPF_LD_B_ABS, 40, None, None)),  # its type
+    (None, (BPF_JEQ, 143, "accept", None)),  # MLDv2 report
+    (None, (BPF_JGE, 130, None, "drop")),
+    (None, (BPF_JGT, 132, "drop", "accept")),  # 130-132: query, MLDv1 report, done
+    ("drop", (BPF_RET, 0, None, None)),
+    ("accept", (BPF_RET, _SNAP, None, None)),
 ]
-
-
-def _assemble(program: list[tuple[str | None, _Step]]) -> bytes:
-    """Classic BPF instructions (``struct sock_filter``) with the labels made offsets."""
-    where = {label: index for index, (label, _) in enumerate(program) if label}
-    code = []
-    for index, (_, (opcode, k, if_true, if_false)) in enumerate(program):
-        jt = where[if_true] - index - 1 if if_true else 0
-        jf = where[if_false] - index - 1 if if_false else 0
-        code.append(struct.pack("=HBBI", opcode, jt, jf, k))
-    return b"".join(code)
 
 
 def group_management_filter() -> bytes:
     """A filter passing IPv4 IGMP and IPv6 packets that may be MLD, dropping the rest."""
-    return _assemble(_GROUP_MANAGEMENT)
+    return assemble(_GROUP_MANAGEMENT)
 
 
-_DROP_ALL = _assemble([(None, (_RET, 0, None, None))])
-
-
-def _attach_filter(sock: socket.socket, program: bytes) -> None:
-    buffer = ctypes.create_string_buffer(program, len(program))
-    address = ctypes.addressof(buffer)
-    fprog = struct.pack("HP", len(program) // 8, address)  # struct sock_fprog
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
-    except OSError as error:
-        raise _refused(error, "attach a packet filter") from error
+_DROP_ALL = assemble([(None, (BPF_RET, 0, None, None))])
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,21 +126,11 @@ class LinkListener(Closing):
 
     def __init__(self, interface: InterfaceSpec) -> None:
         self.interface = resolve_interface(interface)
-        self.sock = _open(
-            socket.AF_PACKET,
-            socket.SOCK_DGRAM,
-            socket.htons(_ETH_P_ALL),
+        self.sock = open_packet_socket(
+            self.interface,
+            group_management_filter(),
             f"listening to IGMP and MLD on {self.interface.name}",
         )
-        try:
-            _attach_filter(self.sock, group_management_filter())
-            self.sock.bind((self.interface.name, _ETH_P_ALL))
-            membership = struct.pack("iHH8s", self.interface.index, _PACKET_MR_ALLMULTI, 0, b"")
-            self.sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, membership)
-            self.sock.setblocking(False)
-        except OSError as error:
-            self.sock.close()
-            raise _refused(error, f"listen on {self.interface.name}") from error
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -210,9 +151,9 @@ class LinkListener(Closing):
 
     def _decode(self, data: bytes, address: tuple[str, int, int, int, bytes]) -> Heard:
         name, protocol, kind = address[0], address[1], address[2]
-        outgoing = kind == _PACKET_OUTGOING
+        outgoing = kind == PACKET_OUTGOING
         now = time.monotonic()
-        family = socket.AF_INET if protocol == _ETH_P_IP else socket.AF_INET6
+        family = socket.AF_INET if protocol == ETH_P_IP else socket.AF_INET6
         try:
             return Heard(now, name, outgoing, decode_packet(data, family))
         except MessageError as error:
@@ -253,9 +194,9 @@ class QuerySender(Closing):
         self.address = _own_address(self.interface, protocol)
         purpose = f"sending {protocol.value} queries on {self.interface.name}"
         if protocol is Protocol.IGMP:
-            self.sock = _open(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP, purpose)
+            self.sock = open_raw(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP, purpose)
         else:
-            self.sock = _open(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6, purpose)
+            self.sock = open_raw(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6, purpose)
         try:
             self._configure()
         except BaseException:
@@ -263,7 +204,7 @@ class QuerySender(Closing):
             raise
 
     def _configure(self) -> None:
-        _attach_filter(self.sock, _DROP_ALL)
+        attach_filter(self.sock, _DROP_ALL)
         set_ttl(self.sock, 1)
         set_send_interface(self.sock, self.interface)
         set_loopback(self.sock, True)
@@ -280,7 +221,7 @@ class QuerySender(Closing):
             what = (
                 f"set up {self.protocol.value} queries from {self.address} on {self.interface.name}"
             )
-            raise _refused(error, what) from error
+            raise refused(error, what) from error
 
     def close(self) -> None:
         self.sock.close()
@@ -299,4 +240,4 @@ class QuerySender(Closing):
             self.sock.sendto(payload, target)
         except OSError as error:
             what = f"send a {self.protocol.value} query to {destination} on {self.interface.name}"
-            raise _refused(error, what) from error
+            raise refused(error, what) from error

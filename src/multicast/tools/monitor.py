@@ -5,7 +5,8 @@ reads the socket and reads the clock. The counting is
 :class:`multicast.tools.tally.Tally`'s, which it feeds every datagram with its arrival time,
 whatever the payload (:mod:`multicast.tools.payloads`); the intervals and the report are
 :mod:`multicast.tools.monitor_report`'s; where they go (lines, JSON lines, CSV, a log, the
-live view) and the alarms, :mod:`multicast.tools.monitor_output`'s.
+live view) and the alarms, :mod:`multicast.tools.monitor_output`'s. After a leave, what
+still reaches the wire is :mod:`multicast.tools.wire`'s to see.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from multicast.exceptions import OptionError
 from multicast.interrupts import held
 from multicast.tools.common import DRAIN_LIMIT, Joined, check_limits
 from multicast.tools.framing import TIME_WINDOW
+from multicast.tools.latency import LeaveMeasure
 from multicast.tools.monitor_output import (
     Alarms,
     CsvOutput,
@@ -57,6 +59,7 @@ from multicast.tools.options import (
 )
 from multicast.tools.payloads import NANOSECONDS, FrameStamps, Kind, reader_for
 from multicast.tools.tally import MAX_FLOWS, MAX_SENDERS, Tally
+from multicast.tools.wire import LeaveTimes, WireWatch, open_watch
 
 __all__ = [
     "DEFAULT_RECEIVE_BUFFER",
@@ -135,6 +138,8 @@ class Monitor(Joined):
         self.tally = tally
         self.started = time.time()  # wall clock; run() sets it again when it starts
         self.left_at: dict[str, int] = {}  # ns, per group left by leave_all
+        self.leave: LeaveMeasure | None = None  # how the leave latency is being measured
+        self.wire: LeaveTimes | None = None  # what reached the wire after the leave
 
     def channels(self) -> tuple[ChannelReport, ...]:
         """Per channel joined: its join and leave times and latencies."""
@@ -148,13 +153,21 @@ class Monitor(Joined):
             arrived = first.get(group)
             left = self.left_at.get(group)
             ended = last.get(group)
+            wire = None if self.wire is None else self.wire.result(group)
+            leave_ms = None
+            if wire is not None:
+                leave_ms = wire.leave_ms
+            elif left and ended and ended > left:  # through the socket: what was in this host
+                leave_ms = (ended - left) / 1e6
             reports[name] = ChannelReport(
                 channel=name,
                 group=group,
                 joined=joined / NANOSECONDS,
                 join_ms=None if arrived is None else max(0, arrived - joined) / 1e6,
                 left=None if left is None else left / NANOSECONDS,
-                leave_ms=(ended - left) / 1e6 if left and ended and ended > left else None,
+                leave_ms=leave_ms,
+                after_leave=None if wire is None else wire.after,
+                still_arriving=None if wire is None else wire.still_arriving,
             )
         return tuple(reports.values())
 
@@ -177,6 +190,7 @@ class Monitor(Joined):
             not_joined=self.receiver.not_joined,
             alarms=tuple(alarms),
             clock=clock_note(delayed, local_addresses()) if delayed else "no send times",
+            leave=self.leave,
         )
 
     def leave_all(self) -> None:
@@ -184,6 +198,37 @@ class Monitor(Joined):
         for membership in list(self.receiver.memberships):
             self.left_at.setdefault(membership.group.address.compressed, time.time_ns())
             self.receiver.leave(membership.group, membership.interface or None, membership.source)
+
+    def leave_and_count(self, wait: float) -> None:
+        """Leave every group and count for ``wait`` seconds more: what still reaches the wire
+        of the interfaces they were joined on (how long the network goes on sending after
+        the leave) or, without a packet socket, what still comes through this one."""
+        watch, self.leave = open_watch(self.receiver.memberships, self.port, wait)
+        try:
+            self.leave_all()
+            until = time.monotonic() + wait
+            if watch is None:
+                while (left := until - time.monotonic()) > 0:
+                    self._take(left, None)
+                return
+            ends = time.time_ns() + round(wait * NANOSECONDS)
+            times = self.wire = LeaveTimes(self.left_at, self.tally.last_by_group, ends)
+            while (left := until - time.monotonic()) > 0:
+                self._take_wire(watch, times)
+                watch.wait(left)
+            self._take_wire(watch, times)
+        finally:
+            if watch is not None:
+                watch.close()
+                interfaces, drops = watch.interfaces, watch.drops
+                self.leave = LeaveMeasure(wait, wire=True, interfaces=interfaces, drops=drops)
+
+    def _take_wire(self, watch: WireWatch, times: LeaveTimes) -> None:
+        """Count what the socket and the wire have queued (Ctrl-C waits for the count)."""
+        self._take(0.0, None)
+        with _signals_held():
+            for group, arrived in watch.read():
+                times.account(group, arrived)
 
     def _take(self, timeout: float, limit: int | None) -> None:
         """Wait up to ``timeout`` seconds, then read and count what is queued (``limit`` at
@@ -213,7 +258,8 @@ class Monitor(Joined):
 
         Every ``interval`` seconds, ``on_interval`` and each of ``outputs`` are given the
         interval's report, with the ``alarms`` it raised. With ``leave_wait``, every group
-        is then left and datagrams still counted for that many seconds (leave latency).
+        is then left and what still arrives counted for that many seconds (leave latency:
+        see :meth:`leave_and_count`).
         """
         tally = self.tally
         start = time.monotonic()
@@ -246,10 +292,7 @@ class Monitor(Joined):
                 limit = None if count is None else count - tally.datagrams
                 self._take(min(deadline, wake, now + 1.0) - now, limit)
             if leave_wait is not None:
-                self.leave_all()
-                until = time.monotonic() + leave_wait
-                while (left := until - time.monotonic()) > 0:
-                    self._take(left, None)
+                self.leave_and_count(leave_wait)
         except KeyboardInterrupt:
             interrupted = True
         raised = alarms.raised if alarms is not None else ()
@@ -375,7 +418,8 @@ class MonitorTool:
             type=seconds_type,
             default=None,
             metavar="SECONDS",
-            help="at the end, leave every group and count SECONDS more: leave latency",
+            help="at the end, leave every group and watch SECONDS more what still reaches the "
+            "wire (needs CAP_NET_RAW; else what still comes through the socket): leave latency",
         )
         alarms = parser.add_argument_group("unattended runs (exit status 3 if an alarm fired)")
         alarms.add_argument(
@@ -467,6 +511,12 @@ class MonitorTool:
             finally:
                 for output in outputs:
                     output.close()
+        if report.leave is not None and not report.leave.wire and sys.stderr is not None:
+            print(
+                f"multicast monitor: {report.leave.note}; the leave latency is what still came "
+                "through the socket: only what was already inside this host",
+                file=sys.stderr,
+            )
         if args.json:
             print(json.dumps(report.as_dict(), indent=2))
         elif not (args.json_lines or args.csv):

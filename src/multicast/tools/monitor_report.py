@@ -1,11 +1,11 @@
 """What the monitor reports: per flow, per group, per interval and for the whole run. Pure.
 
 :class:`FlowReport` is one row (a stream on a group), :class:`ChannelReport` a group's join
-and leave latency, :class:`MonitorReport` the run, :class:`IntervalReport` one interval,
-cut by :class:`Intervals`. Each has ``as_dict`` (the JSON of ``--json`` and
-``--json-lines``, whose ``schema`` is :data:`SCHEMA`) and a text form; :data:`CSV_FIELDS`
-are the columns of ``--csv``. Times of day are the receiver's wall clock, in seconds since
-the epoch (``at`` in JSON; ISO 8601 in text).
+and leave latency (from :mod:`multicast.tools.latency`), :class:`MonitorReport` the run,
+:class:`IntervalReport` one interval, cut by :class:`Intervals`. Each has ``as_dict`` (the
+JSON of ``--json`` and ``--json-lines``, whose ``schema`` is :data:`SCHEMA`) and a text form;
+:data:`CSV_FIELDS` are the columns of ``--csv``. Times of day are the receiver's wall clock,
+in seconds since the epoch (``at`` in JSON; ISO 8601 in text).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
+from multicast.tools.latency import ChannelReport, LeaveMeasure, latency_lines
 from multicast.tools.payloads import NANOSECONDS, Kind, stream_text
 from multicast.tools.stats import DelayHistogram
 from multicast.tools.tally import Flow, FlowKey, Tally, Totals
@@ -27,6 +28,7 @@ __all__ = [
     "FlowReport",
     "IntervalReport",
     "Intervals",
+    "LeaveMeasure",
     "MonitorReport",
     "wall_clock",
 ]
@@ -237,34 +239,6 @@ class FlowReport:
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelReport:
-    """A joined group: when it was joined and left, and how long its datagrams took to come
-    and to stop (the channel-change times of IPTV)."""
-
-    channel: str  # the group, or SOURCE,GROUP
-    group: str
-    joined: float  # wall clock, seconds
-    join_ms: float | None  # from the join to the first datagram
-    left: float | None = None
-    leave_ms: float | None = None  # from the leave to the last datagram after it
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "channel": self.channel,
-            "joined": self.joined,
-            "join_ms": None if self.join_ms is None else round(self.join_ms, 3),
-            "left": self.left,
-            "leave_ms": None if self.leave_ms is None else round(self.leave_ms, 3),
-        }
-
-
-def _spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    middle = ordered[len(ordered) // 2]
-    return f"min {ordered[0]:.3f} / median {middle:.3f} / max {ordered[-1]:.3f} ms"
-
-
-@dataclass(frozen=True, slots=True)
 class MonitorReport(Totals):
     """What a monitor run saw: totals, rejections by reason, one report per flow and per
     joined channel, the alarms raised."""
@@ -286,6 +260,7 @@ class MonitorReport(Totals):
     not_joined: int = 0  # datagrams of groups or sources not joined (spread memberships)
     alarms: tuple[str, ...] = ()
     clock: str = "unknown"  # whose clocks the one-way delays compare (see Monitor)
+    leave: LeaveMeasure | None = None  # how the leave latency was measured (--leave-wait)
 
     @classmethod
     def of(
@@ -304,11 +279,13 @@ class MonitorReport(Totals):
         not_joined: int = 0,
         alarms: tuple[str, ...] = (),
         clock: str = "unknown",
+        leave: LeaveMeasure | None = None,
     ) -> MonitorReport:
         """The report of ``tally`` over a run of ``seconds`` on ``groups`` and ``port``, with
         what the receiving socket adds: kernel ``drops``, datagrams that arrived on the
         ``wrong_interface`` or were ``not_joined``, its ``receive_buffer``; and what the
-        loop knows: when it ``started``, the ``channels`` joined, the ``alarms`` raised."""
+        loop knows: when it ``started``, the ``channels`` joined, the ``alarms`` raised, how
+        it measured the ``leave``."""
         return cls(
             groups=groups,
             port=port,
@@ -327,6 +304,7 @@ class MonitorReport(Totals):
             not_joined=not_joined,
             alarms=alarms,
             clock=clock,
+            leave=leave,
         )
 
     def total(self, name: str) -> int:
@@ -375,6 +353,7 @@ class MonitorReport(Totals):
             "clock": self.clock,
             "delay": _delays(self.delays()),
             "alarms": list(self.alarms),
+            "leave": None if self.leave is None else self.leave.as_dict(),
             "channels": [channel.as_dict() for channel in self.channels],
             "senders": [report.as_dict() for report in self.senders],
         }
@@ -389,16 +368,7 @@ class MonitorReport(Totals):
             f"truncated {self.truncated}" + (" (interrupted)" if self.interrupted else "")
         ]
         lines.extend(f"  {report}" for report in self.senders)
-        joins = [c.join_ms for c in self.channels if c.join_ms is not None]
-        if joins:
-            silent = len(self.channels) - len(joins)
-            lines.append(
-                f"  join to first datagram, {len(joins)} groups: {_spread(joins)}"
-                + (f"; {silent} groups silent" if silent else "")
-            )
-        leaves = [c.leave_ms for c in self.channels if c.leave_ms is not None]
-        if leaves:
-            lines.append(f"  leave to last datagram, {len(leaves)} groups: {_spread(leaves)}")
+        lines += latency_lines(self.channels, self.leave)
         delays = self.delays()
         if delays is not None and delays.count:
             percentiles = "/".join(f"{delays.percentile(n / 100):.3f}" for n in (50, 90, 99))
