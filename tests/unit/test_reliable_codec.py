@@ -15,6 +15,7 @@ from multicast.reliable.blocks import MAX_BLOCKS
 from multicast.reliable.fec import FecUnavailableError, ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
 from multicast.reliable.wire import (
+    DATA_OVERHEAD,
     Data,
     DataReader,
     FileInfo,
@@ -157,14 +158,75 @@ def test_every_kind_round_trips(key: bytes | None, encrypt: bool) -> None:
     assert nack.entries == ((1, 2, 0), (4, 64, 3))
 
 
+def _agree(reader: DataReader, datagram: bytes) -> None:
+    """The data reader reads ``datagram`` as :func:`parse` does."""
+    parsed = parse(datagram, reader.protector)
+    data, others = reader.read_many([datagram])
+    if isinstance(parsed, Data):
+        assert others == []
+        ((origin, counter, flags, block, symbol, round_, pass_number, payload),) = data
+        assert (origin, counter, bool(flags), block, symbol, round_, pass_number) == (
+            parsed.origin,
+            parsed.counter,
+            parsed.repair,
+            parsed.block,
+            parsed.symbol,
+            parsed.round,
+            parsed.pass_number,
+        )
+        assert bytes(payload) == bytes(parsed.payload)
+    else:
+        assert (data, others) == ([], [parsed])
+
+
 def test_the_data_reader_agrees_with_parse() -> None:
     for key, encrypt in ((None, False), (KEY, False), (KEY, True)):
         stamper = _stamper(key, encrypt)
-        packet = stamper.data(9, 1, 4, 2, b"payload", False)
-        fields = DataReader(stamper.protector).read(packet)
-        assert isinstance(fields, tuple)
-        assert fields[:7] == (stamper.origin, 0, 0, 9, 1, 4, 2)
-        assert bytes(fields[7]) == b"payload"
+        reader = DataReader(stamper.protector)
+        packets = [stamper.data(9, n, 4, 2, b"payload%d" % n, n == 2) for n in range(3)]
+        nack = encode_nack(stamper, session=5, entries=[(1, 2, 0)])
+        data, others = reader.read_many([packets[0], nack, packets[1], b"noise", packets[2]])
+        assert [fields[:7] for fields in data] == [
+            (stamper.origin, 0, 0, 9, 0, 4, 2),
+            (stamper.origin, 1, 0, 9, 1, 4, 2),
+            (stamper.origin, 2, 1, 9, 2, 4, 2),
+        ]
+        assert [bytes(fields[7]) for fields in data] == [b"payload0", b"payload1", b"payload2"]
+        assert isinstance(others[0], Nack)
+        assert others[1] is Reason.FOREIGN
+        for packet in (*packets, nack):
+            _agree(reader, packet)
+            _agree(DataReader(make_protector(None)), packet)
+            _agree(DataReader(make_protector(b"another key, also long enough")), packet)
+            _agree(DataReader(make_protector(KEY)), packet)
+
+
+def test_data_packets_are_built_in_place_and_sealed() -> None:
+    for key, encrypt in ((None, False), (KEY, False), (KEY, True)):
+        stamper = _stamper(key, encrypt)
+        overhead = stamper.protector.overhead
+        frame = bytearray(3 * (DATA_OVERHEAD + 8 + overhead))
+        view = memoryview(frame)
+        size = len(frame) // 3
+        slots = [view[n * size : (n + 1) * size] for n in range(3)]
+        for n, slot in enumerate(slots):
+            slot[DATA_OVERHEAD : DATA_OVERHEAD + 8] = b"symbol-%d" % n
+        sent = stamper.data_packets(slots, [5, 0, 70], 11, 1, 2, True)
+        assert stamper.counter == 3
+        for n, (datagram, symbol) in enumerate(zip(sent, [5, 0, 70], strict=True)):
+            data = parse(bytes(datagram), make_protector(key))
+            assert isinstance(data, Data)
+            assert (data.counter, data.block, data.symbol, data.round, data.repair) == (
+                n,
+                11,
+                symbol,
+                1,
+                True,
+            )
+            assert bytes(data.payload) == b"symbol-%d" % n
+            # the slot keeps its plain symbol (repairs send it again), even when encrypted
+            assert bytes(slots[n][DATA_OVERHEAD : DATA_OVERHEAD + 8]) == b"symbol-%d" % n
+        assert stamper.data_packets([], [], 0, 0, 0, False) == []
 
 
 def test_keys_decide_what_is_accepted() -> None:
@@ -231,7 +293,7 @@ def test_parse_never_raises(noise: bytes, keyed: bool) -> None:
     for candidate in (noise, b"MCRL\x01" + noise, b"MCRL\x01\x03" + noise):
         result = parse(candidate, protector)
         assert isinstance(result, Reason | Session | FileInfo | Data | Report | Nack)
-        DataReader(protector).read(candidate)
+        _agree(DataReader(protector), candidate)
 
 
 @pytest.mark.parametrize(("symbols", "blocks"), [(129, 1), (64, MAX_BLOCKS + 1)])

@@ -26,6 +26,7 @@ from multicast.reliable.receiving import FileOutcome, ReceiverConfig, ReceiverSt
 from multicast.reliable.wire import (
     MAX_NACK_ENTRIES,
     Data,
+    DataFields,
     FileInfo,
     Nack,
     Packet,
@@ -115,29 +116,22 @@ class ReceiverState:
         self.digests: dict[int, tuple[hashlib._Hash, int]] = {}
         self.blocks_done = 0
         self.bytes_done = 0
-        self.position: tuple[int, int] | None = None  # (pass, block) of the latest pass data
-        self.early: list[tuple[int, int, bytes]] = []  # symbols of blocks of files not described
+        self.pass_number, self.pass_block = 0, -1  # of the latest pass data (-1: none yet)
+        self.early: list[DataFields] = []  # symbols of blocks of files not described
         self.last_block = -1
 
     # --- input ------------------------------------------------------------------------------
 
-    def reject(self, reason: Reason) -> None:
-        """Count a datagram refused before it reached the state (by the codec)."""
-        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
+    def reject(self, reason: Reason, times: int = 1) -> None:
+        """Count datagrams refused (by the codec, or by the state)."""
+        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + times
 
     def handle(self, packet: Packet, now: float) -> None:
         """Take one parsed packet heard on the session's group."""
         if isinstance(packet, Data):
-            self.on_data(
-                packet.origin,
-                packet.counter,
-                int(packet.repair),
-                packet.block,
-                packet.symbol,
-                packet.round,
-                packet.pass_number,
-                packet.payload,
-                now,
+            fields = (packet.origin, packet.counter, int(packet.repair), packet.block)
+            self.take_data(
+                [(*fields, packet.symbol, packet.round, packet.pass_number, packet.payload)], now
             )
         elif isinstance(packet, Session):
             self._session(packet, now)
@@ -225,13 +219,13 @@ class ReceiverState:
             self.remaining[info.index] = blocks - outcome.resumed_blocks
             if not self.remaining[info.index]:
                 self._finish_file(info.index)
-        early, self.early = self.early, []
         last = entry.first_block + blocks
-        for block, symbol, payload in early:
-            if entry.first_block <= block < last:
-                self._take(block, symbol, payload)
-            else:
-                self.early.append((block, symbol, payload))
+        ready = [fields for fields in self.early if entry.first_block <= fields[3] < last]
+        if ready:
+            self.early = [
+                fields for fields in self.early if not entry.first_block <= fields[3] < last
+            ]
+            self.take_data(ready, self.heard_at, replay=True)
 
     def _count(self, counter: int) -> None:
         if self._interval_first is None:
@@ -240,96 +234,130 @@ class ReceiverState:
             self._interval_top = counter
         self._interval_seen += 1
 
-    def on_data(  # noqa: PLR0917 (positional: called with a DataReader tuple per datagram)
-        self,
-        origin: int,
-        counter: int,
-        repair: int,
-        block: int,
-        symbol: int,
-        round_: int,
-        pass_number: int,
-        payload: memoryview | bytes,
-        now: float,
+    def take_data(  # noqa: PLR0915 (one pass over a batch: the hot path, inline)
+        self, packets: list[DataFields], now: float, *, replay: bool = False
     ) -> None:
-        """One data packet's fields (see :class:`multicast.reliable.wire.DataReader`)."""
+        """Data packets' fields, in arrival order (see :class:`multicast.reliable.wire.DataReader`):
+        the receiver's hot path, one pass over a batch with the state in local variables.
+        ``replay``: symbols kept while their file was not described, already counted."""
         session = self.session
-        if session is None or origin != session.origin:
-            self.reject(Reason.OTHER_SESSION)
+        if session is None:
+            self.reject(Reason.OTHER_SESSION, len(packets))
             return
-        self.heard_at = self.data_at = now
-        k = self.k
-        if block >= len(k):
-            self.reject(Reason.OUT_OF_RANGE)
-            return
-        if self._interval_first is None:
-            self._interval_first = self._interval_top = counter
-        elif counter > self._interval_top:
-            self._interval_top = counter
-        self._interval_seen += 1
-        self.stats.data += 1
+        assert self.layout is not None
+        origin, size, blocks = session.origin, self.layout.symbol_size, len(self.k)
+        k, have, count, complete, buffers = (
+            self.k,
+            self.have,
+            self.count,
+            self.complete,
+            self.buffers,
+        )
+        first, top, seen = self._interval_first, self._interval_top, 0
+        duplicates = foreign = beyond = malformed = 0
+        filling, buffer = -1, None  # the block whose buffer was used last, and that buffer
+        for fields in packets:
+            sender, counter, repair, block, symbol, round_, pass_number, payload = fields
+            if sender != origin or block >= blocks:
+                foreign += sender != origin
+                beyond += sender == origin
+                continue
+            if not replay:
+                if first is None:
+                    first = top = counter
+                elif counter > top:
+                    top = counter
+                seen += 1
+                if repair or block != self.last_block or pass_number != self.pass_number:
+                    self._position(block, repair, round_, pass_number)
+            symbols = k[block]
+            bit = 1 << symbol
+            held = have[block]
+            if complete[block] or held & bit or not symbols:
+                if symbols:
+                    duplicates += 1
+                else:
+                    self._keep_early(fields)
+                continue
+            if len(payload) != size:
+                malformed += 1
+                continue
+            if symbol >= symbols:
+                if not self._keep_parity(block, symbol, payload):
+                    continue
+            elif block == filling and buffer is not None:
+                buffer[symbol * size : (symbol + 1) * size] = payload
+            else:
+                buffer = buffers.get(block)
+                filling = block
+                if buffer is not None:
+                    buffer[symbol * size : (symbol + 1) * size] = payload
+                else:
+                    buffer = self._store_data(block, symbol, payload)
+            have[block] = held | bit
+            got = count[block] + 1
+            count[block] = got
+            if got >= symbols:
+                self._assemble(block)
+                filling = -1
+        self._interval_first, self._interval_top = first, top
+        self._interval_seen += seen
+        self.stats.data += seen
+        self.stats.duplicates += duplicates
+        if seen:
+            self.heard_at = self.data_at = now
+        for reason, times in (
+            (Reason.OTHER_SESSION, foreign),
+            (Reason.OUT_OF_RANGE, beyond),
+            (Reason.MALFORMED, malformed),
+        ):
+            if times:
+                self.reject(reason, times)
+
+    def _position(self, block: int, repair: int, round_: int, pass_number: int) -> None:
+        """Data of another block, a repair, or a new pass: where the sender is."""
         if block != self.last_block:
             self._moved_on(self.last_block)
             self.last_block = block
         if repair:
             self.round[block] = max(self.round[block], round_)
-        elif self.position != (pass_number, block):
+        elif block != self.pass_block or pass_number != self.pass_number:
             self._advance(pass_number, block)
-        self._take(block, symbol, payload)
 
-    def _take(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
-        """Keep one symbol of ``block``; assemble the block once it has enough."""
-        symbols = self.k[block]
-        if self.complete[block] or not symbols:
-            if symbols:
-                self.stats.duplicates += 1
-            else:
-                self.stats.early += 1
-                if len(self.early) < _EARLY_LIMIT:  # kept until its file is described
-                    self.early.append((block, symbol, bytes(payload)))
-            return
-        bit = 1 << symbol
-        have = self.have[block]
-        if have & bit:
-            self.stats.duplicates += 1
-            return
+    def _keep_early(self, fields: DataFields) -> None:
+        """A symbol of a block whose file is not described yet: kept (a few) until it is."""
+        self.stats.early += 1
+        if len(self.early) < _EARLY_LIMIT:
+            self.early.append((*fields[:7], bytes(fields[7])))
+
+    def _keep_parity(self, block: int, symbol: int, payload: memoryview | bytes) -> bool:
+        """Keep a parity symbol until its block is assembled, if memory allows."""
         assert self.layout is not None
         size = self.layout.symbol_size
-        if len(payload) != size:
-            self.reject(Reason.MALFORMED)
-            return
-        if symbol < symbols:
-            buffer = self.buffers.get(block)
-            if buffer is not None:
-                buffer[symbol * size : (symbol + 1) * size] = payload
-            else:
-                self._store_data(block, symbol, payload)
-        elif self.parity_bytes + size <= self.config.parity_memory:
-            self.parity.setdefault(block, {})[symbol] = bytes(payload)
-            self.parity_bytes += size
-        else:
+        if self.parity_bytes + size > self.config.parity_memory:
             self.stats.parity_dropped += 1
-            return
-        self.have[block] = have | bit
-        count = self.count[block] + 1
-        self.count[block] = count
-        if count >= symbols:
-            self._assemble(block)
+            return False
+        self.parity.setdefault(block, {})[symbol] = bytes(payload)
+        self.parity_bytes += size
+        return True
 
-    def _store_data(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
+    def _store_data(self, block: int, symbol: int, payload: memoryview | bytes) -> bytearray | None:
+        """Keep a data symbol of a block that has no buffer yet: in a new buffer (returned),
+        or straight in the store once the block was flushed (None)."""
         assert self.layout is not None
         size = self.layout.symbol_size
         if self.flushed[block]:
             entry, offset = self._where(block)
             length = min(size, entry.size - offset - symbol * size)
             self.store.write(self.owner[block], offset + symbol * size, payload[:length])
-            return
+            return None
         buffer = self.buffers.get(block)
         if buffer is None:
             buffer = self.buffers[block] = bytearray(self.k[block] * size)
             if len(self.buffers) > self.config.open_blocks:
                 self._flush(next(iter(self.buffers)))
         buffer[symbol * size : (symbol + 1) * size] = payload
+        return buffer
 
     def _where(self, block: int) -> tuple[FileEntry, int]:
         assert self.layout is not None
@@ -442,11 +470,10 @@ class ReceiverState:
 
     def _advance(self, pass_number: int, block: int) -> None:
         """Pass data of ``block`` arrived: every block the sender went past since is passed."""
-        position = self.position
-        self.position = (pass_number, block)
-        if position is None or position == (pass_number, block):
+        last_pass, last_block = self.pass_number, self.pass_block
+        self.pass_number, self.pass_block = pass_number, block
+        if last_block < 0:
             return
-        last_pass, last_block = position
         if pass_number == last_pass:
             if block > last_block:
                 self._pass_blocks(last_block, block)
