@@ -41,23 +41,41 @@ KEY = b"a shared key of 32 bytes exactly"
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 64), st.randoms(use_true_random=False))
 def test_any_k_symbols_rebuild_the_block(k: int, size: int, rng: random.Random) -> None:
-    code = ParityCode()
     data = [rng.randbytes(size) for _ in range(k)]
     lost = rng.sample(range(k), rng.randint(0, k))
     parity_ids = rng.sample(range(k, 256), len(lost))
-    parity = code.parity(data, parity_ids)
-    symbols = {i: data[i] for i in range(k) if i not in lost} | dict(
-        zip(parity_ids, parity, strict=True)
-    )
-    assert code.recover(k, symbols) == data
+    for code in (ParityCode(), ParityCode(accelerated=False)):
+        parity = code.parity(data, parity_ids)
+        symbols = {i: data[i] for i in range(k) if i not in lost} | dict(
+            zip(parity_ids, parity, strict=True)
+        )
+        assert code.recover(k, symbols) == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 128), st.randoms(use_true_random=False))
+def test_the_c_helper_computes_zfecs_code(k: int, rng: random.Random) -> None:
+    """Parity and rebuilt symbols are zfec's, byte for byte, in place (as the loops use them)."""
+    fast, zfec = ParityCode(), ParityCode(accelerated=False)
+    data = [rng.randbytes(100) for _ in range(k)]
+    parity_ids = rng.sample(range(k, 256), min(256 - k, rng.randint(1, 40)))
+    spaces = [memoryview(bytearray(100)) for _ in parity_ids]
+    fast.parity_into(data, parity_ids, spaces)
+    assert [bytes(space) for space in spaces] == zfec.parity(data, parity_ids)
+    lost = rng.sample(range(k), min(k, len(parity_ids)))
+    symbols = {i: data[i] for i in range(k) if i not in lost}
+    symbols |= dict(zip(parity_ids, map(bytes, spaces), strict=True))
+    rebuilt = {i: bytearray(100) for i in lost}
+    fast.recover_into(k, symbols, rebuilt)
+    assert {i: bytes(b) for i, b in rebuilt.items()} == {i: data[i] for i in lost}
 
 
 def test_memoryviews_serve_as_symbols() -> None:
     data = [os.urandom(32) for _ in range(5)]
-    code = ParityCode()
-    parity = code.parity([memoryview(d) for d in data], [7, 9])
-    symbols = {0: memoryview(data[0]), 2: data[2], 4: data[4], 7: parity[0], 9: parity[1]}
-    assert code.recover(5, symbols) == data
+    for code in (ParityCode(), ParityCode(accelerated=False)):
+        parity = code.parity([memoryview(d) for d in data], [7, 9])
+        symbols = {0: memoryview(data[0]), 2: data[2], 4: data[4], 7: parity[0], 9: parity[1]}
+        assert code.recover(5, symbols) == data
 
 
 def test_without_zfec_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -395,25 +395,26 @@ class ReceiverState:
         self.parity_bytes -= size * len(parity)
         missing = [i for i in range(k) if not have >> i & 1]
         if missing:
-            symbols: dict[int, bytes | bytearray | memoryview] = {}
-            for i in range(k):
-                if have >> i & 1:
-                    symbols[i] = (
-                        memoryview(buffer)[i * size : (i + 1) * size]
-                        if buffer is not None
-                        else self.store.read(file, offset + i * size, size).ljust(size, b"\0")
-                    )
+            view = memoryview(buffer if buffer is not None else bytearray(k * size))
+            if buffer is None:  # flushed: what it has is in the store
+                for i in range(k):
+                    if have >> i & 1:
+                        view[i * size : (i + 1) * size] = self.store.read(
+                            file, offset + i * size, size
+                        ).ljust(size, b"\0")
+            symbols: dict[int, bytes | bytearray | memoryview] = {
+                i: view[i * size : (i + 1) * size] for i in range(k) if have >> i & 1
+            }
             for i in sorted(parity)[: len(missing)]:
                 symbols[i] = parity[i]
-            recovered = self.code.recover(k, symbols)
+            self.code.recover_into(
+                k, symbols, {i: view[i * size : (i + 1) * size] for i in missing}
+            )
             self.stats.decoded_blocks += 1
-            if buffer is not None:
-                for i in missing:
-                    buffer[i * size : (i + 1) * size] = recovered[i]
-            else:
+            if buffer is None:
                 for i in missing:
                     stop = min((i + 1) * size, length)
-                    self.store.write(file, offset + i * size, recovered[i][: stop - i * size])
+                    self.store.write(file, offset + i * size, view[i * size : stop])
         data = None if buffer is None else memoryview(buffer)[:length]
         if data is not None:
             self.store.write(file, offset, data)

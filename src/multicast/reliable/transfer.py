@@ -175,8 +175,7 @@ class _BlockSource:
         parity_ids = [i for i in ids if i >= k]
         if parity_ids:
             extra, spaces = self._slots(len(parity_ids))
-            for space, value in zip(spaces, self.code.parity(symbols, parity_ids), strict=True):
-                space[:] = value
+            self.code.parity_into(symbols, parity_ids, spaces)
             parity = dict(zip(parity_ids, extra, strict=True))
             chosen = [slots[i] if i < k else parity[i] for i in ids]
         else:
