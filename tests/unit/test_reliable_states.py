@@ -350,6 +350,9 @@ def test_adaptive_rate_cuts_on_kernel_drops_and_ignores_steady_path_loss() -> No
         rate.report(1, loss_ppm, packets, drops, now)
         rate.update(now, sent)
 
+    interval(50_000, 10_000, 0)
+    interval(50_000, 10_000, 0)
+    assert rate.bits_per_second == 4e8  # a slow start: doubled each interval
     for _ in range(30):  # a steady 5 % loss over 10,000 packets an interval: the path's
         interval(50_000, 10_000, 0)
     assert rate.decreases == 0 and rate.bits_per_second == 1e9
@@ -361,6 +364,9 @@ def test_adaptive_rate_cuts_on_kernel_drops_and_ignores_steady_path_loss() -> No
     assert rate.decreases == 2
     interval(120_000, 50, 5, step=0.3)  # few packets: within the noise, no cut
     assert rate.decreases == 2
+    before = rate.bits_per_second
+    interval(50_000, 10_000, 5)
+    assert rate.bits_per_second == pytest.approx(1.1 * before)  # after congestion: +10 %
 
 
 def test_adaptive_rate_cuts_from_what_the_host_actually_sent() -> None:

@@ -8,7 +8,6 @@ come in in batches (``receive_ready``: ``recvmmsg``).
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import hashlib
@@ -476,6 +475,8 @@ def receive_files(
 
 async def _in_thread(function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     """Run a transfer in a worker thread; cancelling the task stops it (within 0.1 s)."""
+    import asyncio  # noqa: PLC0415 (only here: the commands start 15 ms sooner without it)
+
     stop = threading.Event()
     task = asyncio.ensure_future(
         asyncio.to_thread(functools.partial(function, stop=stop), *args, **kwargs)
