@@ -344,8 +344,8 @@ def _goals(rows: list[dict[str, object]]) -> list[str]:
         if anchors and goodput < max(anchors):
             misses.append(
                 f"{where}: goodput {goodput:.1f} MiB/s < {max(anchors):.1f} (best of udpcast, "
-                "UFTP): Python's per-datagram cost on 2 shared cores (see the profile in "
-                "benchmarks/README.md)"
+                "UFTP): the interpreter's start-up, the file's hashing and Python's work a "
+                "datagram, beside the kernel's, on 2 shared cores (see benchmarks/README.md)"
             )
         if row["failed"]:
             misses.append(f"{where}: {row['failed']} run(s) failed (copy differs or timeout)")
@@ -360,7 +360,8 @@ def _goals(rows: list[dict[str, object]]) -> list[str]:
             if keyed is not None and float(str(keyed["goodput"])) < share * goodput:
                 misses.append(
                     f"{where}: {mode} {float(str(keyed['goodput'])):.1f} MiB/s < "
-                    f"{share:.0%} of plain: the per-packet tag or cipher on a CPU-bound path"
+                    f"{share:.0%} of plain: a tag or cipher call a packet (and importing "
+                    "cryptography) on a CPU-bound path"
                 )
     by_loss: dict[float, list[tuple[int, float]]] = {}
     for (tool, n, loss), row in table.items():
