@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import random
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multicast.exceptions import AuthKeyError
-from multicast.reliable.blocks import MAX_BLOCKS
+from multicast.reliable.blocks import MAX_BLOCKS, Catalogue, Layout
 from multicast.reliable.fec import FecUnavailableError, ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
+from multicast.reliable.sender_state import Burst
+from multicast.reliable.transfer import _BlockSource
 from multicast.reliable.wire import (
     DATA_OVERHEAD,
     Data,
@@ -329,3 +332,33 @@ def test_sessions_that_would_cost_unbounded_memory_are_malformed(symbols: int, b
         rate=0,
     )
     assert parse(packet, make_protector(None)) is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(("key", "encrypt"), [(None, False), (KEY, False), (KEY, True)])
+def test_a_block_sent_twice_in_one_poll_is_stamped_after_its_first_batch_went(
+    tmp_path: Path, key: bytes | None, encrypt: bool
+) -> None:
+    """Bursts of one block share its slots: each batch is sent (here: copied) before the next
+    burst of that block stamps them again, so every datagram keeps its own header."""
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom(5000))
+    protector = make_protector(key, encrypt=encrypt)
+    layout = Layout(1000, 8)
+    stamper = Stamper(7, protector)
+    source = _BlockSource([path], Catalogue.build(layout, [("file.bin", 5000, bytes(32))]), stamper)
+    control = stamper.data(9, 0, 0, 0, b"x", False)
+    items = [control, Burst(0, (0, 1, 2), 0, 0, False), Burst(0, (0, 1), 1, 0, True)]
+    sent = [[bytes(datagram) for datagram in batch] for batch in source.batches(items)]
+    source.close()
+    assert [len(batch) for batch in sent] == [4, 2]
+    packets = [parse(datagram, make_protector(key)) for batch in sent for datagram in batch]
+    assert all(isinstance(packet, Data) for packet in packets)
+    fields = [(p.counter, p.symbol, p.repair) for p in packets if isinstance(p, Data)]
+    assert fields == [(0, 0, False), (1, 0, False), (2, 1, False), (3, 2, False),
+                      (4, 0, True), (5, 1, True)]  # fmt: skip
+    data = path.read_bytes()
+    assert [bytes(p.payload) for p in packets[1:4] if isinstance(p, Data)] == [
+        data[0:1000],
+        data[1000:2000],
+        data[2000:3000],
+    ]

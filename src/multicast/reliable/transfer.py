@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -183,6 +183,24 @@ class _BlockSource:
             chosen, ids, burst.block, burst.round, burst.pass_number, burst.repair
         )
 
+    def batches(self, items: Iterable[bytes | Burst]) -> Iterator[list[Payload]]:
+        """The datagrams of ``items`` (control packets and bursts), in batches to send one
+        after the other: each is to be sent before the next is asked for, since a burst of a
+        block already in the batch stamps that block's slots again."""
+        batch: list[Payload] = []
+        blocks: set[int] = set()
+        for item in items:
+            if not isinstance(item, Burst):
+                batch.append(item)
+                continue
+            if item.block in blocks:
+                yield batch
+                batch, blocks = [], set()
+            blocks.add(item.block)
+            batch += self.datagrams(item)
+        if batch:
+            yield batch
+
     def close(self) -> None:
         for fd in self.fds:
             os.close(fd)
@@ -241,15 +259,12 @@ class _SenderLoop:
 
     def send(self, now: float) -> int:
         """Send what the state has now (a batch at most); how many datagrams went."""
-        datagrams: list[Payload] = []
-        for item in self.state.poll(now, _BATCH):
-            if isinstance(item, Burst):
-                datagrams += self.source.datagrams(item)
-            else:
-                datagrams.append(item)
-        _send(self.out, datagrams, self.where)
-        self.wire_bytes += sum(map(len, datagrams))
-        return len(datagrams)
+        sent = 0
+        for datagrams in self.source.batches(self.state.poll(now, _BATCH)):
+            _send(self.out, datagrams, self.where)
+            self.wire_bytes += sum(map(len, datagrams))
+            sent += len(datagrams)
+        return sent
 
     def run(
         self,
