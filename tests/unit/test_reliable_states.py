@@ -294,6 +294,24 @@ def test_a_nack_heard_from_another_receiver_suppresses_ours() -> None:
     assert state.stats.suppressed == 1
 
 
+def test_pass_data_after_a_repair_of_its_block_still_passes_the_blocks_before() -> None:
+    """A carousel: a repair of block 3 (asked in the last pass) comes just before this pass
+    reaches block 3; the blocks the pass went past meanwhile are passed all the same."""
+    net = Network({"f": bytes(4 * 256)}, SenderConfig())
+    state = net.add(0.0).state
+    for item in net.sender.poll(0.0, 0):  # the session and file descriptions only
+        assert isinstance(item, bytes)
+        packet = parse(item, PROTECTOR)
+        assert not isinstance(packet, Reason)
+        state.handle(packet, 0.001)
+    symbol = bytes(32)
+    for block, round_, repair in ((0, 0, False), (3, 1, True), (3, 0, False)):
+        packet = parse(net.stamper.data(block, 0, round_, 0, symbol, repair), PROTECTOR)
+        assert not isinstance(packet, Reason)
+        state.handle(packet, 0.002)
+    assert list(state.candidates) == [0, 1, 2]
+
+
 def _session_packet(phase: Phase) -> Session:
     packet = parse(
         encode_session(

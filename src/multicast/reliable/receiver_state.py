@@ -268,7 +268,12 @@ class ReceiverState(BlockAssembly):
                 elif counter > top:
                     top = counter
                 seen += 1
-                if repair or block != self.last_block or pass_number != self.pass_number:
+                if (
+                    repair
+                    or block != self.last_block
+                    or block != self.pass_block
+                    or pass_number != self.pass_number
+                ):
                     self._position(block, repair, round_, pass_number)
             symbols = k[block]
             bit = 1 << symbol
