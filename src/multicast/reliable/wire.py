@@ -234,8 +234,8 @@ class Stamper:
         counter = self.counter
         if counter + len(slots) - 1 > _MAX_COUNTER:
             raise NoncesExhaustedError(f"origin {self.origin:016x} has sent 2**32 packets")
-        pack = _DATA_PACKET.pack_into
-        mode, flags, origin = self.protector.mode, int(repair), self.origin
+        pack, kind = _DATA_PACKET.pack_into, int(Kind.DATA)
+        mode, flags, origin = int(self.protector.mode), int(repair), self.origin
         round_, pass_number = round_ & 0xFFFF, pass_number & 0xFFFF
         for slot, symbol in zip(slots, symbols, strict=True):
             pack(
@@ -243,7 +243,7 @@ class Stamper:
                 0,
                 MAGIC,
                 VERSION,
-                Kind.DATA,
+                kind,
                 mode,
                 flags,
                 origin,
