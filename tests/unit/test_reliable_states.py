@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from multicast.core import IO_BACKEND
 from multicast.reliable.blocks import Catalogue, FileEntry, Layout
-from multicast.reliable.fec import ParityCode
+from multicast.reliable.fec import KERNEL, ParityCode
 from multicast.reliable.protection import Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate
 from multicast.reliable.receiver_state import ReceiverState
 from multicast.reliable.receiving import ReceiverConfig
-from multicast.reliable.report import Progress
+from multicast.reliable.report import Progress, send_report
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import Prepared, unsafe_name
 from multicast.reliable.wire import (
@@ -197,6 +198,15 @@ def test_lossy_receivers_get_every_file_whole_repaired_once_per_round() -> None:
     assert sum(p.state.stats.suppressed for p in peers) > 0
     # Parity repairs each receiver's own losses at once: far below a resend per loss.
     assert stats.repair_datagrams < 0.45 * stats.pass_datagrams
+    report = send_report(
+        net.sender, group="239.1.2.3", port=5000, protection="none", seconds=1.0, interrupted=False
+    ).data
+    repair = report["repair"]
+    assert isinstance(repair, dict)
+    assert repair["nacks_per_repaired_block"] == round(
+        stats.nack_entries / stats.repair_rounds, 3
+    )  # entries, as docs/cli.md says: what suppression keeps low
+    assert (report["io_backend"], report["parity_kernel"]) == (IO_BACKEND, KERNEL)
 
 
 def test_a_silent_receiver_is_dropped_and_the_others_finish() -> None:
