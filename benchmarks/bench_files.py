@@ -222,7 +222,7 @@ def _run_ours(bed: Bed, source: Path, loss: float, timeout: float, mode: str) ->
         data_datagrams=sent["data_total"],
         minimum=_minimum(size, report["symbol_size"], loss, len(bed.receivers)),
         nacks_per_block=repair["nack_entries"] / rounds if rounds else None,
-        note=report["outcome"],
+        note=f"{report['outcome']} (I/O {report['io_backend']}, parity {report['parity_kernel']})",
         size=size,
     )
 
