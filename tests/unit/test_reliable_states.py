@@ -26,9 +26,12 @@ from multicast.reliable.storage import Prepared, unsafe_name
 from multicast.reliable.wire import (
     Nack,
     Phase,
+    ReceiverMark,
+    Report,
     Session,
     Stamper,
     encode_nack,
+    encode_report,
     encode_session,
     parse,
 )
@@ -320,6 +323,33 @@ def test_pass_data_after_a_repair_of_its_block_still_passes_the_blocks_before() 
         assert not isinstance(packet, Reason)
         state.handle(packet, 0.002)
     assert list(state.candidates) == [0, 1, 2]
+
+
+def test_a_receiver_that_is_done_is_told_so_at_once() -> None:
+    """Its report of being done is answered by the very next poll: the receiver's run ends on
+    that answer, so every millisecond of delay is a millisecond of the transfer."""
+    net = Network({"f": bytes(8 * 256)}, SenderConfig(receivers=2))
+
+    def report(ident: int, done: bool) -> Report:
+        packet = parse(
+            encode_report(Stamper(ident, PROTECTOR), session=net.stamper.origin, done=done,
+                          blocks_done=int(done), bytes_done=256 * done, loss_ppm=0, packets=0,
+                          drops=0, name=f"r{ident}"),
+            PROTECTOR,
+        )  # fmt: skip
+        assert isinstance(packet, Report)
+        return packet
+
+    for ident in (5, 6):
+        net.sender.handle(report(ident, False), f"peer{ident}", 0.0)
+    net.sender.poll(0.05, 10)  # both joined: the pass begins, the next announcement at 0.15
+    net.sender.handle(report(5, True), "peer5", 0.06)
+    sessions = [
+        packet
+        for item in net.sender.poll(0.06, 10)
+        if isinstance(item, bytes) and isinstance(packet := parse(item, PROTECTOR), Session)
+    ]
+    assert sessions and sessions[0].receivers == ((5, ReceiverMark.DONE), (6, ReceiverMark.JOINED))
 
 
 def _session_packet(phase: Phase) -> Session:
