@@ -19,7 +19,7 @@ BENCH_DEBS := $(DEBS) udpcast uftp
 	soak bench bench-files bench-deps system-deps clean
 
 # The package alone (runtime dependencies, the C extension built): enough for the demo.
-$(RUNTIME): pyproject.toml setup.py src/multicast/core/_fastio.c
+$(RUNTIME): pyproject.toml setup.py src/multicast/core/_fastio.c src/multicast/reliable/_gf256.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

@@ -1,7 +1,9 @@
-"""Builds the optional C extension ``multicast.core._fastio`` (everything else is in pyproject.toml).
+"""Builds the optional C extensions (everything else is in pyproject.toml).
 
-It is optional: where it cannot be compiled (no C compiler, no Python headers, not Linux) the
-package installs without it and uses its ctypes path (``multicast.core.IO_BACKEND``).
+Both are optional: where they cannot be compiled (no C compiler, no Python headers, not Linux)
+the package installs without them. ``multicast.core._fastio`` is the batched datagram path
+(without it: ctypes, ``multicast.core.IO_BACKEND``); ``multicast.reliable._gf256`` is the
+parity code's arithmetic (without it: zfec alone, ``multicast.reliable.fec.KERNEL``).
 """
 
 import sys
@@ -17,7 +19,13 @@ setup(
             sources=["src/multicast/core/_fastio.c"],
             extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE", *WARNINGS],
             optional=True,
-        )
+        ),
+        Extension(
+            "multicast.reliable._gf256",
+            sources=["src/multicast/reliable/_gf256.c"],
+            extra_compile_args=["-O2", "-std=c11", *WARNINGS],
+            optional=True,
+        ),
     ]
     if sys.platform.startswith("linux")
     else [],

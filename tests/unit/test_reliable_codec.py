@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import random
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multicast.exceptions import AuthKeyError
-from multicast.reliable.blocks import MAX_BLOCKS
+from multicast.reliable.blocks import MAX_BLOCKS, Catalogue, Layout
 from multicast.reliable.fec import FecUnavailableError, ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
+from multicast.reliable.sender_state import Burst
+from multicast.reliable.transfer import _BlockSource
 from multicast.reliable.wire import (
+    DATA_OVERHEAD,
     Data,
     DataReader,
     FileInfo,
@@ -40,23 +44,41 @@ KEY = b"a shared key of 32 bytes exactly"
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.integers(1, 64), st.randoms(use_true_random=False))
 def test_any_k_symbols_rebuild_the_block(k: int, size: int, rng: random.Random) -> None:
-    code = ParityCode()
     data = [rng.randbytes(size) for _ in range(k)]
     lost = rng.sample(range(k), rng.randint(0, k))
     parity_ids = rng.sample(range(k, 256), len(lost))
-    parity = code.parity(data, parity_ids)
-    symbols = {i: data[i] for i in range(k) if i not in lost} | dict(
-        zip(parity_ids, parity, strict=True)
-    )
-    assert code.recover(k, symbols) == data
+    for code in (ParityCode(), ParityCode(accelerated=False)):
+        parity = code.parity(data, parity_ids)
+        symbols = {i: data[i] for i in range(k) if i not in lost} | dict(
+            zip(parity_ids, parity, strict=True)
+        )
+        assert code.recover(k, symbols) == data
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 128), st.randoms(use_true_random=False))
+def test_the_c_helper_computes_zfecs_code(k: int, rng: random.Random) -> None:
+    """Parity and rebuilt symbols are zfec's, byte for byte, in place (as the loops use them)."""
+    fast, zfec = ParityCode(), ParityCode(accelerated=False)
+    data = [rng.randbytes(100) for _ in range(k)]
+    parity_ids = rng.sample(range(k, 256), min(256 - k, rng.randint(1, 40)))
+    spaces = [memoryview(bytearray(100)) for _ in parity_ids]
+    fast.parity_into(data, parity_ids, spaces)
+    assert [bytes(space) for space in spaces] == zfec.parity(data, parity_ids)
+    lost = rng.sample(range(k), min(k, len(parity_ids)))
+    symbols = {i: data[i] for i in range(k) if i not in lost}
+    symbols |= dict(zip(parity_ids, map(bytes, spaces), strict=True))
+    rebuilt = {i: bytearray(100) for i in lost}
+    fast.recover_into(k, symbols, rebuilt)
+    assert {i: bytes(b) for i, b in rebuilt.items()} == {i: data[i] for i in lost}
 
 
 def test_memoryviews_serve_as_symbols() -> None:
     data = [os.urandom(32) for _ in range(5)]
-    code = ParityCode()
-    parity = code.parity([memoryview(d) for d in data], [7, 9])
-    symbols = {0: memoryview(data[0]), 2: data[2], 4: data[4], 7: parity[0], 9: parity[1]}
-    assert code.recover(5, symbols) == data
+    for code in (ParityCode(), ParityCode(accelerated=False)):
+        parity = code.parity([memoryview(d) for d in data], [7, 9])
+        symbols = {0: memoryview(data[0]), 2: data[2], 4: data[4], 7: parity[0], 9: parity[1]}
+        assert code.recover(5, symbols) == data
 
 
 def test_without_zfec_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,14 +179,75 @@ def test_every_kind_round_trips(key: bytes | None, encrypt: bool) -> None:
     assert nack.entries == ((1, 2, 0), (4, 64, 3))
 
 
+def _agree(reader: DataReader, datagram: bytes) -> None:
+    """The data reader reads ``datagram`` as :func:`parse` does."""
+    parsed = parse(datagram, reader.protector)
+    data, others = reader.read_many([datagram])
+    if isinstance(parsed, Data):
+        assert others == []
+        ((origin, counter, flags, block, symbol, round_, pass_number, payload),) = data
+        assert (origin, counter, bool(flags), block, symbol, round_, pass_number) == (
+            parsed.origin,
+            parsed.counter,
+            parsed.repair,
+            parsed.block,
+            parsed.symbol,
+            parsed.round,
+            parsed.pass_number,
+        )
+        assert bytes(payload) == bytes(parsed.payload)
+    else:
+        assert (data, others) == ([], [parsed])
+
+
 def test_the_data_reader_agrees_with_parse() -> None:
     for key, encrypt in ((None, False), (KEY, False), (KEY, True)):
         stamper = _stamper(key, encrypt)
-        packet = stamper.data(9, 1, 4, 2, b"payload", False)
-        fields = DataReader(stamper.protector).read(packet)
-        assert isinstance(fields, tuple)
-        assert fields[:7] == (stamper.origin, 0, 0, 9, 1, 4, 2)
-        assert bytes(fields[7]) == b"payload"
+        reader = DataReader(stamper.protector)
+        packets = [stamper.data(9, n, 4, 2, b"payload%d" % n, n == 2) for n in range(3)]
+        nack = encode_nack(stamper, session=5, entries=[(1, 2, 0)])
+        data, others = reader.read_many([packets[0], nack, packets[1], b"noise", packets[2]])
+        assert [fields[:7] for fields in data] == [
+            (stamper.origin, 0, 0, 9, 0, 4, 2),
+            (stamper.origin, 1, 0, 9, 1, 4, 2),
+            (stamper.origin, 2, 1, 9, 2, 4, 2),
+        ]
+        assert [bytes(fields[7]) for fields in data] == [b"payload0", b"payload1", b"payload2"]
+        assert isinstance(others[0], Nack)
+        assert others[1] is Reason.FOREIGN
+        for packet in (*packets, nack):
+            _agree(reader, packet)
+            _agree(DataReader(make_protector(None)), packet)
+            _agree(DataReader(make_protector(b"another key, also long enough")), packet)
+            _agree(DataReader(make_protector(KEY)), packet)
+
+
+def test_data_packets_are_built_in_place_and_sealed() -> None:
+    for key, encrypt in ((None, False), (KEY, False), (KEY, True)):
+        stamper = _stamper(key, encrypt)
+        overhead = stamper.protector.overhead
+        frame = bytearray(3 * (DATA_OVERHEAD + 8 + overhead))
+        view = memoryview(frame)
+        size = len(frame) // 3
+        slots = [view[n * size : (n + 1) * size] for n in range(3)]
+        for n, slot in enumerate(slots):
+            slot[DATA_OVERHEAD : DATA_OVERHEAD + 8] = b"symbol-%d" % n
+        sent = stamper.data_packets(slots, [5, 0, 70], 11, 1, 2, True)
+        assert stamper.counter == 3
+        for n, (datagram, symbol) in enumerate(zip(sent, [5, 0, 70], strict=True)):
+            data = parse(bytes(datagram), make_protector(key))
+            assert isinstance(data, Data)
+            assert (data.counter, data.block, data.symbol, data.round, data.repair) == (
+                n,
+                11,
+                symbol,
+                1,
+                True,
+            )
+            assert bytes(data.payload) == b"symbol-%d" % n
+            # the slot keeps its plain symbol (repairs send it again), even when encrypted
+            assert bytes(slots[n][DATA_OVERHEAD : DATA_OVERHEAD + 8]) == b"symbol-%d" % n
+        assert stamper.data_packets([], [], 0, 0, 0, False) == []
 
 
 def test_keys_decide_what_is_accepted() -> None:
@@ -231,7 +314,7 @@ def test_parse_never_raises(noise: bytes, keyed: bool) -> None:
     for candidate in (noise, b"MCRL\x01" + noise, b"MCRL\x01\x03" + noise):
         result = parse(candidate, protector)
         assert isinstance(result, Reason | Session | FileInfo | Data | Report | Nack)
-        DataReader(protector).read(candidate)
+        _agree(DataReader(protector), candidate)
 
 
 @pytest.mark.parametrize(("symbols", "blocks"), [(129, 1), (64, MAX_BLOCKS + 1)])
@@ -249,3 +332,33 @@ def test_sessions_that_would_cost_unbounded_memory_are_malformed(symbols: int, b
         rate=0,
     )
     assert parse(packet, make_protector(None)) is Reason.MALFORMED
+
+
+@pytest.mark.parametrize(("key", "encrypt"), [(None, False), (KEY, False), (KEY, True)])
+def test_a_block_sent_twice_in_one_poll_is_stamped_after_its_first_batch_went(
+    tmp_path: Path, key: bytes | None, encrypt: bool
+) -> None:
+    """Bursts of one block share its slots: each batch is sent (here: copied) before the next
+    burst of that block stamps them again, so every datagram keeps its own header."""
+    path = tmp_path / "file.bin"
+    path.write_bytes(os.urandom(5000))
+    protector = make_protector(key, encrypt=encrypt)
+    layout = Layout(1000, 8)
+    stamper = Stamper(7, protector)
+    source = _BlockSource([path], Catalogue.build(layout, [("file.bin", 5000, bytes(32))]), stamper)
+    control = stamper.data(9, 0, 0, 0, b"x", False)
+    items = [control, Burst(0, (0, 1, 2), 0, 0, False), Burst(0, (0, 1), 1, 0, True)]
+    sent = [[bytes(datagram) for datagram in batch] for batch in source.batches(items)]
+    source.close()
+    assert [len(batch) for batch in sent] == [4, 2]
+    packets = [parse(datagram, make_protector(key)) for batch in sent for datagram in batch]
+    assert all(isinstance(packet, Data) for packet in packets)
+    fields = [(p.counter, p.symbol, p.repair) for p in packets if isinstance(p, Data)]
+    assert fields == [(0, 0, False), (1, 0, False), (2, 1, False), (3, 2, False),
+                      (4, 0, True), (5, 1, True)]  # fmt: skip
+    data = path.read_bytes()
+    assert [bytes(p.payload) for p in packets[1:4] if isinstance(p, Data)] == [
+        data[0:1000],
+        data[1000:2000],
+        data[2000:3000],
+    ]

@@ -13,21 +13,25 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from multicast.core import IO_BACKEND
 from multicast.reliable.blocks import Catalogue, FileEntry, Layout
-from multicast.reliable.fec import ParityCode
+from multicast.reliable.fec import KERNEL, ParityCode
 from multicast.reliable.protection import Reason, make_protector
 from multicast.reliable.rate import AdaptiveRate, FixedRate
 from multicast.reliable.receiver_state import ReceiverState
 from multicast.reliable.receiving import ReceiverConfig
-from multicast.reliable.report import Progress
+from multicast.reliable.report import Progress, send_report
 from multicast.reliable.sender_state import Burst, SenderConfig, SenderState
 from multicast.reliable.storage import Prepared, unsafe_name
 from multicast.reliable.wire import (
     Nack,
     Phase,
+    ReceiverMark,
+    Report,
     Session,
     Stamper,
     encode_nack,
+    encode_report,
     encode_session,
     parse,
 )
@@ -197,6 +201,15 @@ def test_lossy_receivers_get_every_file_whole_repaired_once_per_round() -> None:
     assert sum(p.state.stats.suppressed for p in peers) > 0
     # Parity repairs each receiver's own losses at once: far below a resend per loss.
     assert stats.repair_datagrams < 0.45 * stats.pass_datagrams
+    report = send_report(
+        net.sender, group="239.1.2.3", port=5000, protection="none", seconds=1.0, interrupted=False
+    ).data
+    repair = report["repair"]
+    assert isinstance(repair, dict)
+    assert repair["nacks_per_repaired_block"] == round(
+        stats.nack_entries / stats.repair_rounds, 3
+    )  # entries, as docs/cli.md says: what suppression keeps low
+    assert (report["io_backend"], report["parity_kernel"]) == (IO_BACKEND, KERNEL)
 
 
 def test_a_silent_receiver_is_dropped_and_the_others_finish() -> None:
@@ -294,6 +307,51 @@ def test_a_nack_heard_from_another_receiver_suppresses_ours() -> None:
     assert state.stats.suppressed == 1
 
 
+def test_pass_data_after_a_repair_of_its_block_still_passes_the_blocks_before() -> None:
+    """A carousel: a repair of block 3 (asked in the last pass) comes just before this pass
+    reaches block 3; the blocks the pass went past meanwhile are passed all the same."""
+    net = Network({"f": bytes(4 * 256)}, SenderConfig())
+    state = net.add(0.0).state
+    for item in net.sender.poll(0.0, 0):  # the session and file descriptions only
+        assert isinstance(item, bytes)
+        packet = parse(item, PROTECTOR)
+        assert not isinstance(packet, Reason)
+        state.handle(packet, 0.001)
+    symbol = bytes(32)
+    for block, round_, repair in ((0, 0, False), (3, 1, True), (3, 0, False)):
+        packet = parse(net.stamper.data(block, 0, round_, 0, symbol, repair), PROTECTOR)
+        assert not isinstance(packet, Reason)
+        state.handle(packet, 0.002)
+    assert list(state.candidates) == [0, 1, 2]
+
+
+def test_a_receiver_that_is_done_is_told_so_at_once() -> None:
+    """Its report of being done is answered by the very next poll: the receiver's run ends on
+    that answer, so every millisecond of delay is a millisecond of the transfer."""
+    net = Network({"f": bytes(8 * 256)}, SenderConfig(receivers=2))
+
+    def report(ident: int, done: bool) -> Report:
+        packet = parse(
+            encode_report(Stamper(ident, PROTECTOR), session=net.stamper.origin, done=done,
+                          blocks_done=int(done), bytes_done=256 * done, loss_ppm=0, packets=0,
+                          drops=0, name=f"r{ident}"),
+            PROTECTOR,
+        )  # fmt: skip
+        assert isinstance(packet, Report)
+        return packet
+
+    for ident in (5, 6):
+        net.sender.handle(report(ident, False), f"peer{ident}", 0.0)
+    net.sender.poll(0.05, 10)  # both joined: the pass begins, the next announcement at 0.15
+    net.sender.handle(report(5, True), "peer5", 0.06)
+    sessions = [
+        packet
+        for item in net.sender.poll(0.06, 10)
+        if isinstance(item, bytes) and isinstance(packet := parse(item, PROTECTOR), Session)
+    ]
+    assert sessions and sessions[0].receivers == ((5, ReceiverMark.DONE), (6, ReceiverMark.JOINED))
+
+
 def _session_packet(phase: Phase) -> Session:
     packet = parse(
         encode_session(
@@ -350,6 +408,9 @@ def test_adaptive_rate_cuts_on_kernel_drops_and_ignores_steady_path_loss() -> No
         rate.report(1, loss_ppm, packets, drops, now)
         rate.update(now, sent)
 
+    interval(50_000, 10_000, 0)
+    interval(50_000, 10_000, 0)
+    assert rate.bits_per_second == 4e8  # a slow start: doubled each interval
     for _ in range(30):  # a steady 5 % loss over 10,000 packets an interval: the path's
         interval(50_000, 10_000, 0)
     assert rate.decreases == 0 and rate.bits_per_second == 1e9
@@ -361,6 +422,9 @@ def test_adaptive_rate_cuts_on_kernel_drops_and_ignores_steady_path_loss() -> No
     assert rate.decreases == 2
     interval(120_000, 50, 5, step=0.3)  # few packets: within the noise, no cut
     assert rate.decreases == 2
+    before = rate.bits_per_second
+    interval(50_000, 10_000, 5)
+    assert rate.bits_per_second == pytest.approx(1.1 * before)  # after congestion: +10 %
 
 
 def test_adaptive_rate_cuts_from_what_the_host_actually_sent() -> None:

@@ -14,9 +14,11 @@ Layers (h11-style: pure state, I/O at the edge):
 - :mod:`~multicast.reliable.wire`: the packet codec (bounds-checked, never raises);
 - :mod:`~multicast.reliable.protection`: HMAC tags and AES-GCM with the package's keys;
 - :mod:`~multicast.reliable.blocks`, :mod:`~multicast.reliable.fec`: files as blocks of
-  symbols, and the Reed-Solomon parity code that repairs them;
+  symbols, and the Reed-Solomon parity code that repairs them (zfec's code, computed by the
+  small C helper :mod:`~multicast.reliable._gf256` where it is built);
 - :mod:`~multicast.reliable.sender_state`, :mod:`~multicast.reliable.receiver_state`
-  (with :mod:`~multicast.reliable.receiving`: its settings, storage interface and counts),
+  (with :mod:`~multicast.reliable.receiving`: its settings, storage interface and counts,
+  and :mod:`~multicast.reliable.assembly`: its block buffers, rebuilding and hashing),
   :mod:`~multicast.reliable.rate`: the protocol, with time as an argument;
 - :mod:`~multicast.reliable.storage`: safe names, partial files, resume, digest check;
 - :mod:`~multicast.reliable.transfer`: the socket loops (:func:`send_files`,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Protocol
 
 from multicast.exceptions import AuthKeyError, UnsupportedError
@@ -40,6 +41,13 @@ class Protection(enum.IntEnum):
     HMAC = 1
     ENCRYPTED = 2
     GMAC = 3
+
+
+# The protection byte's values as plain ints: compared once a packet, cheaper than the enum's.
+_NONE = int(Protection.NONE)
+_HMAC = int(Protection.HMAC)
+_ENCRYPTED = int(Protection.ENCRYPTED)
+_GMAC = int(Protection.GMAC)
 
 
 class Reason(enum.Enum):
@@ -84,6 +92,11 @@ class Protector:
         self._cipher = cipher
 
     @property
+    def accepts_plain(self) -> bool:
+        """Whether unprotected packets are accepted (no key is in use)."""
+        return self._hmac_key is None
+
+    @property
     def overhead(self) -> int:
         """Bytes a sealed packet carries beyond its header and body."""
         return 0 if self.mode is Protection.NONE else TAG_SIZE
@@ -106,34 +119,68 @@ class Protector:
         head = prefix[:HEADER_SIZE]
         return head + self._cipher.encrypt(head[8:], prefix[HEADER_SIZE:] + payload, head)
 
+    def seal_slots(self, slots: Sequence[memoryview], length: int) -> list[Bytes]:
+        """Data packets built in place: each of ``slots`` holds a packet's first ``length``
+        bytes (header and body), then exactly :attr:`overhead` bytes of room for the tag;
+        the datagrams to send.
+
+        Tags are written into the slots themselves; encrypted packets are new buffers (the
+        slots keep the plain text, which repairs send again)."""
+        mode = self.mode
+        if mode is Protection.NONE:  # no room for a tag: each slot is the packet
+            return list(slots)
+        if mode is Protection.GMAC:
+            assert self._gmac is not None
+            tag_of = self._gmac.encrypt
+            for slot in slots:
+                slot[length:] = tag_of(slot[8:HEADER_SIZE], b"", slot[:length])
+            return list(slots)
+        if mode is Protection.HMAC:
+            assert self._hmac_key is not None
+            key = self._hmac_key
+            for slot in slots:
+                slot[length:] = hmac.digest(key, slot[:length], "sha256")[:TAG_SIZE]
+            return list(slots)
+        assert self._cipher is not None
+        encrypt = self._cipher.encrypt
+        return [
+            bytes(slot[:HEADER_SIZE])
+            + encrypt(slot[8:HEADER_SIZE], slot[HEADER_SIZE:length], slot[:HEADER_SIZE])
+            for slot in slots
+        ]
+
     def open(self, protection: int, packet: memoryview) -> memoryview | Reason:
         """The plain body of ``packet`` (header included, declaring ``protection``), or the
-        :class:`Reason` it is refused. Never raises."""
-        if protection == Protection.NONE:
+        :class:`Reason` it is refused. Never raises. (Per packet: plain ints, no enum look-up.)"""
+        if protection == _NONE:
             return packet[HEADER_SIZE:] if self._hmac_key is None else Reason.UNAUTHENTICATED
         if self._hmac_key is None:
             return Reason.NEEDS_KEY
         cut = len(packet) - TAG_SIZE
         if cut < HEADER_SIZE:
             return Reason.MALFORMED
-        if protection == Protection.HMAC:
+        if protection == _GMAC:
+            if self._gmac is None:
+                return Reason.NEEDS_CRYPTOGRAPHY
+            try:
+                self._gmac.decrypt(packet[8:HEADER_SIZE], packet[cut:], packet[:cut])
+            except Exception:  # cryptography's InvalidTag: forged, or another key
+                return Reason.FORGED
+            return packet[HEADER_SIZE:cut]
+        if protection == _ENCRYPTED:
+            if self._cipher is None:
+                return Reason.NEEDS_CRYPTOGRAPHY
+            head = packet[:HEADER_SIZE]
+            try:
+                return memoryview(self._cipher.decrypt(head[8:], packet[HEADER_SIZE:], head))
+            except Exception:  # as above
+                return Reason.FORGED
+        if protection == _HMAC:
             tag = hmac.digest(self._hmac_key, packet[:cut], "sha256")[:TAG_SIZE]
             if not hmac.compare_digest(tag, packet[cut:]):
                 return Reason.FORGED
             return packet[HEADER_SIZE:cut]
-        if protection not in (Protection.GMAC, Protection.ENCRYPTED):
-            return Reason.UNSUPPORTED
-        cipher = self._gmac if protection == Protection.GMAC else self._cipher
-        if cipher is None:
-            return Reason.NEEDS_CRYPTOGRAPHY
-        nonce = packet[8:HEADER_SIZE]
-        try:
-            if protection == Protection.GMAC:
-                cipher.decrypt(nonce, packet[cut:], packet[:cut])
-                return packet[HEADER_SIZE:cut]
-            return memoryview(cipher.decrypt(nonce, packet[HEADER_SIZE:], packet[:HEADER_SIZE]))
-        except Exception:  # cryptography's InvalidTag: forged, or another key
-            return Reason.FORGED
+        return Reason.UNSUPPORTED
 
 
 def _derive(key: bytes, use: bytes) -> bytes:

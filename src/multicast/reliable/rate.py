@@ -16,7 +16,8 @@ is repaired, not a reason to slow down):
   last interval (or of the rate, if lower), at most once per ``hold`` (200 ms); otherwise,
   if the rate and not the host was the limit (at least 80 % of it was sent), it grows by
   ``increase`` (x1.1) every ``interval`` (100 ms), up to the ceiling (``--rate``). It
-  starts at the ceiling or 1 Gbit/s, whichever is lower.
+  starts at the ceiling or 1 Gbit/s, whichever is lower, and until the first congestion
+  it doubles instead (a slow start, as TCP's): a fast path is found in a few intervals.
 
 So the rate settles just under what the slowest live receiver takes, while a lossy path
 (every receiver repairs its loss anyway) does not slow the session down.
@@ -67,6 +68,7 @@ class AdaptiveRate:
     threshold: float = 0.02
     decrease: float = 0.75
     increase: float = 1.1
+    starting: bool = True  # no congestion yet: double rather than increase
     interval: float = 0.1
     hold: float = 0.2
     decreases: int = 0
@@ -116,8 +118,10 @@ class AdaptiveRate:
                 self.bits_per_second = max(self.floor_rate, base * self.decrease)
                 self._cut_at = now
                 self.decreases += 1
+                self.starting = False
         elif busy and achieved >= 0.8 * self.bits_per_second:  # the rate was the limit
-            self.bits_per_second = min(self.ceiling, self.bits_per_second * self.increase)
+            factor = 2.0 if self.starting else self.increase
+            self.bits_per_second = min(self.ceiling, self.bits_per_second * factor)
 
 
 RateControl = FixedRate | AdaptiveRate

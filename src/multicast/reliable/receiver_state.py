@@ -19,6 +19,7 @@ import hashlib
 import random
 from collections import OrderedDict
 
+from multicast.reliable.assembly import BlockAssembly
 from multicast.reliable.blocks import FileEntry, Layout
 from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Reason
@@ -26,6 +27,7 @@ from multicast.reliable.receiving import FileOutcome, ReceiverConfig, ReceiverSt
 from multicast.reliable.wire import (
     MAX_NACK_ENTRIES,
     Data,
+    DataFields,
     FileInfo,
     Nack,
     Packet,
@@ -41,12 +43,11 @@ from multicast.reliable.wire import (
 __all__ = ["ReceiverState"]
 
 
-_DIGEST_TRIES = 2  # a file whose digest fails this often is given up
 _EARLY_LIMIT = 8192  # symbols kept for files not yet described
 _REPAIR_GAP = 0.005  # seconds without data after a repair: the sender is done with that block
 
 
-class ReceiverState:
+class ReceiverState(BlockAssembly):
     """One receiver of one session (the first heard, or ``config.session``)."""
 
     def __init__(
@@ -115,29 +116,22 @@ class ReceiverState:
         self.digests: dict[int, tuple[hashlib._Hash, int]] = {}
         self.blocks_done = 0
         self.bytes_done = 0
-        self.position: tuple[int, int] | None = None  # (pass, block) of the latest pass data
-        self.early: list[tuple[int, int, bytes]] = []  # symbols of blocks of files not described
+        self.pass_number, self.pass_block = 0, -1  # of the latest pass data (-1: none yet)
+        self.early: list[DataFields] = []  # symbols of blocks of files not described
         self.last_block = -1
 
     # --- input ------------------------------------------------------------------------------
 
-    def reject(self, reason: Reason) -> None:
-        """Count a datagram refused before it reached the state (by the codec)."""
-        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + 1
+    def reject(self, reason: Reason, times: int = 1) -> None:
+        """Count datagrams refused (by the codec, or by the state)."""
+        self.stats.rejected[reason.value] = self.stats.rejected.get(reason.value, 0) + times
 
     def handle(self, packet: Packet, now: float) -> None:
         """Take one parsed packet heard on the session's group."""
         if isinstance(packet, Data):
-            self.on_data(
-                packet.origin,
-                packet.counter,
-                int(packet.repair),
-                packet.block,
-                packet.symbol,
-                packet.round,
-                packet.pass_number,
-                packet.payload,
-                now,
+            fields = (packet.origin, packet.counter, int(packet.repair), packet.block)
+            self.take_data(
+                [(*fields, packet.symbol, packet.round, packet.pass_number, packet.payload)], now
             )
         elif isinstance(packet, Session):
             self._session(packet, now)
@@ -225,13 +219,13 @@ class ReceiverState:
             self.remaining[info.index] = blocks - outcome.resumed_blocks
             if not self.remaining[info.index]:
                 self._finish_file(info.index)
-        early, self.early = self.early, []
         last = entry.first_block + blocks
-        for block, symbol, payload in early:
-            if entry.first_block <= block < last:
-                self._take(block, symbol, payload)
-            else:
-                self.early.append((block, symbol, payload))
+        ready = [fields for fields in self.early if entry.first_block <= fields[3] < last]
+        if ready:
+            self.early = [
+                fields for fields in self.early if not entry.first_block <= fields[3] < last
+            ]
+            self.take_data(ready, self.heard_at, replay=True)
 
     def _count(self, counter: int) -> None:
         if self._interval_first is None:
@@ -240,213 +234,115 @@ class ReceiverState:
             self._interval_top = counter
         self._interval_seen += 1
 
-    def on_data(  # noqa: PLR0917 (positional: called with a DataReader tuple per datagram)
-        self,
-        origin: int,
-        counter: int,
-        repair: int,
-        block: int,
-        symbol: int,
-        round_: int,
-        pass_number: int,
-        payload: memoryview | bytes,
-        now: float,
+    def take_data(  # noqa: PLR0915 (one pass over a batch: the hot path, inline)
+        self, packets: list[DataFields], now: float, *, replay: bool = False
     ) -> None:
-        """One data packet's fields (see :class:`multicast.reliable.wire.DataReader`)."""
+        """Data packets' fields, in arrival order (see :class:`multicast.reliable.wire.DataReader`):
+        the receiver's hot path, one pass over a batch with the state in local variables.
+        ``replay``: symbols kept while their file was not described, already counted."""
         session = self.session
-        if session is None or origin != session.origin:
-            self.reject(Reason.OTHER_SESSION)
+        if session is None:
+            self.reject(Reason.OTHER_SESSION, len(packets))
             return
-        self.heard_at = self.data_at = now
-        k = self.k
-        if block >= len(k):
-            self.reject(Reason.OUT_OF_RANGE)
-            return
-        if self._interval_first is None:
-            self._interval_first = self._interval_top = counter
-        elif counter > self._interval_top:
-            self._interval_top = counter
-        self._interval_seen += 1
-        self.stats.data += 1
+        assert self.layout is not None
+        origin, size, blocks = session.origin, self.layout.symbol_size, len(self.k)
+        k, have, count, complete, buffers = (
+            self.k,
+            self.have,
+            self.count,
+            self.complete,
+            self.buffers,
+        )
+        first, top, seen = self._interval_first, self._interval_top, 0
+        duplicates = foreign = beyond = malformed = 0
+        filling, buffer = -1, None  # the block whose buffer was used last, and that buffer
+        for fields in packets:
+            sender, counter, repair, block, symbol, round_, pass_number, payload = fields
+            if sender != origin or block >= blocks:
+                foreign += sender != origin
+                beyond += sender == origin
+                continue
+            if not replay:
+                if first is None:
+                    first = top = counter
+                elif counter > top:
+                    top = counter
+                seen += 1
+                if (
+                    repair
+                    or block != self.last_block
+                    or block != self.pass_block
+                    or pass_number != self.pass_number
+                ):
+                    self._position(block, repair, round_, pass_number)
+            symbols = k[block]
+            bit = 1 << symbol
+            held = have[block]
+            if complete[block] or held & bit or not symbols:
+                if symbols:
+                    duplicates += 1
+                else:
+                    self._keep_early(fields)
+                continue
+            if len(payload) != size:
+                malformed += 1
+                continue
+            if symbol >= symbols:
+                if not self._keep_parity(block, symbol, payload):
+                    continue
+            elif block == filling and buffer is not None:
+                buffer[symbol * size : (symbol + 1) * size] = payload
+            else:
+                buffer = buffers.get(block)
+                filling = block
+                if buffer is not None:
+                    buffer[symbol * size : (symbol + 1) * size] = payload
+                else:
+                    buffer = self._store_data(block, symbol, payload)
+            have[block] = held | bit
+            got = count[block] + 1
+            count[block] = got
+            if got >= symbols:
+                self._assemble(block)
+                filling = -1
+        self._interval_first, self._interval_top = first, top
+        self._interval_seen += seen
+        self.stats.data += seen
+        self.stats.duplicates += duplicates
+        if seen:
+            self.heard_at = self.data_at = now
+        for reason, times in (
+            (Reason.OTHER_SESSION, foreign),
+            (Reason.OUT_OF_RANGE, beyond),
+            (Reason.MALFORMED, malformed),
+        ):
+            if times:
+                self.reject(reason, times)
+
+    def _position(self, block: int, repair: int, round_: int, pass_number: int) -> None:
+        """Data of another block, a repair, or a new pass: where the sender is."""
         if block != self.last_block:
             self._moved_on(self.last_block)
             self.last_block = block
         if repair:
             self.round[block] = max(self.round[block], round_)
-        elif self.position != (pass_number, block):
+        elif block != self.pass_block or pass_number != self.pass_number:
             self._advance(pass_number, block)
-        self._take(block, symbol, payload)
 
-    def _take(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
-        """Keep one symbol of ``block``; assemble the block once it has enough."""
-        symbols = self.k[block]
-        if self.complete[block] or not symbols:
-            if symbols:
-                self.stats.duplicates += 1
-            else:
-                self.stats.early += 1
-                if len(self.early) < _EARLY_LIMIT:  # kept until its file is described
-                    self.early.append((block, symbol, bytes(payload)))
-            return
-        bit = 1 << symbol
-        have = self.have[block]
-        if have & bit:
-            self.stats.duplicates += 1
-            return
-        assert self.layout is not None
-        size = self.layout.symbol_size
-        if len(payload) != size:
-            self.reject(Reason.MALFORMED)
-            return
-        if symbol < symbols:
-            buffer = self.buffers.get(block)
-            if buffer is not None:
-                buffer[symbol * size : (symbol + 1) * size] = payload
-            else:
-                self._store_data(block, symbol, payload)
-        elif self.parity_bytes + size <= self.config.parity_memory:
-            self.parity.setdefault(block, {})[symbol] = bytes(payload)
-            self.parity_bytes += size
-        else:
-            self.stats.parity_dropped += 1
-            return
-        self.have[block] = have | bit
-        count = self.count[block] + 1
-        self.count[block] = count
-        if count >= symbols:
-            self._assemble(block)
-
-    def _store_data(self, block: int, symbol: int, payload: memoryview | bytes) -> None:
-        assert self.layout is not None
-        size = self.layout.symbol_size
-        if self.flushed[block]:
-            entry, offset = self._where(block)
-            length = min(size, entry.size - offset - symbol * size)
-            self.store.write(self.owner[block], offset + symbol * size, payload[:length])
-            return
-        buffer = self.buffers.get(block)
-        if buffer is None:
-            buffer = self.buffers[block] = bytearray(self.k[block] * size)
-            if len(self.buffers) > self.config.open_blocks:
-                self._flush(next(iter(self.buffers)))
-        buffer[symbol * size : (symbol + 1) * size] = payload
-
-    def _where(self, block: int) -> tuple[FileEntry, int]:
-        assert self.layout is not None
-        entry = self.files[self.owner[block]]
-        return entry, (block - entry.first_block) * self.layout.block_size
-
-    def _flush(self, block: int) -> None:
-        """Write the data symbols of an open block to the store, in runs, and free its buffer."""
-        assert self.layout is not None
-        buffer = self.buffers.pop(block)
-        entry, offset = self._where(block)
-        size, have, end = self.layout.symbol_size, self.have[block], entry.size - offset
-        symbol, k = 0, self.k[block]
-        while symbol < k:
-            if have >> symbol & 1:
-                start = symbol
-                while symbol < k and have >> symbol & 1:
-                    symbol += 1
-                stop = min(symbol * size, end)
-                self.store.write(
-                    self.owner[block], offset + start * size, buffer[start * size : stop]
-                )
-            symbol += 1
-        self.flushed[block] = 1
-
-    def _assemble(self, block: int) -> None:
-        """A block has enough symbols: rebuild what is missing, write it, mark it complete."""
-        assert self.layout is not None
-        size, k, have = self.layout.symbol_size, self.k[block], self.have[block]
-        entry, offset = self._where(block)
-        length = min(self.layout.block_size, entry.size - offset)
-        file = self.owner[block]
-        buffer = self.buffers.pop(block, None)
-        parity = self.parity.pop(block, {})
-        self.parity_bytes -= size * len(parity)
-        missing = [i for i in range(k) if not have >> i & 1]
-        if missing:
-            symbols: dict[int, bytes | bytearray | memoryview] = {}
-            for i in range(k):
-                if have >> i & 1:
-                    symbols[i] = (
-                        memoryview(buffer)[i * size : (i + 1) * size]
-                        if buffer is not None
-                        else self.store.read(file, offset + i * size, size).ljust(size, b"\0")
-                    )
-            for i in sorted(parity)[: len(missing)]:
-                symbols[i] = parity[i]
-            recovered = self.code.recover(k, symbols)
-            self.stats.decoded_blocks += 1
-            if buffer is not None:
-                for i in missing:
-                    buffer[i * size : (i + 1) * size] = recovered[i]
-            else:
-                for i in missing:
-                    stop = min((i + 1) * size, length)
-                    self.store.write(file, offset + i * size, recovered[i][: stop - i * size])
-        data = None if buffer is None else memoryview(buffer)[:length]
-        if data is not None:
-            self.store.write(file, offset, data)
-        self.complete[block] = 1
-        self.candidates.pop(block, None)
-        self.waiting.pop(block, None)
-        self.heard.pop(block, None)
-        self.blocks_done += 1
-        self.bytes_done += length
-        self.store.block_done(file, block - entry.first_block)
-        self._digest_forward(file, block, data)
-        self.remaining[file] -= 1
-        if not self.remaining[file]:
-            self._finish_file(file)
-
-    def _digest_forward(self, file: int, block: int = -1, data: memoryview | None = None) -> None:
-        """Hash the file's complete blocks in order, as far as they go (``data``: ``block``'s
-        bytes, in memory; other blocks are read back), for the check when it is complete."""
-        assert self.layout is not None
-        entry = self.files[file]
-        hasher, local = self.digests[file]
-        size = self.layout.block_size
-        while local < entry.blocks and self.complete[entry.first_block + local]:
-            if data is not None and entry.first_block + local == block:
-                hasher.update(data)
-            else:
-                offset = local * size
-                hasher.update(self.store.read(file, offset, min(size, entry.size - offset)))
-            local += 1
-        self.digests[file] = (hasher, local)
-
-    def _finish_file(self, file: int) -> None:
-        outcome = self.outcomes[file]
-        self._digest_forward(file)
-        if self.store.finish(file, self.digests[file][0].digest()):
-            outcome.received = True
-            return
-        self.digests[file] = (hashlib.sha256(), 0)
-        outcome.digest_failures += 1
-        entry = self.files[file]
-        if outcome.digest_failures >= _DIGEST_TRIES:
-            outcome.refused = f"SHA-256 did not match {outcome.digest_failures} times"
-            return
-        for block in range(entry.first_block, entry.first_block + entry.blocks):
-            self.complete[block] = self.have[block] = self.count[block] = 0
-            self.flushed[block] = 1
-            if self.passed[block]:
-                self.candidates[block] = None
-        self.remaining[file] = entry.blocks
-        self.blocks_done -= entry.blocks
-        self.bytes_done -= entry.size
+    def _keep_early(self, fields: DataFields) -> None:
+        """A symbol of a block whose file is not described yet: kept (a few) until it is."""
+        self.stats.early += 1
+        if len(self.early) < _EARLY_LIMIT:
+            self.early.append((*fields[:7], bytes(fields[7])))
 
     # --- where the sender is -------------------------------------------------------------------
 
     def _advance(self, pass_number: int, block: int) -> None:
         """Pass data of ``block`` arrived: every block the sender went past since is passed."""
-        position = self.position
-        self.position = (pass_number, block)
-        if position is None or position == (pass_number, block):
+        last_pass, last_block = self.pass_number, self.pass_block
+        self.pass_number, self.pass_block = pass_number, block
+        if last_block < 0:
             return
-        last_pass, last_block = position
         if pass_number == last_pass:
             if block > last_block:
                 self._pass_blocks(last_block, block)

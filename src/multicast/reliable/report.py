@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from multicast.core import IO_BACKEND
+from multicast.reliable.fec import KERNEL
 from multicast.reliable.receiver_state import ReceiverState
 from multicast.reliable.sender_state import ReceiverEntry, SenderState
 
@@ -140,6 +142,8 @@ def send_report(
         "rate_bits_per_second": state.rate.bits_per_second,
         "block_symbols": catalogue.layout.block_symbols,
         "symbol_size": catalogue.layout.symbol_size,
+        "io_backend": IO_BACKEND,
+        "parity_kernel": KERNEL,
         "datagrams": {
             "pass": stats.pass_datagrams,
             "repair": stats.repair_datagrams,
@@ -153,7 +157,7 @@ def send_report(
             "nacks": stats.nacks,
             "nack_entries": stats.nack_entries,
             "stale_entries": stats.stale_entries,
-            "nacks_per_repaired_block": round(stats.nacks / rounds, 3) if rounds else 0.0,
+            "nacks_per_repaired_block": round(stats.nack_entries / rounds, 3) if rounds else 0.0,
         },
         "receivers": receivers,
         "dropped": [r["label"] for r in receivers if r["status"] == "dropped"],
@@ -261,6 +265,8 @@ def receive_report(
         "parity_dropped": stats.parity_dropped,
         "loss_ppm": state.loss_ppm,
         "kernel_drops": state.kernel_drops,
+        "io_backend": IO_BACKEND,
+        "parity_kernel": KERNEL,
         "rejected": dict(stats.rejected),
     }
     return ReceiveReport(data)

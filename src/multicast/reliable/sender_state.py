@@ -194,7 +194,7 @@ class SenderState:
             if entry.done_at is None:
                 entry.done_at = now
                 self.rate.forget(entry.ident)
-                self._announce_at = min(self._announce_at, now + 0.01)
+                self._announce_at = now  # at once: the receiver waits for it to end
         else:
             self.rate.report(entry.ident, report.loss_ppm, report.packets, report.drops, now)
 

@@ -2,13 +2,12 @@
 
 The sender multicasts session, file and data packets to ``GROUP:PORT``; receivers multicast
 their reports and NACKs to ``GROUP:PORT+1``, where the sender and the other receivers (for
-NACK suppression) hear them. Datagrams go out in batches (``send_many``: ``sendmmsg``) and
+NACK suppression) hear them. Datagrams go out in batches (``send_many_to``: ``sendmmsg``) and
 come in in batches (``receive_ready``: ``recvmmsg``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import functools
 import hashlib
@@ -20,7 +19,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,14 +27,16 @@ from multicast.core import (
     Group,
     InterfaceSpec,
     IPAddress,
+    Payload,
     Receiver,
     Sender,
     open_receiver,
     parse_group,
     request_send_buffer,
-    send_many,
 )
-from multicast.exceptions import OptionError, SocketOptionError
+from multicast.core.datagram import SocketAddress
+from multicast.core.io import destination, send_many_to
+from multicast.exceptions import OptionError, SendError
 from multicast.reliable.blocks import Catalogue, Layout
 from multicast.reliable.fec import ParityCode
 from multicast.reliable.protection import Protection, Reason, make_protector
@@ -113,7 +114,9 @@ def _catalogue(paths: Sequence[str | os.PathLike[str]], layout: Layout) -> Catal
 
 
 class _BlockSource:
-    """Data packets of bursts: file bytes read by block (a few kept), parity computed."""
+    """Data packets of bursts, built in place: a block's symbols are read from its file
+    straight into datagram slots (a few blocks kept for repairs), headers and tags are
+    written around them, parity is computed into slots of its own."""
 
     def __init__(
         self, paths: Sequence[str | os.PathLike[str]], catalogue: Catalogue, stamper: Stamper
@@ -121,8 +124,11 @@ class _BlockSource:
         self.catalogue = catalogue
         self.stamper = stamper
         self.code = ParityCode()
+        self.symbol_size = catalogue.layout.symbol_size
+        self.slot_size = DATA_OVERHEAD + self.symbol_size + stamper.protector.overhead
         self.fds: list[int] = []
-        self.cache: OrderedDict[int, list[bytes]] = OrderedDict()
+        # block -> (slots: one writable view per data symbol's datagram, the symbols' bytes)
+        self.cache: OrderedDict[int, tuple[list[memoryview], list[memoryview]]] = OrderedDict()
         try:
             for path in paths:
                 self.fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
@@ -130,44 +136,70 @@ class _BlockSource:
             self.close()
             raise StorageError(error.errno or 0, f"cannot open {error.filename!r}") from None
 
-    def _block(self, block: int) -> list[bytes]:
+    def _slots(self, count: int) -> tuple[list[memoryview], list[memoryview]]:
+        """``count`` empty datagram slots, and the views of their symbols."""
+        slot, size = self.slot_size, self.symbol_size
+        frame = memoryview(bytearray(count * slot))
+        slots = [frame[n * slot : (n + 1) * slot] for n in range(count)]
+        return slots, [view[DATA_OVERHEAD : DATA_OVERHEAD + size] for view in slots]
+
+    def _block(self, block: int) -> tuple[list[memoryview], list[memoryview]]:
         cached = self.cache.get(block)
         if cached is not None:
             self.cache.move_to_end(block)
             return cached
         entry, offset, length = self.catalogue.extent(block)
-        size = self.catalogue.layout.symbol_size
-        k = self.catalogue.layout.data_symbols(length)
-        data = bytearray(k * size)
-        view = memoryview(data)
-        got = 0
-        while got < length:
-            read = os.preadv(self.fds[entry.index], [view[got:length]], offset + got)
+        slots, symbols = self._slots(self.catalogue.layout.data_symbols(length))
+        tail = length - (len(symbols) - 1) * self.symbol_size  # the last symbol's bytes
+        views = [*symbols[:-1], symbols[-1][:tail]]  # past the file's end: zeros
+        fd = self.fds[entry.index]
+        while views:  # one system call per block, unless the kernel reads less
+            read = os.preadv(fd, views, offset)
             if read <= 0:
                 raise StorageError(errno.EIO, f"{entry.name!r} shrank while being sent")
-            got += read
-        symbols = [bytes(view[i * size : (i + 1) * size]) for i in range(k)]
-        self.cache[block] = symbols
+            offset += read
+            while views and read >= len(views[0]):
+                read -= len(views.pop(0))
+            if views:
+                views[0] = views[0][read:]
+        self.cache[block] = slots, symbols
         if len(self.cache) > _BLOCKS_CACHED:
             self.cache.popitem(last=False)
-        return symbols
+        return slots, symbols
 
-    def datagrams(self, burst: Burst) -> list[bytes]:
-        symbols = self._block(burst.block)
-        k = len(symbols)
-        parity_ids = [i for i in burst.ids if i >= k]
-        parity = dict(zip(parity_ids, self.code.parity(symbols, parity_ids), strict=True))
-        block, round_, pass_number, repair = (
-            burst.block,
-            burst.round,
-            burst.pass_number,
-            burst.repair,
+    def datagrams(self, burst: Burst) -> list[Payload]:
+        slots, symbols = self._block(burst.block)
+        k = len(slots)
+        ids = burst.ids
+        parity_ids = [i for i in ids if i >= k]
+        if parity_ids:
+            extra, spaces = self._slots(len(parity_ids))
+            self.code.parity_into(symbols, parity_ids, spaces)
+            parity = dict(zip(parity_ids, extra, strict=True))
+            chosen = [slots[i] if i < k else parity[i] for i in ids]
+        else:
+            chosen = [slots[i] for i in ids]
+        return self.stamper.data_packets(
+            chosen, ids, burst.block, burst.round, burst.pass_number, burst.repair
         )
-        data = self.stamper.data
-        return [
-            data(block, i, round_, pass_number, symbols[i] if i < k else parity[i], repair)
-            for i in burst.ids
-        ]
+
+    def batches(self, items: Iterable[bytes | Burst]) -> Iterator[list[Payload]]:
+        """The datagrams of ``items`` (control packets and bursts), in batches to send one
+        after the other: each is to be sent before the next is asked for, since a burst of a
+        block already in the batch stamps that block's slots again."""
+        batch: list[Payload] = []
+        blocks: set[int] = set()
+        for item in items:
+            if not isinstance(item, Burst):
+                batch.append(item)
+                continue
+            if item.block in blocks:
+                yield batch
+                batch, blocks = [], set()
+            blocks.add(item.block)
+            batch += self.datagrams(item)
+        if batch:
+            yield batch
 
     def close(self) -> None:
         for fd in self.fds:
@@ -175,15 +207,13 @@ class _BlockSource:
         self.fds.clear()
 
 
-def _send(sender: Sender, datagrams: list[bytes], group: Group, port: int) -> int:
+def _send(sender: Sender, datagrams: Sequence[Payload], where: SocketAddress) -> int:
     try:
-        return send_many(sender.sock, datagrams, group, port)
-    except OSError as error:
+        return send_many_to(sender.sock, datagrams, where)
+    except SendError as error:
         if error.errno in _TRANSIENT:
             return 0
-        raise SocketOptionError(
-            error.errno or errno.EIO, f"cannot send to {group} port {port}: {error.strerror}"
-        ) from error
+        raise
 
 
 def _rate_control(rate: float | None, adaptive: bool) -> RateControl:
@@ -210,8 +240,7 @@ class _SenderLoop:
         self.source = source
         self.out = out
         self.control = control
-        self.group = group
-        self.port = port
+        self.where = destination(out.sock, group, port)
         self.protector = source.stamper.protector
         layout = state.catalogue.layout
         self.datagram_bits = 8 * (layout.symbol_size + DATA_OVERHEAD + self.protector.overhead)
@@ -230,18 +259,12 @@ class _SenderLoop:
 
     def send(self, now: float) -> int:
         """Send what the state has now (a batch at most); how many datagrams went."""
-        items = self.state.poll(now, _BATCH)
-        datagrams: list[bytes] = []
-        for item in items:
-            if isinstance(item, Burst):
-                datagrams.extend(self.source.datagrams(item))
-            else:
-                datagrams.append(item)
-        for at in range(0, len(datagrams), _BATCH):
-            chunk = datagrams[at : at + _BATCH]
-            _send(self.out, chunk, self.group, self.port)
-            self.wire_bytes += sum(map(len, chunk))
-        return len(datagrams)
+        sent = 0
+        for datagrams in self.source.batches(self.state.poll(now, _BATCH)):
+            _send(self.out, datagrams, self.where)
+            self.wire_bytes += sum(map(len, datagrams))
+            sent += len(datagrams)
+        return sent
 
     def run(
         self,
@@ -351,20 +374,20 @@ class _ReceiverLoop:
         self.data = data
         self.control = control
         self.out = out
-        self.read = DataReader(state.stamper.protector).read
+        self.read = DataReader(state.stamper.protector).read_many
 
     def take(self, receiver: Receiver, now: float) -> int:
         """Every datagram queued on ``receiver``, handed to the state; how many there were."""
-        state, read, on_data = self.state, self.read, self.state.on_data
+        state = self.state
         arrived = receiver.receive_ready(_RECEIVE_BATCH)
-        for datagram in arrived:
-            packet = read(datagram.payload)
-            if isinstance(packet, tuple):
-                on_data(*packet, now)
-            elif isinstance(packet, Reason):
+        data, others = self.read([datagram.payload for datagram in arrived])
+        for packet in others:  # session and file descriptions first: data may need them
+            if isinstance(packet, Reason):
                 state.reject(packet)
             else:
                 state.handle(packet, now)
+        if data:
+            state.take_data(data, now)
         return len(arrived)
 
     def run(
@@ -377,6 +400,7 @@ class _ReceiverLoop:
     ) -> tuple[bool, float | None]:
         """Until the session is over for us: (whether ``stop`` ended it, when data began)."""
         state, data, control = self.state, self.data, self.control
+        where = destination(self.out.sock, group, port + 1)
         poller = select.poll()
         poller.register(data.sock, select.POLLIN)
         poller.register(control.sock, select.POLLIN)
@@ -395,8 +419,8 @@ class _ReceiverLoop:
             if first_data is None and state.stats.data:
                 first_data = now
             state.kernel_drops = data.drops
-            for outgoing in state.poll(now):
-                _send(self.out, [outgoing], group, port + 1)
+            if outgoing := state.poll(now):
+                _send(self.out, outgoing, where)
             if now >= save_at:
                 self.store.save()
                 save_at = now + _SAVE_INTERVAL
@@ -466,6 +490,8 @@ def receive_files(
 
 async def _in_thread(function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     """Run a transfer in a worker thread; cancelling the task stops it (within 0.1 s)."""
+    import asyncio  # noqa: PLC0415 (only here: the commands start 15 ms sooner without it)
+
     stop = threading.Event()
     task = asyncio.ensure_future(
         asyncio.to_thread(functools.partial(function, stop=stop), *args, **kwargs)

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from multicast.core.datagram import Payload
 from multicast.exceptions import MulticastError
 from multicast.reliable import protection
 from multicast.reliable.blocks import MAX_BLOCK_SYMBOLS, MAX_BLOCKS
 from multicast.reliable.fec import MAX_SYMBOLS
-from multicast.reliable.protection import Protector, Reason
+from multicast.reliable.protection import Protection, Protector, Reason
 
 __all__ = [
     "DATA_OVERHEAD",
@@ -78,8 +80,10 @@ _DATA = struct.Struct("!IBBHH")
 _REPORT = struct.Struct("!QIQIIIB")
 _NACK = struct.Struct("!QH")
 _ENTRY = struct.Struct("!IHH")
-# A data packet's header and fields, packed and read in one go.
+# A data packet's header and fields, packed and read in one go (read: after the magic, version
+# and kind, already checked).
 _DATA_PACKET = struct.Struct(_HEADER.format + _DATA.format[1:])
+_DATA_HEAD = struct.Struct("!6xBBQI" + _DATA.format[1:])
 DATA_OVERHEAD = _DATA_PACKET.size  # bytes of a data packet besides symbol and tag
 MAX_NACK_ENTRIES = 160  # blocks one NACK names (fits 1452 bytes with a tag)
 MAX_RECEIVERS_LISTED = 140  # receivers one session packet lists
@@ -211,7 +215,50 @@ class Stamper:
         )
         return self.protector.seal(header + body)
 
-    def data(  # noqa: PLR0917 (positional: the sender's hot path)
+    def data_packets(  # noqa: PLR0917 (positional: the sender's hot path)
+        self,
+        slots: Sequence[memoryview],
+        symbols: Sequence[int],
+        block: int,
+        round_: int,
+        pass_number: int,
+        repair: bool,
+    ) -> list[Payload]:
+        """Data packets of ``block`` built in place, one per slot: ``slots[n]`` holds symbol
+        ``symbols[n]``'s bytes after :data:`DATA_OVERHEAD` bytes left for the header and
+        fields, and room for the tag (:attr:`Protector.overhead`) after them. Each header
+        takes the next counter; the sealed datagrams are returned (the sender's hot path:
+        one call per burst, no copy of the symbols but for encryption)."""
+        if not slots:
+            return []
+        counter = self.counter
+        if counter + len(slots) - 1 > _MAX_COUNTER:
+            raise NoncesExhaustedError(f"origin {self.origin:016x} has sent 2**32 packets")
+        pack, kind = _DATA_PACKET.pack_into, int(Kind.DATA)
+        mode, flags, origin = int(self.protector.mode), int(repair), self.origin
+        round_, pass_number = round_ & 0xFFFF, pass_number & 0xFFFF
+        for slot, symbol in zip(slots, symbols, strict=True):
+            pack(
+                slot,
+                0,
+                MAGIC,
+                VERSION,
+                kind,
+                mode,
+                flags,
+                origin,
+                counter,
+                block,
+                symbol,
+                0,
+                round_,
+                pass_number,
+            )
+            counter += 1
+        self.counter = counter
+        return self.protector.seal_slots(slots, len(slots[0]) - self.protector.overhead)
+
+    def data(  # noqa: PLR0917 (the fields of a data packet, in their order)
         self,
         block: int,
         symbol: int,
@@ -220,22 +267,14 @@ class Stamper:
         payload: bytes | bytearray | memoryview,
         repair: bool,
     ) -> bytes:
-        """A data packet (header and fields in one pack: the sender's hot path)."""
-        prefix = _DATA_PACKET.pack(
-            MAGIC,
-            VERSION,
-            Kind.DATA,
-            self.protector.mode,
-            int(repair),
-            self.origin,
-            self._next(),
-            block,
-            symbol,
-            0,
-            round_ & 0xFFFF,
-            pass_number & 0xFFFF,
+        """One data packet carrying ``payload`` (a tool's or a test's: the sender builds its
+        packets in place, :meth:`data_packets`)."""
+        slot = bytearray(DATA_OVERHEAD + len(payload) + self.protector.overhead)
+        slot[DATA_OVERHEAD : DATA_OVERHEAD + len(payload)] = payload
+        (packet,) = self.data_packets(
+            [memoryview(slot)], [symbol], block, round_, pass_number, repair
         )
-        return self.protector.seal(prefix, payload)
+        return bytes(packet)
 
 
 def _name_bytes(name: str, limit: int) -> bytes:
@@ -351,29 +390,50 @@ DataFields = tuple[int, int, int, int, int, int, int, memoryview | bytes]
 
 
 class DataReader:
-    """:func:`parse` with a fast path for data packets (the receiver's hot path: checks and
-    one unpack, no packet object)."""
+    """:func:`parse` for many datagrams, with a fast path for data packets (the receiver's
+    hot path: checks and one unpack each, no packet object)."""
 
     def __init__(self, protector: Protector) -> None:
         self.protector = protector
         self._data_prefix = MAGIC + bytes([VERSION, Kind.DATA])
-        self._unpack_header = _HEADER.unpack_from
-        self._unpack_fields = _DATA.unpack_from
+        self._plain = protector.accepts_plain
 
-    def read(self, data: bytes) -> DataFields | Packet | Reason:
-        """A data packet's fields as a tuple; any other packet parsed; or why it is refused."""
-        if data[:6] != self._data_prefix or len(data) < HEADER_SIZE:
-            return parse(data, self.protector)
-        _, _, _, protection, flags, origin, counter = self._unpack_header(data)
-        body = self.protector.open(protection, memoryview(data))
-        if isinstance(body, Reason):
-            return body
-        if len(body) <= _DATA.size or flags & ~1:
-            return Reason.MALFORMED
-        block, symbol, zero, round_, pass_number = self._unpack_fields(body)
-        if zero:
-            return Reason.MALFORMED
-        return (origin, counter, flags, block, symbol, round_, pass_number, body[_DATA.size :])
+    def read_many(
+        self, datagrams: Iterable[bytes]
+    ) -> tuple[list[DataFields], list[Packet | Reason]]:
+        """The data packets' fields as tuples (in order), and every other datagram parsed or
+        the reason it is refused (in order)."""
+        data: list[DataFields] = []
+        others: list[Packet | Reason] = []
+        prefix, protector, plain = self._data_prefix, self.protector, self._plain
+        unpack, unpack_fields, open_body = _DATA_HEAD.unpack_from, _DATA.unpack_from, protector.open
+        unprotected, encrypted = int(Protection.NONE), int(Protection.ENCRYPTED)
+        for datagram in datagrams:
+            if datagram[:6] != prefix or len(datagram) <= DATA_OVERHEAD:
+                others.append(parse(datagram, protector))
+                continue
+            protection, flags, origin, counter, block, symbol, zero, round_, pass_number = unpack(
+                datagram
+            )
+            view = memoryview(datagram)
+            if protection == unprotected and plain:
+                payload = view[DATA_OVERHEAD:]
+            else:
+                body = open_body(protection, view)
+                if isinstance(body, Reason):
+                    others.append(body)
+                    continue
+                if len(body) <= _DATA.size:
+                    others.append(Reason.MALFORMED)
+                    continue
+                if protection == encrypted:  # the fields were encrypted too
+                    block, symbol, zero, round_, pass_number = unpack_fields(body)
+                payload = body[_DATA.size :]
+            if zero or flags & ~1:
+                others.append(Reason.MALFORMED)
+                continue
+            data.append((origin, counter, flags, block, symbol, round_, pass_number, payload))
+        return data, others
 
 
 def _data(origin: int, counter: int, flags: int, body: memoryview) -> Data | Reason:
