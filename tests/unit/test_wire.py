@@ -205,7 +205,7 @@ def test_the_arrival_time_is_read_from_a_well_formed_timestamp() -> None:
 
 def leave_times(arrivals: list[int]) -> LeaveTimes:
     """A group left at 1 s, its last datagram before 10 ms earlier, watched until 4 s."""
-    times = LeaveTimes({"239.1.2.3": 1000 * MS}, {"239.1.2.3": 990 * MS}, 4000 * MS)
+    times = LeaveTimes({"239.1.2.3": 1000 * MS}, {"239.1.2.3": 990 * MS}, 3000 * MS)
     for arrived in arrivals:
         times.account("239.1.2.3", arrived)
     return times
@@ -233,9 +233,20 @@ def test_a_group_with_nothing_after_the_leave() -> None:
 
 
 def test_the_first_gap_counts_from_the_last_datagram_before_the_leave() -> None:
-    times = LeaveTimes({"239.1.2.3": 1000 * MS}, {"239.1.2.3": 400 * MS}, 2000 * MS)
+    times = LeaveTimes({"239.1.2.3": 1000 * MS}, {"239.1.2.3": 400 * MS}, 1000 * MS)
     times.account("239.1.2.3", 1100 * MS)  # 700 ms after the one before: a slow stream
     assert times.result("239.1.2.3") == WireLeave(1, 100.0, True)
+
+
+def test_each_group_is_watched_for_the_wait_after_its_own_leave() -> None:
+    # Groups are left one after another: a wait that began at the first leave would cut the
+    # last group's short, and one that began after the last would count past the first's.
+    left = {"239.1.2.3": 1000 * MS, "239.1.2.4": 1500 * MS}
+    times = LeaveTimes(left, {}, 3000 * MS)
+    for group in left:
+        times.account(group, 4200 * MS)
+    assert times.result("239.1.2.3") == WireLeave(0, None, False)
+    assert times.result("239.1.2.4") == WireLeave(1, 2700.0, True)
 
 
 def channel(leave_ms: float | None, after: int | None, still: bool | None) -> ChannelReport:

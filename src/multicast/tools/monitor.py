@@ -211,8 +211,8 @@ class Monitor(Joined):
                 while (left := until - time.monotonic()) > 0:
                     self._take(left, None)
                 return
-            ends = time.time_ns() + round(wait * NANOSECONDS)
-            times = self.wire = LeaveTimes(self.left_at, self.tally.last_by_group, ends)
+            waited = round(wait * NANOSECONDS)
+            times = self.wire = LeaveTimes(self.left_at, self.tally.last_by_group, waited)
             while (left := until - time.monotonic()) > 0:
                 self._take_wire(watch, times)
                 watch.wait(left)
@@ -226,7 +226,7 @@ class Monitor(Joined):
     def _take_wire(self, watch: WireWatch, times: LeaveTimes) -> None:
         """Count what the socket and the wire have queued (Ctrl-C waits for the count)."""
         self._take(0.0, None)
-        with _signals_held():
+        with held():
             for group, arrived in watch.read():
                 times.account(group, arrived)
 

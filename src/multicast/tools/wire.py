@@ -226,7 +226,8 @@ class _Leaving:
 
 class LeaveTimes:
     """Per group left at ``left_at`` (ns, this host's clock), the datagrams that reached the
-    wire after the leave and before ``until`` (ns). Time is an argument: no clock, no socket.
+    wire in the ``wait`` (ns) that followed its leave. Time is an argument: no clock, no
+    socket.
 
     A group is *still arriving* when the wait ended less than twice its longest gap between
     arrivals after its last datagram: nothing says it stopped. ``last_before`` (ns, per
@@ -234,9 +235,9 @@ class LeaveTimes:
     """
 
     def __init__(
-        self, left_at: Mapping[str, int], last_before: Mapping[str, int], until: int
+        self, left_at: Mapping[str, int], last_before: Mapping[str, int], wait: int
     ) -> None:
-        self.until = until
+        self.wait = wait
         self.groups = {
             group: _Leaving(left, min(left, last_before.get(group, left)))
             for group, left in left_at.items()
@@ -245,7 +246,7 @@ class LeaveTimes:
     def account(self, group: str, arrived: int) -> None:
         """A datagram of ``group`` reached the wire at ``arrived`` (ns)."""
         leaving = self.groups.get(group)
-        if leaving is None or arrived > self.until:
+        if leaving is None or arrived > leaving.left + self.wait:
             return
         if arrived >= leaving.left:
             leaving.after += 1
@@ -260,7 +261,7 @@ class LeaveTimes:
             return None
         if leaving.last is None:
             return WireLeave(0, None, False)
-        still = self.until - leaving.last <= 2 * leaving.widest
+        still = leaving.left + self.wait - leaving.last <= 2 * leaving.widest
         return WireLeave(leaving.after, (leaving.last - leaving.left) / 1e6, still)
 
 
