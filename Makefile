@@ -90,4 +90,4 @@ bench-files: bench-deps $(STAMP)
 	$(NETNS) $(BIN)/python benchmarks/bench_files.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/multicast/core/_fastio*.so
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist src/multicast/core/_fastio*.so src/multicast/reliable/_gf256*.so
