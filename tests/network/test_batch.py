@@ -214,33 +214,39 @@ def test_many_sources_beyond_the_decoded_memory(
             for index in range(100):
                 sender = stack.enter_context(Sender(family[0], interface="lo"))
                 sender.send(bytes([index]), family[1][0], batched.port)
-        got = batch.receiver(64).receive(batched.sock, 100)
+        got = batch.receivers[64].receive(batched.sock.fileno(), 100)
         assert got == _plain_ready(plain, monkeypatch)
     assert len({d.source for d in got}) == 100
 
 
-def test_each_thread_has_its_own_buffers(
+def test_threads_reading_at_once_each_get_buffers(
     family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
 ) -> None:
-    receivers = _receivers(family[0], family[1][:1], 128)
-    results: dict[int, list[bytes]] = {}
-    barrier = threading.Barrier(2, timeout=5)
-
-    def drain(index: int) -> None:
-        barrier.wait()
-        results[index] = [d.payload for d in receivers[index].receive_ready(1000)]
-
-    with receivers[0], receivers[1]:
+    """The receivers of one buffer size are shared: a thread that reads while another waits
+    inside one (its system call made without the GIL) gets buffers of its own for the call."""
+    group = family[1][0]
+    waiting, reading = (Receiver(0, family=family[0], max_size=128) for _ in "ab")
+    shared = batch.receivers[128]
+    results: list[list[bytes]] = []
+    with waiting, reading:
+        for receiver in (waiting, reading):
+            receiver.join(group, "lo")
+        blocked = threading.Thread(
+            target=lambda: results.append(
+                [d.payload for d in shared.receive(waiting.sock.fileno(), 1000, True)]
+            )
+        )
+        blocked.start()
+        time.sleep(0.2)  # inside recvmmsg, waiting for a datagram to its port
         for index in range(200):
-            senders[0].send(str(index).encode(), family[1][0], receivers[0].port)
-        threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=10)
-    expected = [str(i).encode() for i in range(200)]
-    assert results == {0: expected, 1: expected}
-    assert batch.receiver(128) is batch.receiver(128)
+            senders[0].send(str(index).encode(), group, reading.port)
+        got = [d.payload for d in shared.receive(reading.sock.fileno(), 1000, True)]
+        assert shared.busy  # still the waiting thread's: this call used buffers of its own
+        senders[0].send(b"at last", group, waiting.port)
+        blocked.join(timeout=10)
+    assert got == [str(i).encode() for i in range(200)]
+    assert results == [[b"at last"]]
+    assert batch.receivers[128] is shared and not shared.busy
 
 
 # --- waiting, then taking every datagram queued -------------------------------------------------

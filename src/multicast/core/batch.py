@@ -16,15 +16,18 @@ One system call moves up to :data:`SLOTS` datagrams. Two backends do it, and
 
 :func:`~multicast.core.io.receive_ready`, :func:`~multicast.core.io.receive_batch` and
 :func:`~multicast.core.io.send_many` use this module when :data:`AVAILABLE`, through
-:func:`receiver` (each thread keeps its own buffers) and :func:`send`.
+:data:`receivers` (one per buffer size, shared by the threads), :func:`send` and
+:func:`send_each`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import math
 import mmap
 import os
+import select
 import socket
 import struct
 import threading
@@ -39,6 +42,7 @@ from multicast.core.datagram import (
     ANCILLARY_SPACE,
     Datagram,
     Payload,
+    SocketAddress,
     check_payload_size,
     parse_ancillary,
 )
@@ -52,8 +56,11 @@ __all__ = [
     "BatchSender",
     "Receiving",
     "encode_address",
+    "poll_milliseconds",
     "receiver",
+    "receivers",
     "send",
+    "send_each",
     "sender",
 ]
 
@@ -65,6 +72,7 @@ _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)  # descriptors passed
 _RECEIVE_FLAGS = constants.MSG_DONTWAIT | _TRUNCATED | _CLOEXEC
 _WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED | _CLOEXEC
 _WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
+_LONGEST_POLL = 2**31 - 1  # milliseconds: what poll() takes in one call (24 days)
 
 
 class _Iovec(ctypes.Structure):
@@ -253,6 +261,25 @@ def _decode_source(name: bytes) -> tuple[str, int]:
     return ("", 0)
 
 
+def _readable(fd: int, deadline: float) -> bool:
+    """Whether a datagram is queued on the socket ``fd`` by ``deadline`` (``time.monotonic``),
+    waiting in ``poll()`` until then (a closed socket raises, as ``recvmmsg`` would)."""
+    if fd < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(poll_milliseconds(deadline)))
+
+
+def poll_milliseconds(deadline: float | None) -> int | None:
+    """The ``poll()`` timeout that waits until ``deadline`` (``time.monotonic``; None: no
+    limit), or at most the longest single wait: wait again while the deadline is ahead."""
+    if deadline is None:
+        return None
+    left = max(0.0, deadline - time.monotonic()) * 1000
+    return _LONGEST_POLL if left >= _LONGEST_POLL else math.ceil(left)
+
+
 class BatchReceiver:
     """Reads up to :data:`SLOTS` datagrams of up to ``size`` bytes per ``recvmmsg`` call.
 
@@ -288,24 +315,53 @@ class BatchReceiver:
         self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
         self._written = 0  # headers the kernel wrote into since they were last reset
         self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
+        self.busy = False  # a thread reads into the buffers (and may have released the GIL)
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
     def receive(
-        self, sock: socket.socket, limit: int, *, wait: bool = False, spin: float = 0.0
+        self,
+        fd: int,
+        limit: int,
+        wait: bool = False,
+        spin: float = 0.0,
+        timeout: float | None = None,
     ) -> list[Datagram]:
-        """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
+        """Every datagram already queued on the socket ``fd`` (at most ``limit``), without
+        blocking.
 
-        With ``wait``, a blocking socket first waits for one datagram, in the same call. With
-        ``spin`` seconds, it first polls without blocking until one comes or the time is up.
+        With ``wait``, a blocking socket first waits for one datagram, in the same call; with
+        a ``timeout`` (seconds), any socket waits for one that long at most. With ``spin``
+        seconds, it first polls without blocking until one comes or the time is up. A call
+        made while another thread reads with this receiver's buffers gets buffers of its own.
         """
-        if spin > 0:
-            deadline = time.monotonic() + spin
-            while not (spun := self.receive(sock, limit)) and time.monotonic() < deadline:
-                pass
-            if spun or not wait:
-                return spun
-        fd, recvmmsg, pointer = sock.fileno(), self._recvmmsg, self._pointer
+        if self.busy:
+            return BatchReceiver(self.size, self.slots).receive(fd, limit, wait, spin, timeout)
+        self.busy = True
+        try:
+            return self._receive(fd, limit, wait, spin, timeout)
+        finally:
+            self.busy = False
+
+    def _receive(
+        self, fd: int, limit: int, wait: bool, spin: float, timeout: float | None
+    ) -> list[Datagram]:
+        if spin > 0 or timeout is not None:
+            deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+            if spin > 0:
+                until = time.monotonic() + spin
+                until = until if deadline is None else min(until, deadline)
+                while not (spun := self._receive(fd, limit, False, 0.0, None)) and (
+                    time.monotonic() < until
+                ):
+                    pass
+                if spun or not (wait or deadline is not None):
+                    return spun
+            if deadline is not None:
+                if not _readable(fd, deadline):
+                    return []
+                wait = False
+        recvmmsg, pointer = self._recvmmsg, self._pointer
         flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
         ready: list[Datagram] = []
         while len(ready) < limit:
@@ -504,29 +560,45 @@ class BatchSender:
 
 
 _local = threading.local()
-_SIZES_KEPT = 4  # receive buffer sizes a thread keeps batch receivers for
+_SIZES_KEPT = 4  # buffer sizes batch receivers are kept for
 
 
 class Receiving(Protocol):
     """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
 
+    busy: bool  # a thread reads into its buffers
+
     def receive(
-        self, sock: socket.socket, limit: int, *, wait: bool = ..., spin: float = ...
+        self,
+        fd: int,
+        limit: int,
+        wait: bool = ...,
+        spin: float = ...,
+        timeout: float | None = ...,
     ) -> list[Datagram]: ...
 
 
-def receiver(size: int) -> Receiving:
-    """This thread's batch receiver for datagrams of up to ``size`` bytes (of the backend)."""
-    try:
-        found: Receiving = _local.receivers[size]
-    except (AttributeError, KeyError):
-        kept: dict[int, Receiving] = _local.__dict__.setdefault("receivers", {})
-        if len(kept) >= _SIZES_KEPT:
-            kept.clear()
-        found = kept[size] = (
+class _Receivers(dict[int, Receiving]):
+    """The batch receivers of the backend in use, by the size of their buffers: made on
+    first use, at most :data:`_SIZES_KEPT` (a plain dict look-up when found: the hot path)."""
+
+    def __missing__(self, size: int) -> Receiving:
+        if len(self) >= _SIZES_KEPT:
+            self.clear()
+        found = self[size] = (
             BatchReceiver(size) if _fastio is None else _fastio.Receiver(size, SLOTS)
         )
-    return found
+        return found
+
+
+receivers = _Receivers()
+"""The batch receiver for datagrams of up to ``size`` bytes is ``receivers[size]``; any thread
+may use it (a call made while another thread is inside one gets buffers of its own)."""
+
+
+def receiver(size: int) -> Receiving:
+    """The batch receiver for datagrams of up to ``size`` bytes: ``receivers[size]``."""
+    return receivers[size]
 
 
 def send(sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
@@ -542,6 +614,33 @@ def send(sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
             _fastio.send(sock.fileno(), family, payloads, name, constants.MAX_PAYLOAD[family])
         )
     return sender().send(sock, payloads, name)
+
+
+def send_each(
+    sock: socket.socket,
+    family: socket.AddressFamily,
+    pairs: list[tuple[Payload, SocketAddress]],
+) -> list[tuple[int, int]]:
+    """Send each payload to its own numeric address (of ``family``, the socket's): with
+    ``sendmmsg`` where the extension is built, else one ``sendto`` each.
+
+    Returns the pairs the kernel refused (or that would block), by index, with their errno;
+    the others were sent. A payload too large for one datagram raises before any is sent.
+    """
+    limit = constants.MAX_PAYLOAD[family]
+    if _fastio is not None:
+        refused: list[tuple[int, int]] = _fastio.send_each(sock.fileno(), family, pairs, limit)
+        return refused
+    for payload, _ in pairs:
+        if len(payload) > limit:
+            check_payload_size(family, len(payload))
+    refused = []
+    for index, (payload, address) in enumerate(pairs):
+        try:
+            sock.sendto(payload, address)
+        except OSError as error:
+            refused.append((index, error.errno or errno.EIO))
+    return refused
 
 
 def sender() -> BatchSender:

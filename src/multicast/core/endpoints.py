@@ -372,10 +372,12 @@ class Receiver(_Endpoint):
             raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
             ready = poller.poll(poll_milliseconds(deadline))
-            if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
-                self.follow_interfaces()
-            if any(found == fd for found, _ in ready):
+            if len(ready) == 1 and ready[0][0] == fd:  # the usual wake-up: a datagram
                 return True
+            if ready:  # the watcher has news
+                self.follow_interfaces()
+                if any(found == fd for found, _ in ready):
+                    return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
@@ -427,25 +429,30 @@ class Receiver(_Endpoint):
         """Wait for a datagram (``timeout`` seconds at most), then take every one queued.
 
         See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
+        A receiver that watches its interfaces waits in ``poll()`` on its socket and its
+        watcher, then reads.
         """
-        if self.watcher is not None:
-            queued = False
-            if self.busy_poll:  # interface news first (a poll that does not wait), then spin
-                queued = self._wait(time.monotonic())
-                spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
-                if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
-                    return self._taken(spun)
-            if not queued and not self._wait(_deadline(timeout)):
-                return []
-            return self._taken(receive_ready(self.sock, self.buffer, limit))
-        return self._taken(
-            receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
-        )
+        if self.watcher is None:  # the wait and the read in one call (one per wake-up)
+            ready = receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
+        else:
+            ready = self._watched_batch(limit, timeout)
+        return self._taken(ready)
+
+    def _watched_batch(self, limit: int, timeout: float | None) -> list[Datagram]:
+        queued = False
+        if self.busy_poll:  # interface news first (a poll that does not wait), then spin
+            queued = self._wait(time.monotonic())
+            spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+            if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
+                return spun
+        if not queued and not self._wait(_deadline(timeout)):
+            return []
+        return receive_ready(self.sock, self.buffer, limit)
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         """Note the kernel's drop count; keep what arrived where its group was joined."""
-        if ready:
-            self.drops = max(self.drops, ready[-1].drops)
+        if ready and ready[-1].drops > self.drops:  # max(), a call, costs more
+            self.drops = ready[-1].drops
         return self.table.keep(ready)
 
 
