@@ -27,6 +27,7 @@ from multicast.core import (
     Receiver,
     Sender,
     batch,
+    ctypes_io,
     receive_batch,
     receive_ready,
     send_many,
@@ -207,7 +208,7 @@ def test_many_sources_beyond_the_decoded_memory(
 ) -> None:
     """Forgetting decoded sources when the memory is full changes nothing received (the
     extension remembers 64 sources, ctypes here 2)."""
-    monkeypatch.setattr(batch, "_MEMORY_LIMIT", 2)
+    monkeypatch.setattr(ctypes_io, "_MEMORY_LIMIT", 2)
     batched, plain = _receivers(family[0], family[1][:1], 64)
     with batched, plain:
         with contextlib.ExitStack() as stack:  # open together: 100 distinct ports

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from multicast.core import Datagram, batch, constants, receive_ready
+from multicast.core import Datagram, constants, ctypes_io, receive_ready
 from multicast.core.datagram import ANCILLARY_SPACE, parse_ancillary
 
 fastio = pytest.importorskip("multicast.core._fastio", reason="the C extension is not built")
@@ -46,7 +46,7 @@ def _cmsg(level: int, kind: int, data: bytes, length: int | None = None) -> byte
 
 
 def _core_parse(control: bytes) -> tuple[str | None, int | None, int | None, int]:
-    meta = parse_ancillary(batch._control_records(control))
+    meta = parse_ancillary(ctypes_io._control_records(control))
     return meta.group, meta.interface, meta.ttl, meta.drops
 
 

@@ -35,7 +35,8 @@ from multicast.core.addresses import (
     parse_port,
     split_zone,
 )
-from multicast.core.batch import poll_milliseconds
+from multicast.core.clock import deadline as deadline_of
+from multicast.core.clock import poll_milliseconds
 from multicast.core.datagram import (
     ANCILLARY_SPACE,
     Datagram,
@@ -51,7 +52,6 @@ from multicast.exceptions import AddressError, SendError
 
 __all__ = [
     "destination",
-    "poll_milliseconds",
     "receive_batch",
     "receive_datagram",
     "receive_ready",
@@ -258,7 +258,7 @@ def receive_batch(
             return ready
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    deadline = deadline_of(timeout)
     while not poller.poll(poll_milliseconds(deadline)):
         if deadline is not None and time.monotonic() >= deadline:
             return []
