@@ -31,6 +31,7 @@ from multicast.core import (
     receive_batch,
     receive_ready,
     send_many,
+    send_replies,
 )
 from multicast.exceptions import AddressError, ClosedError, MessageSizeError
 
@@ -434,6 +435,59 @@ def test_a_payload_source_that_sends_too(
         assert send_many(senders[0].sock, payloads(), family[1][0], receiver.port) == 3
         got = sorted(d.payload for d in receiver.receive_ready())
     assert got == [b"inner"] * 3 + [b"outer0", b"outer1", b"outer2"]
+
+
+def _asked(family: socket.AddressFamily, count: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A server socket on loopback, and ``count`` clients that each sent it one datagram."""
+    loopback = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((loopback, 0))
+    clients = []
+    for index in range(count):
+        client = socket.socket(family, socket.SOCK_DGRAM)
+        client.bind((loopback, 0))
+        client.settimeout(5.0)
+        client.sendto(b"question %d" % index, server.getsockname())
+        clients.append(client)
+    return server, clients
+
+
+def test_send_replies_answers_each_source(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+) -> None:
+    server, clients = _asked(family[0], 3)
+    with server, contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(client)
+        questions = receive_ready(server, bytearray(64))
+        replies = [(b"answer to " + d.payload, d) for d in questions]
+        assert send_replies(server, family[0], replies) == []
+        answers = [client.recv(64) for client in clients]
+    assert answers == [b"answer to question %d" % index for index in range(3)]
+
+
+def test_send_replies_reports_a_refused_source_and_sends_the_others() -> None:
+    server, (client,) = _asked(socket.AF_INET, 1)
+    with server, client:
+        (question,) = receive_ready(server, bytearray(64))
+        forged = Datagram(b"x", ("255.255.255.255", 9))  # no SO_BROADCAST: EACCES
+        refused = send_replies(server, socket.AF_INET, [(b"no", forged), (b"yes", question)])
+        assert client.recv(64) == b"yes"
+    ((datagram, error),) = refused
+    assert datagram is forged
+    assert error.errno == errno.EACCES
+
+
+def test_send_replies_refuses_an_oversized_payload_before_sending() -> None:
+    server, (client,) = _asked(socket.AF_INET, 1)
+    with server, client:
+        (question,) = receive_ready(server, bytearray(64))
+        too_large = bytes(70_000)
+        with pytest.raises(MessageSizeError):
+            send_replies(server, socket.AF_INET, [(b"first", question), (too_large, question)])
+        client.settimeout(0.2)
+        with pytest.raises(TimeoutError):  # not even the first was sent
+            client.recv(64)
 
 
 def test_names_and_timeouts_take_the_plain_path(

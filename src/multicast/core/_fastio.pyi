@@ -32,7 +32,7 @@ def send(
 ) -> int: ...
 def send_each(
     fd: int,
-    family: socket.AddressFamily,
+    family: int,
     pairs: list[tuple[Payload, tuple[str, int] | tuple[str, int, int, int]]],
     limit: int,
 ) -> list[tuple[int, int]]: ...

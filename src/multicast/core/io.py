@@ -23,7 +23,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from multicast.core import batch, constants
@@ -132,20 +132,27 @@ def send_reply(sock: socket.socket, payload: Payload, datagram: Datagram) -> int
 
 
 def send_replies(
-    sock: socket.socket, family: socket.AddressFamily, replies: list[tuple[Payload, Datagram]]
+    sock: socket.socket,
+    family: socket.AddressFamily,
+    replies: Sequence[tuple[Payload, Datagram]],
 ) -> list[tuple[Datagram, OSError]]:
     """Send each payload to the source of its datagram, as :func:`send_reply` does, all in one
     ``sendmmsg`` call where the extension is built; ``family`` is the socket's.
 
     Returns the datagrams whose answer the kernel refused (or that would block), each with
-    the error ``sendto`` would have raised; the others were answered. A payload too large for one datagram raises
-    :class:`~multicast.exceptions.MessageSizeError` before any is sent. No TTL-0 guard is
-    needed (see :func:`~multicast.core.hostscope.keep_on_host`): a source is never a group,
-    since the kernel drops datagrams that claim one.
+    the error ``sendto`` would have raised; the others were answered. A payload too large
+    for one datagram raises :class:`~multicast.exceptions.MessageSizeError` before any is
+    sent.
     """
-    pairs = [(payload, reply_address(datagram)) for payload, datagram in replies]
+    pairs: list[tuple[Payload, SocketAddress]] = []
+    answered: list[Datagram] = []
+    for payload, datagram in replies:
+        where = reply_address(datagram)
+        if keep_on_host(sock, where):  # a source is no group: this is only the rule kept
+            pairs.append((payload, where))
+            answered.append(datagram)
     return [
-        (replies[index][1], OSError(code, os.strerror(code)))
+        (answered[index], OSError(code, os.strerror(code)))
         for index, code in batch.send_each(sock, family, pairs)
     ]
 
