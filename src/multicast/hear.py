@@ -341,12 +341,11 @@ class McastServer(socketserver.UDPServer):
     def _answer_queued(self) -> None:
         """Answer every datagram queued, as :class:`HearUDPHandler` would one by one, with
         one ``sendmmsg`` to their sources. After an allowed STOP the rest stays queued."""
-        if not self._pending:
-            try:
-                ready = receive_ready(self.socket, self._buffer, self.batch_size)
-            except OSError:  # as socketserver does when a read fails
-                return
-            self._pending.extend(self.table.keep(ready))
+        try:
+            ready = receive_ready(self.socket, self._buffer, self.batch_size)
+        except OSError:  # as socketserver does when a read fails
+            return
+        self._pending.extend(self.table.keep(ready))
         answers: list[tuple[bytes, Datagram]] = []
         heard: list[tuple[str, str]] = []  # each datagram's text, and where it was heard
         while self._pending:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from multicast import hear
-from multicast.core import Datagram, Payload, send_replies
+from multicast.core import Datagram, Payload, receive_ready, send_replies
 from multicast.hear import HearUDPHandler, McastServer
 
 GROUP = "239.12.3.1"
@@ -165,3 +165,26 @@ def test_shutdown_does_not_wait_for_a_loop_that_failed_to_start(
         stopping.start()
         stopping.join(WAIT)
         assert not stopping.is_alive()
+
+
+def test_a_failed_read_is_passed_over_as_socketserver_does(
+    client: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = [ConnectionRefusedError(111, "Connection refused")]
+
+    def fails_once(sock: socket.socket, buffer: bytearray, limit: int) -> list[Datagram]:
+        if failures:
+            raise failures.pop()
+        return receive_ready(sock, buffer, limit)
+
+    monkeypatch.setattr(hear, "receive_ready", fails_once)
+    with McastServer((GROUP, 0), HearUDPHandler, allow_stop=False) as server:
+        _queue(client, server.server_address[1], b"first")
+        serving = _serve(server)
+        try:
+            (answer,) = _answers(client, 1)
+        finally:
+            server.shutdown()
+            serving.join(WAIT)
+    assert failures == []
+    assert answer.startswith(b"HEAR [ FIRST SAID")
