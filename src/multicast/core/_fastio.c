@@ -5,24 +5,19 @@
  * decodes source, destination group, interface, TTL or hop limit, truncation and the kernel's
  * drop count in C, and returns ready Datagram objects (the class batch.py hands configure()).
  * send() sends the payloads of any iterable to one destination with sendmmsg, straight from
- * their buffers; send_each() sends answers, each to its own address, the same way. The GIL
- * is released around every system call.
+ * their buffers; send_each() sends answers, each to its own address, the same way (both in
+ * _fastio_send.c). The GIL is released around every system call.
  *
  * Ancillary data is hostile input: a record is read only if its length fits the buffer and
  * holds the data its kind needs; unknown records are skipped; a bad length ends the walk.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_fastio.h"
+
 #include <structmember.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,7 +30,6 @@
     (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) +                \
      CMSG_SPACE(sizeof(int)))
 #define CACHE_SIZE 64 /* decoded sources and groups remembered, by their raw bytes */
-#define SEND_SLOTS 64 /* datagrams per sendmmsg */
 #define MAX_SLOTS 1024
 #define MAX_SIZE (1 << 24) /* bytes per slot: mapped, so only what datagrams reach is used */
 
@@ -46,7 +40,7 @@ static const char *const field_names[FIELDS] = {
     "payload", "source", "group", "interface", "ttl", "truncated", "size", "drops"};
 static PyTypeObject *datagram_type;
 static Py_ssize_t field_offsets[FIELDS];
-static PyObject *size_check; /* check_payload_size(family, size): raises for a size too big */
+PyObject *fastio_size_check;
 
 static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *cls, *check;
@@ -68,7 +62,7 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     }
     memcpy(field_offsets, offsets, sizeof offsets);
     Py_XSETREF(datagram_type, (PyTypeObject *)Py_NewRef(cls));
-    Py_XSETREF(size_check, Py_NewRef(check));
+    Py_XSETREF(fastio_size_check, Py_NewRef(check));
     Py_RETURN_NONE;
 }
 
@@ -362,8 +356,7 @@ static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, do
     return count;
 }
 
-/* A C int from a Python int, or -1 with an exception set for anything else. */
-static int as_int(PyObject *number, int *value) {
+int fastio_as_int(PyObject *number, int *value) {
     long found = PyLong_AsLong(number);
     if (found == -1 && PyErr_Occurred())
         return -1;
@@ -381,7 +374,8 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssiz
     Py_ssize_t limit;
     if (nargs < 2 || nargs > 5)
         return PyErr_Format(PyExc_TypeError, "receive() takes 2 to 5 arguments, not %zd", nargs);
-    if (as_int(args[0], &fd) < 0 || ((limit = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()))
+    if (fastio_as_int(args[0], &fd) < 0 ||
+        ((limit = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()))
         return NULL;
     if ((nargs > 2 && (wait = PyObject_IsTrue(args[2])) < 0) ||
         (nargs > 3 && (spin = PyFloat_AsDouble(args[3])) == -1.0 && PyErr_Occurred()))
@@ -477,200 +471,6 @@ static PyTypeObject ReceiverType = {
     .tp_members = Receiver_members,
 };
 
-/* --- sending ------------------------------------------------------------------------------- */
-
-/* sendmmsg the `count` messages with the GIL released, retrying after signals (whose handlers
- * run, unless `pending` says an exception waits to be raised) and partial sends. How many
- * went, or -1 with an exception set; stops early (no error) when the socket would block. With
- * `failure`, a refused message is not raised but its errno stored there, and it counts. */
-static Py_ssize_t transmit(int fd, struct mmsghdr *messages, unsigned int count, int pending,
-                           int *failure) {
-    unsigned int done = 0;
-    while (done < count) {
-        int result, code;
-        Py_BEGIN_ALLOW_THREADS
-        result = sendmmsg(fd, messages + done, count - done, 0);
-        code = errno;
-        Py_END_ALLOW_THREADS
-        if (result > 0) {
-            done += (unsigned int)result;
-        } else if (result < 0 && code == EINTR) {
-            if (!pending && PyErr_CheckSignals() < 0)
-                return -1;
-        } else if (failure != NULL) {
-            failure[done++] = result == 0 ? EAGAIN : code;
-        } else if (result == 0 || code == EAGAIN || code == EWOULDBLOCK) {
-            break;
-        } else {
-            errno = code;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-    }
-    return done;
-}
-
-/* Message `index` of a batch: `length` bytes at `data` to the address `name`. */
-static void message_at(struct mmsghdr *messages, struct iovec *iovecs, unsigned int index,
-                       void *data, size_t length, void *name, socklen_t named) {
-    iovecs[index] = (struct iovec){.iov_base = data, .iov_len = length};
-    messages[index] = (struct mmsghdr){.msg_hdr = {.msg_name = name, .msg_namelen = named,
-                                                   .msg_iov = &iovecs[index], .msg_iovlen = 1}};
-}
-
-/* A view of `payload`'s bytes; -1 with an exception set when it is none or over `limit`
- * bytes (the exception of size_check, which names the size). */
-static int view_payload(PyObject *payload, Py_buffer *view, PyObject *family, Py_ssize_t limit) {
-    if (PyObject_GetBuffer(payload, view, PyBUF_SIMPLE) < 0)
-        return -1;
-    if (view->len <= limit)
-        return 0;
-    PyObject *checked = PyObject_CallFunction(size_check, "On", family, view->len);
-    Py_XDECREF(checked);
-    if (checked != NULL)
-        PyErr_Format(PyExc_ValueError, "a payload of %zd bytes", view->len);
-    PyBuffer_Release(view);
-    return -1;
-}
-
-static PyObject *send_payloads(PyObject *module, PyObject *args) {
-    PyObject *family, *payloads;
-    Py_buffer name, views[SEND_SLOTS];
-    Py_ssize_t limit, sent = 0;
-    struct sockaddr_in6 destination; /* room for a sockaddr_in too */
-    struct iovec iovecs[SEND_SLOTS];
-    struct mmsghdr messages[SEND_SLOTS];
-    int fd;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "iOOy*n:send", &fd, &family, &payloads, &name, &limit))
-        return NULL;
-    socklen_t named = (socklen_t)name.len;
-    if (name.len > 0 && (size_t)name.len <= sizeof destination)
-        memcpy(&destination, name.buf, (size_t)name.len);
-    PyBuffer_Release(&name);
-    if (named == 0 || named > sizeof destination)
-        return PyErr_Format(PyExc_ValueError, "a destination of %u bytes", named);
-    PyObject *iterator = PyObject_GetIter(payloads);
-    if (iterator == NULL)
-        return NULL;
-    for (;;) {
-        unsigned int count = 0;
-        int exhausted = 0, failed = 0;
-        while (count < SEND_SLOTS && !exhausted && !failed) {
-            PyObject *payload = PyIter_Next(iterator);
-            exhausted = payload == NULL;
-            failed = exhausted ? PyErr_Occurred() != NULL
-                               : view_payload(payload, &views[count], family, limit) < 0;
-            Py_XDECREF(payload); /* a view holds its own reference */
-            if (!exhausted && !failed) {
-                message_at(messages, iovecs, count, views[count].buf, (size_t)views[count].len,
-                           &destination, named);
-                count++;
-            }
-        }
-        /* An error is raised once the payloads before it are sent: it waits meanwhile. */
-        Py_ssize_t done = transmit(fd, messages, count, failed, NULL);
-        for (unsigned int index = 0; index < count; index++)
-            PyBuffer_Release(&views[index]);
-        sent += done;
-        if (done >= 0 && done < (Py_ssize_t)count) /* it would block: what failed is not reached */
-            PyErr_Clear();
-        if (done < 0 || failed || exhausted || done < (Py_ssize_t)count) {
-            Py_DECREF(iterator);
-            return done < 0 || (failed && done == (Py_ssize_t)count) ? NULL
-                                                                      : PyLong_FromSsize_t(sent);
-        }
-    }
-}
-
-/* The sockaddr of a (host, port) or (host, port, flow info, scope) address of `family`;
- * 0 when the host is no address of that family, -1 with an exception set for bad input. */
-static int encode_address(PyObject *address, int family, struct sockaddr_in6 *name,
-                          socklen_t *named) {
-    const char *host;
-    int port;
-    unsigned int flow = 0, scope = 0;
-    if (!PyArg_ParseTuple(address, "si|II", &host, &port, &flow, &scope))
-        return -1;
-    if (port < 0 || port > 0xFFFF) {
-        PyErr_SetString(PyExc_OverflowError, "port must be 0-65535.");
-        return -1;
-    }
-    memset(name, 0, sizeof *name);
-    name->sin6_family = (sa_family_t)family;
-    name->sin6_port = htons((uint16_t)port);
-    if (family == AF_INET) {
-        struct sockaddr_in *v4 = (struct sockaddr_in *)(void *)name;
-        *named = sizeof *v4;
-        return inet_pton(AF_INET, host, &v4->sin_addr);
-    }
-    name->sin6_flowinfo = htonl(flow);
-    name->sin6_scope_id = scope;
-    *named = sizeof *name;
-    return inet_pton(AF_INET6, host, &name->sin6_addr);
-}
-
-static PyObject *send_each(PyObject *module, PyObject *args) {
-    PyObject *family, *pairs, *failures = NULL;
-    Py_ssize_t limit;
-    int fd, family_number;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "iOO!n:send_each", &fd, &family, &PyList_Type, &pairs, &limit) ||
-        as_int(family, &family_number) < 0)
-        return NULL;
-    Py_ssize_t total = PyList_GET_SIZE(pairs), index = 0, viewed = 0, done = 0;
-    Py_buffer *views = PyMem_Calloc((size_t)total + 1, sizeof *views);
-    struct sockaddr_in6 *names = PyMem_Calloc((size_t)total + 1, sizeof *names);
-    struct iovec *iovecs = PyMem_Calloc((size_t)total + 1, sizeof *iovecs);
-    struct mmsghdr *messages = PyMem_Calloc((size_t)total + 1, sizeof *messages);
-    int *refused = PyMem_Calloc((size_t)total + 1, sizeof *refused);
-    if (!views || !names || !iovecs || !messages || !refused) {
-        PyErr_NoMemory();
-        goto end;
-    }
-    for (; index < total; index++, viewed++) {
-        PyObject *pair = PyList_GET_ITEM(pairs, index);
-        socklen_t named = 0;
-        int usable;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "send_each() takes (payload, address) pairs");
-            goto end;
-        }
-        if (view_payload(PyTuple_GET_ITEM(pair, 0), &views[index], family, limit) < 0)
-            goto end;
-        if ((usable = encode_address(PyTuple_GET_ITEM(pair, 1), family_number, &names[index],
-                                     &named)) < 0) {
-            viewed++;
-            goto end;
-        }
-        refused[index] = usable ? 0 : EAFNOSUPPORT; /* not sent: its message names nowhere */
-        message_at(messages, iovecs, (unsigned int)index, views[index].buf,
-                   (size_t)views[index].len, &names[index], usable ? named : 0);
-    }
-    /* Messages are sent in runs between the unusable ones. */
-    for (Py_ssize_t start = 0; start < total && done >= 0; start = index + 1) {
-        for (index = start; index < total && !refused[index]; index++)
-            ;
-        done = transmit(fd, messages + start, (unsigned int)(index - start), 0, refused + start);
-    }
-    failures = done < 0 ? NULL : PyList_New(0);
-    for (index = 0; failures != NULL && index < total; index++) {
-        PyObject *failure = refused[index] ? Py_BuildValue("(ni)", index, refused[index]) : NULL;
-        if (refused[index] && (failure == NULL || PyList_Append(failures, failure) < 0))
-            Py_CLEAR(failures);
-        Py_XDECREF(failure);
-    }
-end:
-    for (index = 0; views != NULL && index < viewed; index++)
-        PyBuffer_Release(&views[index]);
-    PyMem_Free(views);
-    PyMem_Free(names);
-    PyMem_Free(iovecs);
-    PyMem_Free(messages);
-    PyMem_Free(refused);
-    return failures;
-}
-
 /* --- the test hook ------------------------------------------------------------------------- */
 
 static PyObject *parse_control_bytes(PyObject *module, PyObject *args) {
@@ -695,12 +495,12 @@ static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(datagram_class, check_payload_size): the class receive() makes (a slots\n"
      "dataclass; its fields are filled in directly) and the size check send() raises with."},
-    {"send", send_payloads, METH_VARARGS,
+    {"send", fastio_send, METH_VARARGS,
      "send(fd, family, payloads, name, limit) -> int\n\n"
      "Send each payload to the sockaddr `name` with sendmmsg; how many were sent. Stops early\n"
      "when the socket would block; a payload over `limit` bytes, or an error of the\n"
      "iterable, is raised after the payloads before it were sent."},
-    {"send_each", send_each, METH_VARARGS,
+    {"send_each", fastio_send_each, METH_VARARGS,
      "send_each(fd, family, pairs, limit) -> list of (index, errno)\n\n"
      "Send each payload of a list of (payload, (host, port[, flow, scope])) pairs to its\n"
      "address with sendmmsg; those the kernel refused (or that would block) are listed with\n"

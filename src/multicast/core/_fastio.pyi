@@ -1,4 +1,5 @@
-"""Types of the C extension (``_fastio.c``): the batched path of :mod:`multicast.core.batch`."""
+"""Types of the C extension (``_fastio.c``, ``_fastio_send.c``): the batched path of
+:mod:`multicast.core.batch`."""
 
 import socket
 from collections.abc import Callable, Iterable
