@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 NETNS  := scripts/netns-run
 ACCEPTANCE := ../shared/acceptance
+FASTIO := $(addprefix src/multicast/core/,_fastio.c _fastio_send.c _fastio.h)
 # Debian packages. The demo needs only what scripts/netns-run and the test bed use, and a C
 # compiler with Python's headers for the extension multicast.core._fastio (without them the
 # package uses ctypes); the tests use more; the benchmarks' references more again.
@@ -19,7 +20,7 @@ BENCH_DEBS := $(DEBS) udpcast uftp
 	soak bench bench-files bench-deps system-deps clean
 
 # The package alone (runtime dependencies, the C extension built): enough for the demo.
-$(RUNTIME): pyproject.toml setup.py src/multicast/core/_fastio.c src/multicast/reliable/_gf256.c
+$(RUNTIME): pyproject.toml setup.py $(FASTIO) src/multicast/reliable/_gf256.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

@@ -13,7 +13,7 @@ import pytest
 
 import multicast
 from multicast import defaults
-from multicast.core import batch
+from multicast.core import batch, ctypes_io
 from multicast.events import Multicaster, MulticastListener, Poller, _defaultPoller
 
 
@@ -63,5 +63,6 @@ def io_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
         pytest.skip("the C extension multicast.core._fastio is not built")
     if name == "ctypes":
         monkeypatch.setattr(batch, "_fastio", None)
-    monkeypatch.setattr(batch, "_local", threading.local())  # this backend's receivers
+    monkeypatch.setattr(batch, "receivers", batch._Receivers())  # this backend's receivers
+    monkeypatch.setattr(ctypes_io, "_local", threading.local())  # and senders
     return name

@@ -72,6 +72,7 @@ from multicast.core import (
     parse_port,
     receive_ready,
     reply_address,
+    send_replies,
 )
 from multicast.core.constants import MAX_DATAGRAM
 from multicast.core.membership import rejoin
@@ -127,7 +128,7 @@ class McastServer(socketserver.UDPServer):
         if not host:
             host, port = defaults._MCAST_DEFAULT_GROUP, port or defaults._MCAST_DEFAULT_PORT
         address = parse_address(host, what="server address")
-        self.address_family = family_of(address)
+        self._family = self.address_family = family_of(address)  # typed: socketserver says int
         self.groups: list[Group] = (
             [parse_group(g) for g in groups]
             if groups is not None
@@ -143,7 +144,10 @@ class McastServer(socketserver.UDPServer):
         self.current_group: str | None = None  # destination of the datagram being answered
         self._buffer = bytearray(self.max_packet_size)
         self._pending: deque[Datagram] = deque()
-        self._stopping = False
+        self._stopping = False  # a STOP (or the serving thread's shutdown): the loop ends
+        self._shutdown_asked = False  # another thread's shutdown: the loop ends
+        self._stopped = threading.Event()  # set when serve_forever is not running
+        self._stopped.set()
         self._activated = False
         self._serving: threading.Thread | None = None  # the thread in serve_forever, if any
         self.__logger = logging.getLogger(f"{self.__log_handle__}.{address}")
@@ -217,6 +221,12 @@ class McastServer(socketserver.UDPServer):
             if not self._pending:
                 raise BlockingIOError(errno.EAGAIN, "no datagram queued")
         datagram = self._pending.popleft()
+        self._note(datagram)
+        # IPv6: with the arrival interface as the scope, to answer a link-local source
+        return (datagram.payload, self.socket), reply_address(datagram)
+
+    def _note(self, datagram: Datagram) -> None:
+        """Note the group of the datagram about to be answered, and any new kernel drops."""
         self.current_group = datagram.group
         if datagram.drops > self.drops:
             self.logger.warning(
@@ -225,8 +235,6 @@ class McastServer(socketserver.UDPServer):
                 datagram.drops,
             )
             self.drops = datagram.drops
-        # IPv6: with the arrival interface as the scope, to answer a link-local source
-        return (datagram.payload, self.socket), reply_address(datagram)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A STOP (the handler's ``ShutdownCommandReceived``, or ``STOP`` in the request's
@@ -237,13 +245,16 @@ class McastServer(socketserver.UDPServer):
         if isinstance(error, BrokenPipeError):  # standard output is gone: stop (exit 141)
             raise error
         if isinstance(error, ShutdownCommandReceived) or _says_stop(request):
-            if self.allow_stop:
-                self.logger.warning("STOP from %s port %s: stopping", host, port)
-                self.shutdown()
-            else:
-                self.logger.warning("ignored STOP from %s port %s (not allowed)", host, port)
+            self._told_to_stop(host, port)
             return
         self.logger.error("cannot answer %s port %s: %s", host, port, error)
+
+    def _told_to_stop(self, host: str, port: int) -> None:
+        if self.allow_stop:
+            self.logger.warning("STOP from %s port %s: stopping", host, port)
+            self.shutdown()
+        else:
+            self.logger.warning("ignored STOP from %s port %s (not allowed)", host, port)
 
     def shutdown(self) -> None:
         """Stop :meth:`serve_forever` and wait for it to end; returns at once when no serve
@@ -254,17 +265,16 @@ class McastServer(socketserver.UDPServer):
         if serving is threading.current_thread():
             self._stopping = True  # the loop ends at its next turn
             return
-        super().shutdown()
+        self._shutdown_asked = True
+        self._stopped.wait()
 
     def service_actions(self) -> None:
         """Answer the rest of the batch :meth:`get_request` read; stop after an allowed STOP.
 
-        Between batches (at least every ``poll_interval``), rejoin after interface changes,
-        and when showing what it hears, stop with ``BrokenPipeError`` once standard output is
-        a pipe nobody reads (``| head -c0``) rather than wait for a datagram to print.
+        Between batches (at least every ``poll_interval``), when showing what it hears, stop
+        with ``BrokenPipeError`` once standard output is a pipe nobody reads (``| head -c0``)
+        rather than wait for a datagram to print.
         """
-        if self.watcher is not None:
-            follow_interfaces(self.socket, self.table, self.watcher)
         if self.show and _stdout_gone():
             raise BrokenPipeError(errno.EPIPE, "standard output is closed")
         while self._pending and not self._stopping:
@@ -277,18 +287,37 @@ class McastServer(socketserver.UDPServer):
         """Answer datagrams until :meth:`shutdown` is called or an allowed STOP arrives.
 
         While it serves, it watches the interfaces (call it in the socket's namespace) and
-        joins again by itself when an interface it joined on is deleted and made again
-        (see :meth:`service_actions`).
+        joins again by itself when an interface it joined on is deleted and made again. One
+        ``poll`` per wake-up watches the socket and the interfaces. With this module's
+        :class:`HearUDPHandler` and socketserver's steps of a request left as they are, a
+        wake-up answers every datagram queued at once (:meth:`_answer_queued`); any other
+        handler gets socketserver's path, one request (and handler) per datagram.
         """
-        self._stopping = False
+        self._stopping = self._shutdown_asked = False
+        self._stopped.clear()
         self._serving = threading.current_thread()
-        if self.groups:
-            self.watcher = InterfaceWatcher()
-            # What changed since the joins and before the watcher: an interface of the same
-            # name under another index is found by its name.
-            rejoin(self.socket, self.table)
         try:
-            super().serve_forever(poll_interval)
+            poller = select.poll()
+            poller.register(self.socket, select.POLLIN)
+            if self.groups:
+                self.watcher = InterfaceWatcher()
+                poller.register(self.watcher, select.POLLIN)
+                # What changed since the joins and before the watcher: an interface of the
+                # same name under another index is found by its name.
+                rejoin(self.socket, self.table)
+            watched = -1 if self.watcher is None else self.watcher.fileno()
+            answer = self._answer_queued if self._answers_in_batches() else self._answer_one
+            wait = max(0, round(poll_interval * 1000))
+            while not self._shutdown_asked:
+                woken = poller.poll(wait)
+                if self._shutdown_asked:
+                    break
+                for fd, _ in woken:
+                    if fd == watched and self.watcher is not None:
+                        follow_interfaces(self.socket, self.table, self.watcher)
+                    else:
+                        answer()
+                self.service_actions()
         except _StopServingError:
             self.logger.info("HEAR stopped")
         finally:
@@ -296,6 +325,63 @@ class McastServer(socketserver.UDPServer):
             if self.watcher is not None:
                 self.watcher.close()
                 self.watcher = None
+            self._stopped.set()
+
+    def _answer_one(self) -> None:
+        """socketserver's path: one request (and handler) for the next datagram."""
+        self._handle_request_noblock()  # type: ignore[attr-defined]
+
+    def _answers_in_batches(self) -> bool:
+        """Whether answering a batch at once does what socketserver's path would: the handler
+        is :class:`HearUDPHandler` itself, and no step of a request is overridden."""
+        return self.RequestHandlerClass is HearUDPHandler and all(
+            getattr(type(self), step) is getattr(McastServer, step) for step in _REQUEST_STEPS
+        )
+
+    def _answer_queued(self) -> None:
+        """Answer every datagram queued, as :class:`HearUDPHandler` would one by one, with
+        one ``sendmmsg`` to their sources. After an allowed STOP the rest stays queued."""
+        try:
+            ready = receive_ready(self.socket, self._buffer, self.batch_size)
+        except OSError:  # as socketserver does when a read fails
+            return
+        self._pending.extend(self.table.keep(ready))
+        answers: list[tuple[bytes, Datagram]] = []
+        heard: list[tuple[str, str]] = []  # each datagram's text, and where it was heard
+        while self._pending:
+            datagram = self._pending.popleft()
+            self._note(datagram)
+            here = datagram.group or self.socket.getsockname()[0]
+            text, answer = _answer(datagram.payload, datagram.source, here)
+            answers.append((answer, datagram))
+            heard.append((text, here))
+            if self.allow_stop and "STOP" in text:
+                break
+        refused = {
+            id(datagram): error
+            for datagram, error in send_replies(self.socket, self._family, answers)
+        }
+        for (_, datagram), (text, here) in zip(answers, heard, strict=True):
+            host, port = datagram.source
+            error = refused.get(id(datagram))
+            if error is None:
+                _answered(self, text, len(datagram.payload), datagram.source, here)
+            if "STOP" in text:
+                self._told_to_stop(host, port)
+            elif error is not None:
+                self.logger.error("cannot answer %s port %s: %s", host, port, error)
+
+
+# The steps of one request in socketserver; the batched answer path stands for all of them.
+_REQUEST_STEPS = (
+    "get_request",
+    "verify_request",
+    "process_request",
+    "finish_request",
+    "handle_error",
+    "shutdown_request",
+    "close_request",
+)
 
 
 def _says_stop(request: Any) -> bool:
@@ -317,6 +403,21 @@ def _stdout_gone() -> bool:
     return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
+def _answer(payload: bytes, source: tuple[str, int], here: str) -> tuple[str, bytes]:
+    """A datagram's text and HEAR's answer to it from ``source``, heard at ``here``."""
+    text = decode_payload(payload)
+    words = text.rstrip().upper()
+    return text, fit(f"HEAR [ {words} SAID {source} ] from {here}", len(payload))
+
+
+def _answered(server: Any, text: str, size: int, source: tuple[str, int], here: str) -> None:
+    """What follows an answer sent: the line shown (``show``), the debug log."""
+    host, port = source
+    if getattr(server, "show", False):
+        print(f"HEAR {text.rstrip()!r} from {host} port {port} to {here}", flush=True)
+    module_logger.debug("answered %d bytes from %s port %s", size, host, port)
+
+
 class HearUDPHandler(socketserver.BaseRequestHandler):
     """Answers one datagram: see the module's description of the answer and of STOP."""
 
@@ -329,15 +430,11 @@ class HearUDPHandler(socketserver.BaseRequestHandler):
         if data is None or not sock:
             return
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        text = decode_payload(payload)
         host, port = self.client_address[0], self.client_address[1]
         here = getattr(self.server, "current_group", None) or sock.getsockname()[0]
-        words = text.rstrip().upper()
-        answer = fit(f"HEAR [ {words} SAID {(host, port)} ] from {here}", len(payload))
+        text, answer = _answer(payload, (host, port), here)
         sock.sendto(answer, self.client_address)
-        if getattr(self.server, "show", False):
-            print(f"HEAR {text.rstrip()!r} from {host} port {port} to {here}", flush=True)
-        module_logger.debug("answered %d bytes from %s port %s", len(payload), host, port)
+        _answered(self.server, text, len(payload), (host, port), here)
         if "STOP" in text:
             raise ShutdownCommandReceived("SHUTDOWN")
 

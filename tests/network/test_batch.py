@@ -27,9 +27,11 @@ from multicast.core import (
     Receiver,
     Sender,
     batch,
+    ctypes_io,
     receive_batch,
     receive_ready,
     send_many,
+    send_replies,
 )
 from multicast.exceptions import AddressError, ClosedError, MessageSizeError
 
@@ -207,40 +209,46 @@ def test_many_sources_beyond_the_decoded_memory(
 ) -> None:
     """Forgetting decoded sources when the memory is full changes nothing received (the
     extension remembers 64 sources, ctypes here 2)."""
-    monkeypatch.setattr(batch, "_MEMORY_LIMIT", 2)
+    monkeypatch.setattr(ctypes_io, "_MEMORY_LIMIT", 2)
     batched, plain = _receivers(family[0], family[1][:1], 64)
     with batched, plain:
         with contextlib.ExitStack() as stack:  # open together: 100 distinct ports
             for index in range(100):
                 sender = stack.enter_context(Sender(family[0], interface="lo"))
                 sender.send(bytes([index]), family[1][0], batched.port)
-        got = batch.receiver(64).receive(batched.sock, 100)
+        got = batch.receivers[64].receive(batched.sock.fileno(), 100)
         assert got == _plain_ready(plain, monkeypatch)
     assert len({d.source for d in got}) == 100
 
 
-def test_each_thread_has_its_own_buffers(
+def test_threads_reading_at_once_each_get_buffers(
     family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
 ) -> None:
-    receivers = _receivers(family[0], family[1][:1], 128)
-    results: dict[int, list[bytes]] = {}
-    barrier = threading.Barrier(2, timeout=5)
-
-    def drain(index: int) -> None:
-        barrier.wait()
-        results[index] = [d.payload for d in receivers[index].receive_ready(1000)]
-
-    with receivers[0], receivers[1]:
+    """The receivers of one buffer size are shared: a thread that reads while another waits
+    inside one (its system call made without the GIL) gets buffers of its own for the call."""
+    group = family[1][0]
+    waiting, reading = (Receiver(0, family=family[0], max_size=128) for _ in "ab")
+    shared = batch.receivers[128]
+    results: list[list[bytes]] = []
+    with waiting, reading:
+        for receiver in (waiting, reading):
+            receiver.join(group, "lo")
+        blocked = threading.Thread(
+            target=lambda: results.append(
+                [d.payload for d in shared.receive(waiting.sock.fileno(), 1000, True)]
+            )
+        )
+        blocked.start()
+        time.sleep(0.2)  # inside recvmmsg, waiting for a datagram to its port
         for index in range(200):
-            senders[0].send(str(index).encode(), family[1][0], receivers[0].port)
-        threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=10)
-    expected = [str(i).encode() for i in range(200)]
-    assert results == {0: expected, 1: expected}
-    assert batch.receiver(128) is batch.receiver(128)
+            senders[0].send(str(index).encode(), group, reading.port)
+        got = [d.payload for d in shared.receive(reading.sock.fileno(), 1000, True)]
+        assert shared.busy  # still the waiting thread's: this call used buffers of its own
+        senders[0].send(b"at last", group, waiting.port)
+        blocked.join(timeout=10)
+    assert got == [str(i).encode() for i in range(200)]
+    assert results == [[b"at last"]]
+    assert batch.receivers[128] is shared and not shared.busy
 
 
 # --- waiting, then taking every datagram queued -------------------------------------------------
@@ -427,6 +435,59 @@ def test_a_payload_source_that_sends_too(
         assert send_many(senders[0].sock, payloads(), family[1][0], receiver.port) == 3
         got = sorted(d.payload for d in receiver.receive_ready())
     assert got == [b"inner"] * 3 + [b"outer0", b"outer1", b"outer2"]
+
+
+def _asked(family: socket.AddressFamily, count: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A server socket on loopback, and ``count`` clients that each sent it one datagram."""
+    loopback = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((loopback, 0))
+    clients = []
+    for index in range(count):
+        client = socket.socket(family, socket.SOCK_DGRAM)
+        client.bind((loopback, 0))
+        client.settimeout(5.0)
+        client.sendto(b"question %d" % index, server.getsockname())
+        clients.append(client)
+    return server, clients
+
+
+def test_send_replies_answers_each_source(
+    family: tuple[socket.AddressFamily, tuple[str, ...]],
+) -> None:
+    server, clients = _asked(family[0], 3)
+    with server, contextlib.ExitStack() as stack:
+        for client in clients:
+            stack.enter_context(client)
+        questions = receive_ready(server, bytearray(64))
+        replies = [(b"answer to " + d.payload, d) for d in questions]
+        assert send_replies(server, family[0], replies) == []
+        answers = [client.recv(64) for client in clients]
+    assert answers == [b"answer to question %d" % index for index in range(3)]
+
+
+def test_send_replies_reports_a_refused_source_and_sends_the_others() -> None:
+    server, (client,) = _asked(socket.AF_INET, 1)
+    with server, client:
+        (question,) = receive_ready(server, bytearray(64))
+        forged = Datagram(b"x", ("255.255.255.255", 9))  # no SO_BROADCAST: EACCES
+        refused = send_replies(server, socket.AF_INET, [(b"no", forged), (b"yes", question)])
+        assert client.recv(64) == b"yes"
+    ((datagram, error),) = refused
+    assert datagram is forged
+    assert error.errno == errno.EACCES
+
+
+def test_send_replies_refuses_an_oversized_payload_before_sending() -> None:
+    server, (client,) = _asked(socket.AF_INET, 1)
+    with server, client:
+        (question,) = receive_ready(server, bytearray(64))
+        too_large = bytes(70_000)
+        with pytest.raises(MessageSizeError):
+            send_replies(server, socket.AF_INET, [(b"first", question), (too_large, question)])
+        client.settimeout(0.2)
+        with pytest.raises(TimeoutError):  # not even the first was sent
+            client.recv(64)
 
 
 def test_names_and_timeouts_take_the_plain_path(

@@ -70,15 +70,12 @@ def copy_of_the_project(tmp_path: Path) -> Path:
     """The Makefile, the build files, .ci/ and scripts/ in a folder with nothing beside it."""
     clone = tmp_path / "alone" / "clone"
     clone.mkdir(parents=True)
-    for name in (
-        "Makefile",
-        "pyproject.toml",
-        "setup.py",
-        "src/multicast/core/_fastio.c",
-        "src/multicast/reliable/_gf256.c",
-    ):
+    for name in ("Makefile", "pyproject.toml", "setup.py", "src/multicast/reliable/_gf256.c"):
         (clone / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPOSITORY / name, clone / name)
+    (clone / "src/multicast/core").mkdir(parents=True, exist_ok=True)
+    for source in (REPOSITORY / "src/multicast/core").glob("_fastio*.[ch]"):
+        shutil.copy(source, clone / "src/multicast/core" / source.name)
     for folder in (".ci", "scripts"):
         shutil.copytree(REPOSITORY / folder, clone / folder)
     return clone

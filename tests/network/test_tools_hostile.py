@@ -64,21 +64,20 @@ def test_hear_logs_an_answer_it_cannot_send_and_goes_on(caplog: pytest.LogCaptur
     assert "cannot answer 255.255.255.255 port 9" in logged.getMessage()
 
 
-class Counting(HearUDPHandler):
-    """HEAR's own handler, counting what it answered."""
-
-    handled = 0
-
-    def handle(self) -> None:
-        super().handle()
-        Counting.handled += 1
+class Subclassed(HearUDPHandler):
+    """HEAR's own answer by socketserver's one-request path (only HearUDPHandler is batched)."""
 
 
+@pytest.mark.parametrize("handler", [HearUDPHandler, Subclassed], ids=["batched", "one-by-one"])
 @pytest.mark.parametrize(
     ("family", "group"), [(socket.AF_INET, GROUP), (socket.AF_INET6, "ff0e::12:2")]
 )
 def test_hear_with_an_interface_rejoins_after_it_is_deleted_and_made_again(
-    testbed: Testbed, exit_stack: ExitStack, family: socket.AddressFamily, group: str
+    testbed: Testbed,
+    exit_stack: ExitStack,
+    family: socket.AddressFamily,
+    group: str,
+    handler: type[HearUDPHandler],
 ) -> None:
     source, host = testbed.add_hosts(2)
     testbed.bridge(source, host)
@@ -86,7 +85,7 @@ def test_hear_with_an_interface_rejoins_after_it_is_deleted_and_made_again(
     server = host.call(
         McastServer,
         ("::" if family == socket.AF_INET6 else "0.0.0.0", port),
-        Counting,
+        handler,
         groups=[group],
         iface="eth0",
         allow_stop=False,
@@ -98,23 +97,28 @@ def test_hear_with_an_interface_rejoins_after_it_is_deleted_and_made_again(
     exit_stack.callback(server.shutdown)
     out = exit_stack.enter_context(source.call(Sender, family))
 
-    def answered_again() -> None:
-        before = Counting.handled
+    def answered(word: bytes) -> None:
+        """Send ``word`` until the source gets its answer (not an earlier word's)."""
         deadline = time.monotonic() + WAIT
-        while Counting.handled == before:
+        while True:
             assert time.monotonic() < deadline, "HEAR stayed deaf"
-            source.call(out.send, b"hello" + bytes(80), group, port)
+            source.call(out.send, word + bytes(80), group, port)
             time.sleep(0.02)
+            try:
+                while not out.sock.recv(1024, socket.MSG_DONTWAIT).startswith(b"HEAR [ " + word):
+                    pass
+                return
+            except BlockingIOError:
+                continue
 
-    Counting.handled = 0
-    answered_again()
+    answered(b"BEFORE")
     host.delete_interface("eth0")
     deadline = time.monotonic() + WAIT
     while server.table.joined:  # the deletion noticed
         assert time.monotonic() < deadline, "the deletion went unnoticed"
         time.sleep(0.02)
     host.create_interface("eth0")
-    answered_again()
+    answered(b"AFTER")
     (rejoined,) = server.table.joined
     assert rejoined.interface == host.interface("eth0").index
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from multicast.core import batch
+from multicast.core import batch, ctypes_io
 from multicast.exceptions import UnsupportedError
 
 
@@ -19,7 +19,7 @@ def test_receiver_arguments_are_checked(monkeypatch: pytest.MonkeyPatch) -> None
         batch.BatchReceiver(-1)
     with pytest.raises(ValueError, match="slots"):
         batch.BatchSender(slots=0)
-    monkeypatch.setattr(batch, "_recvmmsg", None)
+    monkeypatch.setattr(ctypes_io, "_recvmmsg", None)
     with pytest.raises(UnsupportedError, match="recvmmsg"):
         batch.BatchReceiver(64)
 
@@ -36,13 +36,13 @@ def _cmsg(level: int, kind: int, data: bytes) -> bytes:
 @given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 100), st.binary(max_size=40))))
 def test_control_records_split_as_recvmsg_does(records: list[tuple[int, int, bytes]]) -> None:
     control = b"".join(_cmsg(*record) for record in records)
-    assert batch._control_records(control) == records
+    assert ctypes_io._control_records(control) == records
 
 
 @given(st.binary(max_size=200))
 def test_control_records_take_any_bytes(control: bytes) -> None:
     offset = 0
-    for record in batch._control_records(control):
+    for record in ctypes_io._control_records(control):
         whole = _cmsg(*record)
         length = socket.CMSG_LEN(len(record[2]))
         # A record is the bytes at its place, its header's length included: it never reads

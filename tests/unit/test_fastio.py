@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from multicast.core import Datagram, batch, constants, receive_ready
+from multicast.core import Datagram, constants, ctypes_io, receive_ready
 from multicast.core.datagram import ANCILLARY_SPACE, parse_ancillary
 
 fastio = pytest.importorskip("multicast.core._fastio", reason="the C extension is not built")
@@ -46,7 +46,7 @@ def _cmsg(level: int, kind: int, data: bytes, length: int | None = None) -> byte
 
 
 def _core_parse(control: bytes) -> tuple[str | None, int | None, int | None, int]:
-    meta = parse_ancillary(batch._control_records(control))
+    meta = parse_ancillary(ctypes_io._control_records(control))
     return meta.group, meta.interface, meta.ttl, meta.drops
 
 
@@ -153,7 +153,7 @@ def test_no_reference_is_leaked_over_100000_datagrams(
         for _ in range(rounds):
             for payload in payloads:
                 one.send(payload)
-            got = receiver.receive(two, 1000)
+            got = receiver.receive(two.fileno(), 1000)
             received += len(got)
             assert got[-1].payload == payloads[-1][:64]
         return received
@@ -165,7 +165,7 @@ def test_no_reference_is_leaked_over_100000_datagrams(
 
     run(10)  # warm caches, free lists and the allocator
     one.send(b"")
-    source = receiver.receive(two, 1)[0].source
+    source = receiver.receive(two.fileno(), 1)[0].source
     before = counts()
     assert run(100_000 // len(payloads) + 1) > 100_000
     after = counts()

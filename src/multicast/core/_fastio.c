@@ -4,23 +4,20 @@
  * Receiver.receive() reads up to `slots` datagrams per recvmmsg into buffers allocated once,
  * decodes source, destination group, interface, TTL or hop limit, truncation and the kernel's
  * drop count in C, and returns ready Datagram objects (the class batch.py hands configure()).
- * send() sends the payloads of any iterable with sendmmsg, up to 64 per call, straight from
- * their buffers. The GIL is released around every system call.
+ * send() sends the payloads of any iterable to one destination with sendmmsg, straight from
+ * their buffers; send_each() sends answers, each to its own address, the same way (both in
+ * _fastio_send.c). The GIL is released around every system call.
  *
  * Ancillary data is hostile input: a record is read only if its length fits the buffer and
  * holds the data its kind needs; unknown records are skipped; a bad length ends the walk.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_fastio.h"
+
 #include <structmember.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <string.h>
-#include <sys/mman.h>
+#include <poll.h>
 #include <sched.h>
-#include <sys/socket.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +30,6 @@
     (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)) +                \
      CMSG_SPACE(sizeof(int)))
 #define CACHE_SIZE 64 /* decoded sources and groups remembered, by their raw bytes */
-#define SEND_SLOTS 64 /* datagrams per sendmmsg */
 #define MAX_SLOTS 1024
 #define MAX_SIZE (1 << 24) /* bytes per slot: mapped, so only what datagrams reach is used */
 
@@ -44,7 +40,7 @@ static const char *const field_names[FIELDS] = {
     "payload", "source", "group", "interface", "ttl", "truncated", "size", "drops"};
 static PyTypeObject *datagram_type;
 static Py_ssize_t field_offsets[FIELDS];
-static PyObject *size_check; /* check_payload_size(family, size): raises for a size too big */
+PyObject *fastio_size_check;
 
 static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *cls, *check;
@@ -59,27 +55,27 @@ static PyObject *configure(PyObject *module, PyObject *args) {
         PyMemberDef *member = usable ? ((PyMemberDescrObject *)found)->d_member : NULL;
         Py_XDECREF(found);
         PyErr_Clear();
-        if (member == NULL || member->type != T_OBJECT_EX || (member->flags & READONLY)) {
-            PyErr_Format(PyExc_TypeError, "%R.%s is not a writable slot", cls,
-                         field_names[index]);
-            return NULL;
-        }
+        if (member == NULL || member->type != T_OBJECT_EX || (member->flags & READONLY))
+            return PyErr_Format(PyExc_TypeError, "%R.%s is not a writable slot", cls,
+                                field_names[index]);
         offsets[index] = member->offset;
     }
     memcpy(field_offsets, offsets, sizeof offsets);
-    Py_INCREF(cls);
-    Py_XSETREF(datagram_type, (PyTypeObject *)cls);
-    Py_INCREF(check);
-    Py_XSETREF(size_check, check);
+    Py_XSETREF(datagram_type, (PyTypeObject *)Py_NewRef(cls));
+    Py_XSETREF(fastio_size_check, Py_NewRef(check));
     Py_RETURN_NONE;
 }
 
-/* A Datagram holding `values` (references stolen, even on failure). */
+/* A Datagram holding `values` (references stolen, even on failure; any may be NULL, which
+ * fails with the exception its maker set). */
 static PyObject *new_datagram(PyObject *values[FIELDS]) {
-    PyObject *datagram = datagram_type->tp_alloc(datagram_type, 0);
+    int complete = 1;
+    for (int index = 0; index < FIELDS; index++)
+        complete &= values[index] != NULL;
+    PyObject *datagram = complete ? datagram_type->tp_alloc(datagram_type, 0) : NULL;
     for (int index = 0; index < FIELDS; index++) {
         if (datagram == NULL)
-            Py_DECREF(values[index]);
+            Py_XDECREF(values[index]);
         else
             *(PyObject **)((char *)datagram + field_offsets[index]) = values[index];
     }
@@ -159,13 +155,6 @@ typedef struct {
     PyObject *value;
 } CacheEntry;
 
-static size_t cache_slot(const unsigned char *key, size_t length) {
-    uint32_t hash = 2166136261u; /* FNV-1a */
-    for (size_t index = 0; index < length; index++)
-        hash = (hash ^ key[index]) * 16777619u;
-    return hash % CACHE_SIZE;
-}
-
 static PyObject *text_address(int family, const void *packed) {
     char text[INET6_ADDRSTRLEN];
     if (inet_ntop(family, packed, text, sizeof text) == NULL)
@@ -191,10 +180,17 @@ static PyObject *decode_source(const unsigned char *name, size_t length) {
     return host == NULL ? NULL : Py_BuildValue("(Ni)", host, (int)ntohs(address.sin6_port));
 }
 
+static PyObject *decode_group(const unsigned char *key, size_t length) {
+    return text_address(length == 4 ? AF_INET : AF_INET6, key);
+}
+
 /* The decoded value of `key` (a new reference), decoded and remembered on a miss. */
 static PyObject *remembered(CacheEntry *cache, const unsigned char *key, size_t length,
                             PyObject *(*decode)(const unsigned char *, size_t)) {
-    CacheEntry *entry = &cache[cache_slot(key, length)];
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (size_t index = 0; index < length; index++)
+        hash = (hash ^ key[index]) * 16777619u;
+    CacheEntry *entry = &cache[hash % CACHE_SIZE];
     if (entry->value == NULL || entry->length != length || memcmp(entry->key, key, length)) {
         PyObject *value = decode(key, length);
         if (value == NULL)
@@ -203,26 +199,23 @@ static PyObject *remembered(CacheEntry *cache, const unsigned char *key, size_t 
         entry->length = length;
         Py_XSETREF(entry->value, value);
     }
-    Py_INCREF(entry->value);
-    return entry->value;
-}
-
-static PyObject *decode_group(const unsigned char *key, size_t length) {
-    return text_address(length == 4 ? AF_INET : AF_INET6, key);
+    return Py_NewRef(entry->value);
 }
 
 /* --- Receiver ------------------------------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t size;       /* bytes per payload slot */
-    unsigned int slots;    /* datagrams per recvmmsg */
+    Py_ssize_t size;         /* bytes per payload slot */
+    unsigned int slots;      /* datagrams per recvmmsg */
     unsigned char *payloads; /* slots * size bytes, mapped: pages are committed when written */
     size_t mapped;
     unsigned char *names;    /* slots * NAME_SPACE */
     unsigned char *controls; /* slots * CONTROL_SPACE */
     struct iovec *iovecs;
     struct mmsghdr *messages;
+    unsigned int written; /* slots the kernel wrote into since their headers were set */
+    char busy; /* a thread reads into the buffers (and may have released the GIL) */
     CacheEntry sources[CACHE_SIZE];
     CacheEntry groups[CACHE_SIZE];
 } Receiver;
@@ -282,6 +275,7 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
         self->messages[index].msg_hdr.msg_name = self->names + (size_t)NAME_SPACE * index;
         self->messages[index].msg_hdr.msg_control = self->controls + CONTROL_SPACE * index;
     }
+    self->written = self->slots;
     return 0;
 }
 
@@ -293,29 +287,22 @@ static PyObject *collect(Receiver *self, unsigned int index) {
     size_t named = message->msg_hdr.msg_namelen;
     size_t controlled = message->msg_hdr.msg_controllen;
     Metadata meta;
-    if (controlled > CONTROL_SPACE)
-        controlled = CONTROL_SPACE;
-    parse_control(self->controls + CONTROL_SPACE * index, controlled, 1, &meta);
-    PyObject *values[FIELDS];
-    values[PAYLOAD] = PyBytes_FromStringAndSize(
-        (const char *)self->payloads + (size_t)self->size * index, (Py_ssize_t)kept);
-    values[SOURCE] = remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
-                                named < NAME_SPACE ? named : NAME_SPACE, decode_source);
-    values[GROUP] = meta.family ? remembered(self->groups, meta.group,
-                                             meta.family == AF_INET ? 4 : 16, decode_group)
-                                : Py_NewRef(Py_None);
-    values[INTERFACE] = meta.has_interface ? PyLong_FromLong(meta.interface) : Py_NewRef(Py_None);
-    values[TTL] = meta.has_ttl ? PyLong_FromLong(meta.ttl) : Py_NewRef(Py_None);
-    values[TRUNCATED] = PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC);
-    values[SIZE] = PyLong_FromSize_t(length);
-    values[DROPS] = PyLong_FromUnsignedLong(meta.drops);
-    for (int field = 0; field < FIELDS; field++) {
-        if (values[field] == NULL) {
-            for (int other = 0; other < FIELDS; other++)
-                Py_XDECREF(values[other]);
-            return NULL;
-        }
-    }
+    parse_control(self->controls + CONTROL_SPACE * index,
+                  controlled < CONTROL_SPACE ? controlled : CONTROL_SPACE, 1, &meta);
+    PyObject *values[FIELDS] = {
+        PyBytes_FromStringAndSize((const char *)self->payloads + (size_t)self->size * index,
+                                  (Py_ssize_t)kept),
+        remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
+                   named < NAME_SPACE ? named : NAME_SPACE, decode_source),
+        meta.family ? remembered(self->groups, meta.group, meta.family == AF_INET ? 4 : 16,
+                                 decode_group)
+                    : Py_NewRef(Py_None),
+        meta.has_interface ? PyLong_FromLong(meta.interface) : Py_NewRef(Py_None),
+        meta.has_ttl ? PyLong_FromLong(meta.ttl) : Py_NewRef(Py_None),
+        PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC),
+        PyLong_FromSize_t(length),
+        PyLong_FromUnsignedLong(meta.drops),
+    };
     return new_datagram(values);
 }
 
@@ -325,127 +312,156 @@ static double monotonic(void) {
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
-/* recvmmsg into the first `wanted` slots with the GIL released; -1 with errno set on failure.
- * With `spin` seconds it first polls without blocking (MSG_DONTWAIT) until one arrives or the
- * time is up, then makes its own call as given by `flags`. */
+/* recvmmsg into the first `wanted` slots with the GIL released; -1 with `failure` set on
+ * failure. With `spin` seconds it first polls without blocking (MSG_DONTWAIT) until one
+ * arrives or the time is up; then, with a `deadline` (monotonic seconds; < 0: none), it waits
+ * until then in poll() and reads without blocking, else it makes the call `flags` say. */
 static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, double spin,
-                      int *failure) {
-    int count;
-    for (unsigned int index = 0; index < wanted; index++) {
+                      double deadline, int *failure) {
+    int count = -1, quiet = (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT;
+    for (unsigned int index = 0; index < self->written; index++) { /* what the kernel wrote */
         struct msghdr *header = &self->messages[index].msg_hdr;
         header->msg_namelen = NAME_SPACE;
         header->msg_controllen = CONTROL_SPACE;
         header->msg_flags = 0;
         self->messages[index].msg_len = 0;
     }
+    self->written = wanted; /* until the call says how many it filled */
     Py_BEGIN_ALLOW_THREADS
-    count = -1;
     errno = EAGAIN;
     if (spin > 0) {
-        double deadline = monotonic() + spin;
+        double until = monotonic() + spin;
+        until = deadline >= 0 && deadline < until ? deadline : until;
         for (;;) {
-            count = recvmmsg(fd, self->messages, wanted, (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT,
-                             NULL);
-            if (count >= 0 || errno != EAGAIN || monotonic() >= deadline)
+            count = recvmmsg(fd, self->messages, wanted, quiet, NULL);
+            if (count >= 0 || errno != EAGAIN || monotonic() >= until)
                 break;
             sched_yield(); /* a busy CPU goes first to whoever else is ready to run */
         }
     }
-    if (count < 0 && errno == EAGAIN)
+    if (count < 0 && errno == EAGAIN && deadline >= 0) {
+        struct pollfd wake = {.fd = fd, .events = POLLIN};
+        double left = (deadline - monotonic()) * 1e3;
+        int ready = poll(&wake, 1, left <= 0 ? 0 : left >= INT_MAX ? INT_MAX : (int)left + 1);
+        if (ready > 0)
+            count = recvmmsg(fd, self->messages, wanted, quiet, NULL);
+        else if (ready == 0)
+            errno = EAGAIN;
+    } else if (count < 0 && errno == EAGAIN) {
         count = recvmmsg(fd, self->messages, wanted, flags, NULL);
+    }
     *failure = errno;
     Py_END_ALLOW_THREADS
+    self->written = count > 0 ? (unsigned int)count : 0;
     return count;
 }
 
-/* A socket's fileno() (-1 once closed: the call then fails with EBADF), or a descriptor;
- * -2 with an exception set. */
-static int descriptor(PyObject *sock) {
-    PyObject *number = PyLong_Check(sock) ? Py_NewRef(sock) : PyObject_CallMethod(sock, "fileno", NULL);
-    if (number == NULL)
-        return -2;
-    long value = PyLong_AsLong(number);
-    Py_DECREF(number);
-    if (value == -1 && PyErr_Occurred())
-        return -2;
-    return value < 0 || value > INT_MAX ? -1 : (int)value;
+int fastio_as_int(PyObject *number, int *value) {
+    long found = PyLong_AsLong(number);
+    if (found == -1 && PyErr_Occurred())
+        return -1;
+    if (found < INT_MIN || found > INT_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%ld does not fit a C int", found);
+        return -1;
+    }
+    *value = (int)found;
+    return 0;
 }
 
-static PyObject *Receiver_receive(Receiver *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"sock", "limit", "wait", "spin", NULL};
-    PyObject *sock;
-    int wait = 0, failure;
+static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssize_t nargs) {
+    int fd, failure, wait = 0;
+    double spin = 0.0, deadline = -1.0;
     Py_ssize_t limit;
-    double spin = 0.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "On|$pd:receive", keywords, &sock, &limit,
-                                     &wait, &spin))
+    if (nargs < 2 || nargs > 5)
+        return PyErr_Format(PyExc_TypeError, "receive() takes 2 to 5 arguments, not %zd", nargs);
+    if (fastio_as_int(args[0], &fd) < 0 ||
+        ((limit = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()))
         return NULL;
-    int fd = descriptor(sock);
-    if (fd == -2)
+    if ((nargs > 2 && (wait = PyObject_IsTrue(args[2])) < 0) ||
+        (nargs > 3 && (spin = PyFloat_AsDouble(args[3])) == -1.0 && PyErr_Occurred()))
         return NULL;
-    if (datagram_type == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "_fastio.configure() was not called");
-        return NULL;
+    if (nargs > 4 && args[4] != Py_None) {
+        double timeout = PyFloat_AsDouble(args[4]);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+        deadline = monotonic() + (timeout > 0 ? timeout : 0.0);
+    }
+    if (datagram_type == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "_fastio.configure() was not called");
+    if (fd < 0) /* closed: poll() would not say so */
+        return PyErr_SetFromErrno((errno = EBADF, PyExc_OSError));
+    if (self->busy) { /* another thread reads into the buffers: this call gets its own */
+        PyObject *own = PyObject_CallFunction((PyObject *)Py_TYPE(self), "nI", self->size,
+                                              self->slots);
+        PyObject *got = own == NULL ? NULL : Receiver_receive((Receiver *)own, args, nargs);
+        Py_XDECREF(own);
+        return got;
     }
     PyObject *ready = PyList_New(0);
     if (ready == NULL)
         return NULL;
+    self->busy = 1;
     int flags = (wait ? MSG_WAITFORONE : MSG_DONTWAIT) | MSG_TRUNC | MSG_CMSG_CLOEXEC;
     while (PyList_GET_SIZE(ready) < limit) {
         Py_ssize_t left = limit - PyList_GET_SIZE(ready);
         unsigned int wanted = left < (Py_ssize_t)self->slots ? (unsigned int)left : self->slots;
-        int count = read_slots(self, fd, wanted, flags, spin, &failure);
+        int count = read_slots(self, fd, wanted, flags, spin, deadline, &failure);
+        if (count < 0 && failure == EINTR) { /* run the handlers; one that raises ends it */
+            if (PyErr_CheckSignals() < 0)
+                goto fail;
+            continue;
+        }
+        if (count < 0 && (failure == EAGAIN || failure == EWOULDBLOCK))
+            break;
         if (count < 0) {
-            if (failure == EAGAIN || failure == EWOULDBLOCK)
-                break;
-            if (failure == EINTR) { /* run the handlers; one that raises ends the wait */
-                if (PyErr_CheckSignals() < 0)
-                    goto fail;
-                continue;
-            }
             errno = failure;
             PyErr_SetFromErrno(PyExc_OSError);
             goto fail;
         }
         for (unsigned int index = 0; index < (unsigned int)count; index++) {
             PyObject *datagram = collect(self, index);
-            if (datagram == NULL)
+            if (datagram == NULL || PyList_Append(ready, datagram) < 0) {
+                Py_XDECREF(datagram);
                 goto fail;
-            int appended = PyList_Append(ready, datagram);
+            }
             Py_DECREF(datagram);
-            if (appended < 0)
-                goto fail;
         }
         if ((unsigned int)count < wanted) /* the queue ran dry */
             break;
         flags = MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC;
         spin = 0.0;
+        deadline = -1.0;
     }
+    self->busy = 0;
     return ready;
 fail:
+    self->busy = 0;
     Py_DECREF(ready);
     return NULL;
 }
 
 static PyMethodDef Receiver_methods[] = {
-    {"receive", (PyCFunction)(void (*)(void))Receiver_receive, METH_VARARGS | METH_KEYWORDS,
-     "receive(sock, limit, *, wait=False, spin=0.0) -> list of Datagram\n\n"
-     "Every datagram queued on sock (at most limit), without blocking; with wait, a blocking\n"
-     "socket first waits for one in the same call (MSG_WAITFORONE). With spin, polls for up\n"
-     "to that many seconds without blocking before the call that may block."},
+    {"receive", (PyCFunction)(void (*)(void))Receiver_receive, METH_FASTCALL,
+     "receive(fd, limit, wait=False, spin=0.0, timeout=None) -> list of Datagram\n\n"
+     "Every datagram queued on the socket fd (at most limit), without blocking. With wait, a\n"
+     "blocking socket first waits for one in the same call (MSG_WAITFORONE); with a timeout\n"
+     "(seconds), poll() waits for one that long. With spin, it first polls that many seconds\n"
+     "without blocking."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef Receiver_members[] = {
     {"size", T_PYSSIZET, offsetof(Receiver, size), READONLY, "bytes kept per datagram"},
     {"slots", T_UINT, offsetof(Receiver, slots), READONLY, "datagrams per recvmmsg"},
+    {"busy", T_BOOL, offsetof(Receiver, busy), READONLY, "a thread reads into the buffers"},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject ReceiverType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "multicast.core._fastio.Receiver",
     .tp_doc = "Receiver(size, slots=64): reads up to slots datagrams of up to size bytes per\n"
-              "recvmmsg, into buffers of its own. One thread at a time.",
+              "recvmmsg, into buffers of its own (a call made while another thread is in\n"
+              "one gets buffers for itself).",
     .tp_basicsize = sizeof(Receiver),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -454,140 +470,6 @@ static PyTypeObject ReceiverType = {
     .tp_methods = Receiver_methods,
     .tp_members = Receiver_members,
 };
-
-/* --- sending ------------------------------------------------------------------------------- */
-
-/* sendmmsg the `count` messages with the GIL released, retrying after signals and partial
- * sends. How many went, or -1 with an exception set; stops early (no error) when the socket
- * would block. */
-static Py_ssize_t transmit(int fd, struct mmsghdr *messages, unsigned int count) {
-    unsigned int done = 0;
-    while (done < count) {
-        int result, failure;
-        Py_BEGIN_ALLOW_THREADS
-        result = sendmmsg(fd, messages + done, count - done, 0);
-        failure = errno;
-        Py_END_ALLOW_THREADS
-        if (result > 0) {
-            done += (unsigned int)result;
-        } else if (result == 0 || failure == EAGAIN || failure == EWOULDBLOCK) {
-            break;
-        } else if (failure == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                return -1;
-        } else {
-            errno = failure;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-    }
-    return done;
-}
-
-/* The exception being raised, taken aside (and given back) as one object. */
-static PyObject *take_error(void) {
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL && value != NULL)
-        PyException_SetTraceback(value, traceback);
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    return value;
-#endif
-}
-
-static void give_error(PyObject *error) {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(error);
-#else
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(error)), error,
-                  PyException_GetTraceback(error));
-#endif
-}
-
-static PyObject *send_payloads(PyObject *module, PyObject *args) {
-    int fd;
-    PyObject *family, *payloads;
-    Py_buffer name;
-    Py_ssize_t limit, sent = 0;
-    (void)module;
-    if (!PyArg_ParseTuple(args, "iOOy*n:send", &fd, &family, &payloads, &name, &limit))
-        return NULL;
-    struct sockaddr_storage destination;
-    memset(&destination, 0, sizeof destination);
-    if (name.len <= 0 || (size_t)name.len > sizeof(struct sockaddr_in6)) {
-        PyBuffer_Release(&name);
-        return PyErr_Format(PyExc_ValueError, "a destination of %zd bytes", name.len);
-    }
-    memcpy(&destination, name.buf, (size_t)name.len);
-    socklen_t named = (socklen_t)name.len;
-    PyBuffer_Release(&name);
-    PyObject *iterator = PyObject_GetIter(payloads);
-    if (iterator == NULL)
-        return NULL;
-    Py_buffer views[SEND_SLOTS];
-    struct iovec iovecs[SEND_SLOTS];
-    struct mmsghdr messages[SEND_SLOTS];
-    memset(messages, 0, sizeof messages);
-    for (;;) {
-        unsigned int count = 0;
-        int exhausted = 0, failed = 0;
-        while (count < SEND_SLOTS) {
-            PyObject *payload = PyIter_Next(iterator);
-            if (payload == NULL) {
-                failed = PyErr_Occurred() != NULL;
-                exhausted = 1;
-                break;
-            }
-            int viewed = PyObject_GetBuffer(payload, &views[count], PyBUF_SIMPLE);
-            Py_DECREF(payload); /* the view holds its own reference */
-            if (viewed < 0) {
-                failed = 1;
-                break;
-            }
-            if (views[count].len > limit) {
-                PyObject *checked =
-                    PyObject_CallFunction(size_check, "On", family, views[count].len);
-                Py_XDECREF(checked); /* it raises, naming the size */
-                if (checked != NULL)
-                    PyErr_Format(PyExc_ValueError, "a payload of %zd bytes", views[count].len);
-                PyBuffer_Release(&views[count]);
-                failed = 1;
-                break;
-            }
-            iovecs[count].iov_base = views[count].buf;
-            iovecs[count].iov_len = (size_t)views[count].len;
-            messages[count].msg_hdr.msg_name = &destination;
-            messages[count].msg_hdr.msg_namelen = named;
-            messages[count].msg_hdr.msg_iov = &iovecs[count];
-            messages[count].msg_hdr.msg_iovlen = 1;
-            count++;
-        }
-        PyObject *error = failed ? take_error() : NULL; /* raised once those before are sent */
-        Py_ssize_t done = transmit(fd, messages, count);
-        for (unsigned int index = 0; index < count; index++)
-            PyBuffer_Release(&views[index]);
-        if (done < 0 || (Py_ssize_t)count > done) { /* refused, or it would block */
-            Py_XDECREF(error);
-            Py_DECREF(iterator);
-            return done < 0 ? NULL : PyLong_FromSsize_t(sent + done);
-        }
-        sent += done;
-        if (failed) {
-            give_error(error);
-            Py_DECREF(iterator);
-            return NULL;
-        }
-        if (exhausted) {
-            Py_DECREF(iterator);
-            return PyLong_FromSsize_t(sent);
-        }
-    }
-}
 
 /* --- the test hook ------------------------------------------------------------------------- */
 
@@ -613,11 +495,16 @@ static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(datagram_class, check_payload_size): the class receive() makes (a slots\n"
      "dataclass; its fields are filled in directly) and the size check send() raises with."},
-    {"send", send_payloads, METH_VARARGS,
+    {"send", fastio_send, METH_VARARGS,
      "send(fd, family, payloads, name, limit) -> int\n\n"
      "Send each payload to the sockaddr `name` with sendmmsg; how many were sent. Stops early\n"
      "when the socket would block; a payload over `limit` bytes, or an error of the\n"
      "iterable, is raised after the payloads before it were sent."},
+    {"send_each", fastio_send_each, METH_VARARGS,
+     "send_each(fd, family, pairs, limit) -> list of (index, errno)\n\n"
+     "Send each payload of a list of (payload, (host, port[, flow, scope])) pairs to its\n"
+     "address with sendmmsg; those the kernel refused (or that would block) are listed with\n"
+     "their errno, the others were sent. A payload over `limit` bytes raises before any is."},
     {"parse_control", parse_control_bytes, METH_VARARGS,
      "parse_control(control) -> (group, interface, ttl, drops): what a control buffer says,\n"
      "exactly as receive() reads it (a test hook)."},

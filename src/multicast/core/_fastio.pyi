@@ -1,4 +1,5 @@
-"""Types of the C extension (``_fastio.c``): the batched path of :mod:`multicast.core.batch`."""
+"""Types of the C extension (``_fastio.c``, ``_fastio_send.c``): the batched path of
+:mod:`multicast.core.batch`."""
 
 import socket
 from collections.abc import Callable, Iterable
@@ -15,12 +16,25 @@ def configure(
 class Receiver:
     size: int
     slots: int
+    busy: bool
     def __init__(self, size: int, slots: int = 64) -> None: ...
     def receive(
-        self, sock: socket.socket | int, limit: int, *, wait: bool = False, spin: float = 0.0
+        self,
+        fd: int,
+        limit: int,
+        wait: bool = False,
+        spin: float = 0.0,
+        timeout: float | None = None,
+        /,
     ) -> list[Datagram]: ...
 
 def send(
     fd: int, family: socket.AddressFamily, payloads: Iterable[Payload], name: bytes, limit: int
 ) -> int: ...
+def send_each(
+    fd: int,
+    family: int,
+    pairs: list[tuple[Payload, tuple[str, int] | tuple[str, int, int, int]]],
+    limit: int,
+) -> list[tuple[int, int]]: ...
 def parse_control(control: bytes) -> tuple[str | None, int | None, int | None, int]: ...

@@ -7,42 +7,36 @@ One system call moves up to :data:`SLOTS` datagrams. Two backends do it, and
   where a C compiler was there at install time. It decodes every datagram's metadata in C
   and makes the :class:`~multicast.core.datagram.Datagram` objects there, and sends the
   payloads straight from their buffers, with the GIL released around each system call.
-- ``"ctypes"``: this module's :class:`BatchReceiver` and :class:`BatchSender`, the fallback
-  wherever the extension is not built (or ``MULTICAST_IO=ctypes`` asks for it). Everything
-  the kernel reads from or writes into is allocated once per object; source addresses and
-  ancillary data repeat from datagram to datagram, so their decoded forms are remembered by
-  their raw bytes and the core's :func:`~multicast.core.datagram.parse_ancillary` runs only
-  on records not seen before.
+- ``"ctypes"``: :class:`BatchReceiver` and :class:`BatchSender` of
+  :mod:`multicast.core.ctypes_io`, the fallback wherever the extension is not built (or
+  ``MULTICAST_IO=ctypes`` asks for it).
 
 :func:`~multicast.core.io.receive_ready`, :func:`~multicast.core.io.receive_batch` and
 :func:`~multicast.core.io.send_many` use this module when :data:`AVAILABLE`, through
-:func:`receiver` (each thread keeps its own buffers) and :func:`send`.
+:data:`receivers` (one per buffer size, shared by the threads), :func:`send` and
+:func:`send_each`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import mmap
 import os
 import socket
-import struct
-import threading
-import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from types import ModuleType
 from typing import Literal, Protocol
 
 from multicast.core import constants
-from multicast.core.datagram import (
-    ANCILLARY_SPACE,
-    Datagram,
-    Payload,
-    check_payload_size,
-    parse_ancillary,
+from multicast.core.ctypes_io import (
+    AVAILABLE,
+    SLOTS,
+    BatchReceiver,
+    BatchSender,
+    encode_address,
+    sender,
 )
-from multicast.exceptions import OptionError, UnsupportedError
+from multicast.core.datagram import Datagram, Payload, SocketAddress, check_payload_size
 
 __all__ = [
     "AVAILABLE",
@@ -52,100 +46,13 @@ __all__ = [
     "BatchSender",
     "Receiving",
     "encode_address",
-    "receiver",
+    "receivers",
     "send",
+    "send_each",
     "sender",
 ]
 
-SLOTS = 64  # datagrams per system call
-_SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
-_MEMORY_LIMIT = 1024  # decoded origins remembered before starting afresh
-_TRUNCATED = constants.MSG_TRUNC
-_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)  # descriptors passed: not inherited
-_RECEIVE_FLAGS = constants.MSG_DONTWAIT | _TRUNCATED | _CLOEXEC
-_WAIT_FLAGS = constants.MSG_WAITFORONE | _TRUNCATED | _CLOEXEC
-_WOULD_BLOCK = frozenset({errno.EAGAIN, errno.EWOULDBLOCK})
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = (("base", ctypes.c_void_p), ("length", ctypes.c_size_t))
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = (
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),  # socklen_t
-        ("iov", ctypes.c_void_p),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    )
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = (("hdr", _Msghdr), ("length", ctypes.c_uint))
-
-
-_SIZE_T = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
-_MMSGHDR_SIZE = ctypes.sizeof(_Mmsghdr)
-_NAME_SPACE = 32  # a sockaddr_in6 (28 bytes), kept 8-aligned
-_CONTROL_SPACE = ANCILLARY_SPACE
-_ORIGIN_SPACE = _NAME_SPACE + _CONTROL_SPACE
-
-
-def _fields(size: int, fields: Sequence[tuple[int, str]]) -> struct.Struct:
-    """A struct reading the ``(offset, code)`` fields of a C structure of ``size`` bytes."""
-    parts, at = ["="], 0
-    for offset, code in fields:
-        parts.append(f"{offset - at}x{code}")
-        at = offset + struct.calcsize("=" + code)
-    parts.append(f"{size - at}x")
-    return struct.Struct("".join(parts))
-
-
-_HEADER = _fields(  # what the kernel reports per message: controllen, flags, length
-    _MMSGHDR_SIZE,
-    [
-        (_Msghdr.controllen.offset, _SIZE_T),
-        (_Msghdr.flags.offset, "i"),
-        (_Mmsghdr.length.offset, "I"),
-    ],
-)
-_IOVEC = struct.Struct(f"={_SIZE_T}{_SIZE_T}")
-_FAMILY = struct.Struct("=H")  # sa_family_t, host order
-_PORT = struct.Struct("!H")
-_SCOPE = struct.Struct("=I")  # sin6_scope_id, host order
-_INT = struct.Struct("=i")
-_CMSG_HEADER = struct.Struct(f"={_SIZE_T}ii")  # cmsg_len, cmsg_level, cmsg_type
-_CMSG_DATA = socket.CMSG_LEN(0)
-_CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
-
-_SyscallFunction = Callable[..., int]
-_Origin = tuple[tuple[str, int], str | None, int | None, int | None, int]
-
-
-def _libc_function(name: str) -> _SyscallFunction | None:
-    """``name`` from the C library; None off Linux.
-
-    Without ``argtypes``: converting through them costs microseconds per call, so callers
-    pass Python ints for C ints and :class:`ctypes.c_void_p` for pointers.
-    """
-    if not constants.LINUX:
-        return None
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-    function.restype = ctypes.c_int
-    result: _SyscallFunction = function
-    return result
-
-
-_recvmmsg = _libc_function("recvmmsg")
-_sendmmsg = _libc_function("sendmmsg")
-AVAILABLE = _recvmmsg is not None and _sendmmsg is not None
-"""Whether this platform has ``recvmmsg`` and ``sendmmsg`` (Linux with glibc or musl)."""
+_SIZES_KEPT = 4  # buffer sizes batch receivers are kept for
 
 _BACKENDS = ("extension", "ctypes")
 
@@ -180,353 +87,37 @@ IO_BACKEND: Literal["extension", "ctypes"] = "extension" if _fastio is not None 
 """Which backend moves batched datagrams: the C extension or the ctypes fallback."""
 
 
-def _syscall(function: _SyscallFunction | None, name: str) -> _SyscallFunction:
-    if function is None:
-        raise UnsupportedError(f"batched datagrams ({name}) are supported on Linux only")
-    return function
-
-
-def _address_of(buffer: bytearray | mmap.mmap) -> tuple[ctypes.Array[ctypes.c_char], int]:
-    """A ctypes view pinning ``buffer`` (it can no longer be resized or closed) and its address."""
-    view = (ctypes.c_char * len(buffer)).from_buffer(buffer)
-    return view, ctypes.addressof(view)
-
-
-def _failed(function: _SyscallFunction, arguments: tuple[int | ctypes.c_void_p | None, ...]) -> int:
-    """After a batch system call returned -1: 0 when it would block, the count of a retry
-    after a signal (EINTR); other errors raise.
-
-    Retrying goes through Python code, which lets Python run the signal's handler first: a
-    KeyboardInterrupt ends a blocking wait.
-    """
-    while True:
-        code = ctypes.get_errno()
-        if code in _WOULD_BLOCK:
-            return 0
-        if code != errno.EINTR:
-            raise OSError(code, os.strerror(code))
-        count = function(*arguments)
-        if count >= 0:
-            return count
-
-
-def _control_records(control: bytes) -> list[tuple[int, int, bytes]]:
-    """Split a control buffer into ``(level, type, data)`` records, as ``recvmsg`` gives them."""
-    records = []
-    offset = 0
-    while offset + _CMSG_HEADER.size <= len(control):
-        length, level, kind = _CMSG_HEADER.unpack_from(control, offset)
-        if length < _CMSG_DATA or offset + length > len(control):
-            break
-        records.append((level, kind, control[offset + _CMSG_DATA : offset + length]))
-        offset += (length + _CMSG_ALIGN - 1) & ~(_CMSG_ALIGN - 1)
-    return records
-
-
-def _close_passed(records: Iterable[tuple[int, int, bytes]]) -> bool:
-    """Close the descriptors of ``SCM_RIGHTS`` records (only an ``AF_UNIX`` peer sends them):
-    a receiver of datagrams takes none, and keeps nothing a hostile peer pushed on it.
-    Whether there were any."""
-    passed = [
-        descriptor
-        for level, kind, data in records
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-        for (descriptor,) in _INT.iter_unpack(data[: len(data) - len(data) % _INT.size])
-    ]
-    for descriptor in passed:
-        os.close(descriptor)
-    return bool(passed)
-
-
-def _decode_source(name: bytes) -> tuple[str, int]:
-    """Host and port of a ``sockaddr_in`` or ``sockaddr_in6`` (trailing bytes ignored);
-    ``("", 0)`` for any other address (an ``AF_UNIX`` peer), as the extension gives it.
-
-    The kernel writes a whole address of the socket's family, or (``AF_UNIX``, unnamed) none:
-    what a slot holds is always of that family, or zeros.
-    """
-    family = _FAMILY.unpack_from(name)[0]
-    if family == socket.AF_INET:
-        return socket.inet_ntop(socket.AF_INET, name[4:8]), _PORT.unpack_from(name, 2)[0]
-    if family == socket.AF_INET6:
-        return socket.inet_ntop(socket.AF_INET6, name[8:24]), _PORT.unpack_from(name, 2)[0]
-    return ("", 0)
-
-
-class BatchReceiver:
-    """Reads up to :data:`SLOTS` datagrams of up to ``size`` bytes per ``recvmmsg`` call.
-
-    A datagram longer than ``size`` comes back cut, with ``truncated`` set and its real
-    ``size``, exactly as :func:`~multicast.core.io.receive_datagram` reports it.
-    One thread at a time: :func:`receiver` gives each thread its own.
-    """
-
-    def __init__(self, size: int, slots: int = SLOTS) -> None:
-        if size < 0 or slots <= 0:
-            raise OptionError(f"need a size >= 0 and slots > 0, not {size} and {slots}")
-        self._recvmmsg = _syscall(_recvmmsg, "recvmmsg")
-        self.size = size
-        self.slots = slots
-        # An anonymous mapping: only the pages datagrams reach are ever committed.
-        self._payloads = mmap.mmap(-1, max(size, 1) * slots)
-        self._origins = bytearray(_ORIGIN_SPACE * slots)  # per slot: source address, control
-        self._iovecs = (_Iovec * slots)()
-        self._headers = bytearray(_MMSGHDR_SIZE * slots)
-        self._pins = [_address_of(region) for region in (self._payloads, self._origins)]
-        payloads, origins = (address for _, address in self._pins)
-        messages = (_Mmsghdr * slots).from_buffer(self._headers)
-        for index, (iovec, message) in enumerate(zip(self._iovecs, messages, strict=True)):
-            iovec.base, iovec.length = payloads + index * size, size
-            message.hdr.name = origins + index * _ORIGIN_SPACE
-            message.hdr.namelen = _NAME_SPACE
-            message.hdr.iov = ctypes.addressof(iovec)
-            message.hdr.iovlen = 1
-            message.hdr.control = origins + index * _ORIGIN_SPACE + _NAME_SPACE
-            message.hdr.controllen = _CONTROL_SPACE
-        self._messages = messages  # pins the headers
-        self._pointer = ctypes.c_void_p(ctypes.addressof(messages))
-        self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
-        self._written = 0  # headers the kernel wrote into since they were last reset
-        self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
-        # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
-        self._known: dict[bytes, _Origin] = {}
-
-    def receive(
-        self, sock: socket.socket, limit: int, *, wait: bool = False, spin: float = 0.0
-    ) -> list[Datagram]:
-        """Every datagram already queued on ``sock`` (at most ``limit``), without blocking.
-
-        With ``wait``, a blocking socket first waits for one datagram, in the same call. With
-        ``spin`` seconds, it first polls without blocking until one comes or the time is up.
-        """
-        if spin > 0:
-            deadline = time.monotonic() + spin
-            while not (spun := self.receive(sock, limit)) and time.monotonic() < deadline:
-                pass
-            if spun or not wait:
-                return spun
-        fd, recvmmsg, pointer = sock.fileno(), self._recvmmsg, self._pointer
-        flags = _WAIT_FLAGS if wait else _RECEIVE_FLAGS
-        ready: list[Datagram] = []
-        while len(ready) < limit:
-            wanted = min(self.slots, limit - len(ready))
-            if self._written:
-                used = self._written * _MMSGHDR_SIZE
-                self._headers[:used] = self._fresh[:used]
-            self._written = wanted  # until the call says how many it filled
-            count = recvmmsg(fd, pointer, wanted, flags, None)
-            if count < 0:
-                count = _failed(recvmmsg, (fd, pointer, wanted, flags, None))
-            self._written = count
-            if count:
-                self._collect(count, ready)
-            if count < wanted:  # the queue ran dry
-                break
-            flags = _RECEIVE_FLAGS
-        return ready
-
-    def _collect(self, count: int, ready: list[Datagram]) -> None:
-        """Turn the first ``count`` slots into datagrams: the per-datagram hot loop.
-
-        It runs on every wake-up, often for one datagram: nothing is set up before the loop.
-        """
-        append, known, size, datagram = ready.append, self._known, self.size, Datagram
-        headers, origins, payloads = self._views
-        for index in range(count):
-            controllen, flags, length = _HEADER.unpack_from(headers, index * _MMSGHDR_SIZE)
-            at = index * _ORIGIN_SPACE
-            raw = origins[at : at + _NAME_SPACE + controllen].tobytes()
-            origin = known.get(raw)
-            if origin is None:
-                origin = self._learn(raw)
-            source, group, interface, ttl, drops = origin
-            at = index * size
-            append(
-                datagram(
-                    payloads[at : at + min(length, size)].tobytes(),
-                    source,
-                    group,
-                    interface,
-                    ttl,
-                    (flags & _TRUNCATED) != 0,
-                    length,
-                    drops,
-                )
-            )
-
-    def _learn(self, raw: bytes) -> _Origin:
-        """Decode a slot's source address and control messages (with the core's parser).
-
-        Descriptors an ``AF_UNIX`` peer passed are closed (see :func:`_close_passed`), and
-        such a slot is not remembered: the next ones must be closed too.
-        """
-        records = _control_records(raw[_NAME_SPACE:])
-        meta = parse_ancillary(records)
-        origin = (_decode_source(raw), meta.group, meta.interface, meta.ttl, meta.drops)
-        if _close_passed(records):
-            return origin
-        if len(self._known) >= _MEMORY_LIMIT:
-            self._known.clear()
-        self._known[raw] = origin
-        return origin
-
-
-def encode_address(
-    family: socket.AddressFamily, destination: tuple[str, int] | tuple[str, int, int, int]
-) -> bytes | None:
-    """The ``sockaddr`` of a numeric destination; None for anything ``sendto`` must resolve."""
-    host, port = destination[0], destination[1]
-    if not 0 <= port <= 0xFFFF:
-        return None
-    try:
-        packed = socket.inet_pton(family, host)
-    except OSError:
-        return None
-    head = _FAMILY.pack(family) + _PORT.pack(port)
-    if family == socket.AF_INET:
-        return head + packed + bytes(8)
-    scope = destination[3] if len(destination) == 4 else 0
-    return head + bytes(4) + packed + _SCOPE.pack(scope)
-
-
-class BatchSender:
-    """Sends up to :data:`SLOTS` datagrams to one destination per ``sendmmsg`` call.
-
-    Payloads are copied into one preallocated region; the message headers all point at one
-    preallocated destination address. One thread at a time: :func:`sender` gives each
-    thread its own.
-    """
-
-    def __init__(self, slots: int = SLOTS, capacity: int = _SEND_CAPACITY) -> None:
-        largest = max(constants.MAX_PAYLOAD.values())
-        if slots <= 0 or capacity < largest:
-            raise OptionError(f"need slots > 0 and a capacity >= {largest} bytes")
-        self._sendmmsg = _syscall(_sendmmsg, "sendmmsg")
-        self.slots = slots
-        self.capacity = capacity
-        self._payloads = mmap.mmap(-1, capacity)  # committed only as far as payloads reach
-        self._name = bytearray(_NAME_SPACE)
-        self._iovecs = bytearray(_IOVEC.size * slots)
-        self._headers = bytearray(_MMSGHDR_SIZE * slots)
-        self._pins = [_address_of(region) for region in (self._payloads, self._name, self._iovecs)]
-        self._payloads_address = self._pins[0][1]
-        name, iovecs = self._pins[1][1], self._pins[2][1]
-        self._messages = (_Mmsghdr * slots).from_buffer(self._headers)
-        for index, message in enumerate(self._messages):
-            message.hdr.name = name
-            message.hdr.iov = iovecs + index * _IOVEC.size
-            message.hdr.iovlen = 1
-        self._address = ctypes.addressof(self._messages)
-        self._pointer = ctypes.c_void_p(self._address)
-        self._namelen = 0
-        self.busy = False  # inside send(): a payload iterator that sends needs other buffers
-
-    def send(self, sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
-        """Send each payload to the destination ``name`` (see :func:`encode_address`).
-
-        Returns how many were sent; stops early when a non-blocking socket would block. A
-        payload too large for one datagram, or an error raised by ``payloads``, is raised
-        after the payloads before it were sent.
-        """
-        self.busy = True
-        try:
-            return self._send(sock.fileno(), sock.family, payloads, name)
-        finally:
-            self.busy = False
-
-    def _send(
-        self,
-        fd: int,
-        family: socket.AddressFamily,
-        payloads: Iterable[Payload],
-        name: bytes,
-    ) -> int:
-        self._set_destination(name)
-        view, limit = memoryview(self._payloads), constants.MAX_PAYLOAD[family]
-        iterator = iter(payloads)
-        carried: Payload | None = None  # taken from the iterator, not yet copied
-        sent = 0
-        while True:
-            count = used = 0
-            failure: Exception | None = None
-            exhausted = False
-            try:
-                while count < self.slots:
-                    payload = next(iterator) if carried is None else carried
-                    carried = None
-                    if isinstance(payload, memoryview):
-                        payload = payload.cast("B")  # as sendto would: its bytes, whatever format
-                    size = len(payload)
-                    if size > limit:
-                        check_payload_size(family, size)  # raises, naming the size
-                    if used + size > self.capacity:
-                        carried = payload
-                        break
-                    view[used : used + size] = payload
-                    _IOVEC.pack_into(
-                        self._iovecs, count * _IOVEC.size, self._payloads_address + used, size
-                    )
-                    used += size
-                    count += 1
-            except StopIteration:
-                exhausted = True
-            except Exception as error:  # raised once the payloads before it are sent
-                failure = error
-            done = self._transmit(fd, count)
-            sent += done
-            if done < count:
-                return sent
-            if failure is not None:
-                raise failure
-            if exhausted:
-                return sent
-
-    def _set_destination(self, name: bytes) -> None:
-        self._name[: len(name)] = name
-        if len(name) != self._namelen:
-            for message in self._messages:
-                message.hdr.namelen = len(name)
-            self._namelen = len(name)
-
-    def _transmit(self, fd: int, count: int) -> int:
-        done = 0
-        while done < count:
-            at = (
-                self._pointer if not done else ctypes.c_void_p(self._address + done * _MMSGHDR_SIZE)
-            )
-            result = self._sendmmsg(fd, at, count - done, 0)
-            if result < 0:
-                result = _failed(self._sendmmsg, (fd, at, count - done, 0))
-            if result == 0:  # would block
-                break
-            done += result
-        return done
-
-
-_local = threading.local()
-_SIZES_KEPT = 4  # receive buffer sizes a thread keeps batch receivers for
-
-
 class Receiving(Protocol):
     """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
 
+    busy: bool  # a thread reads into its buffers
+
     def receive(
-        self, sock: socket.socket, limit: int, *, wait: bool = ..., spin: float = ...
+        self,
+        fd: int,
+        limit: int,
+        wait: bool = ...,
+        spin: float = ...,
+        timeout: float | None = ...,
     ) -> list[Datagram]: ...
 
 
-def receiver(size: int) -> Receiving:
-    """This thread's batch receiver for datagrams of up to ``size`` bytes (of the backend)."""
-    try:
-        found: Receiving = _local.receivers[size]
-    except (AttributeError, KeyError):
-        kept: dict[int, Receiving] = _local.__dict__.setdefault("receivers", {})
-        if len(kept) >= _SIZES_KEPT:
-            kept.clear()
-        found = kept[size] = (
+class _Receivers(dict[int, Receiving]):
+    """The batch receivers of the backend in use, by the size of their buffers: made on
+    first use, at most :data:`_SIZES_KEPT` (a plain dict look-up when found: the hot path)."""
+
+    def __missing__(self, size: int) -> Receiving:
+        if len(self) >= _SIZES_KEPT:
+            self.clear()
+        found = self[size] = (
             BatchReceiver(size) if _fastio is None else _fastio.Receiver(size, SLOTS)
         )
-    return found
+        return found
+
+
+receivers = _Receivers()
+"""The batch receiver for datagrams of up to ``size`` bytes is ``receivers[size]``; any thread
+may use it (a call made while another thread is inside one gets buffers of its own)."""
 
 
 def send(sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
@@ -544,9 +135,28 @@ def send(sock: socket.socket, payloads: Iterable[Payload], name: bytes) -> int:
     return sender().send(sock, payloads, name)
 
 
-def sender() -> BatchSender:
-    """This thread's :class:`BatchSender` (a new one while that one is busy)."""
-    found: BatchSender | None = _local.__dict__.get("sender")
-    if found is None:
-        found = _local.sender = BatchSender()
-    return BatchSender() if found.busy else found
+def send_each(
+    sock: socket.socket,
+    family: socket.AddressFamily,
+    pairs: list[tuple[Payload, SocketAddress]],
+) -> list[tuple[int, int]]:
+    """Send each payload to its own numeric address (of ``family``, the socket's): with
+    ``sendmmsg`` where the extension is built, else one ``sendto`` each.
+
+    Returns the pairs the kernel refused (or that would block), by index, with their errno;
+    the others were sent. A payload too large for one datagram raises before any is sent.
+    """
+    limit = constants.MAX_PAYLOAD[family]
+    if _fastio is not None:
+        refused: list[tuple[int, int]] = _fastio.send_each(sock.fileno(), family, pairs, limit)
+        return refused
+    for payload, _ in pairs:
+        if len(payload) > limit:
+            check_payload_size(family, len(payload))
+    refused = []
+    for index, (payload, address) in enumerate(pairs):
+        try:
+            sock.sendto(payload, address)
+        except OSError as error:
+            refused.append((index, error.errno or errno.EIO))
+    return refused

@@ -31,6 +31,8 @@ from multicast.core.addresses import (
     parse_ttl,
     wildcard_host,
 )
+from multicast.core.clock import deadline as deadline_of
+from multicast.core.clock import poll_milliseconds
 from multicast.core.datagram import Datagram, Payload, SocketAddress
 from multicast.core.hostscope import release
 from multicast.core.interfaces import (
@@ -41,7 +43,6 @@ from multicast.core.interfaces import (
 )
 from multicast.core.io import (
     destination,
-    poll_milliseconds,
     receive_batch,
     receive_datagram,
     receive_ready,
@@ -170,11 +171,6 @@ class _Endpoint(Closing):
     def close(self) -> None:
         self.sock.close()
         release(self.sock)  # the guards that kept its TTL-0 datagrams on this host
-
-
-def _deadline(timeout: float | None) -> float | None:
-    """The ``time.monotonic`` time at which ``timeout`` seconds from now end (None: never)."""
-    return None if timeout is None else time.monotonic() + max(0.0, timeout)
 
 
 class Receiver(_Endpoint):
@@ -372,10 +368,12 @@ class Receiver(_Endpoint):
             raise ClosedError(errno.EBADF, "cannot wait on a closed receiver")
         while True:
             ready = poller.poll(poll_milliseconds(deadline))
-            if len(ready) > 1 or (ready and ready[0][0] != fd):  # the watcher has news
-                self.follow_interfaces()
-            if any(found == fd for found, _ in ready):
+            if len(ready) == 1 and ready[0][0] == fd:  # the usual wake-up: a datagram
                 return True
+            if ready:  # the watcher has news
+                self.follow_interfaces()
+                if any(found == fd for found, _ in ready):
+                    return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
@@ -384,7 +382,7 @@ class Receiver(_Endpoint):
         following interface changes meanwhile; whether one is. Nothing is read: a loop that
         must not be interrupted between reading and using what it read waits here first,
         then takes what is queued with :meth:`receive_ready`."""
-        return self._wait(_deadline(timeout))
+        return self._wait(deadline_of(timeout))
 
     def close(self) -> None:
         if self.watcher is not None:
@@ -407,7 +405,7 @@ class Receiver(_Endpoint):
                 datagram = receive_datagram(self.sock, self.buffer)
                 if self._accepted(datagram):
                     return datagram
-        deadline = _deadline(timeout)
+        deadline = deadline_of(timeout)
         while True:
             if not self._wait(deadline):
                 raise TimeoutError("timed out")
@@ -427,25 +425,30 @@ class Receiver(_Endpoint):
         """Wait for a datagram (``timeout`` seconds at most), then take every one queued.
 
         See :func:`~multicast.core.io.receive_batch`; an empty list means the timeout passed.
+        A receiver that watches its interfaces waits in ``poll()`` on its socket and its
+        watcher, then reads.
         """
-        if self.watcher is not None:
-            queued = False
-            if self.busy_poll:  # interface news first (a poll that does not wait), then spin
-                queued = self._wait(time.monotonic())
-                spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
-                if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
-                    return self._taken(spun)
-            if not queued and not self._wait(_deadline(timeout)):
-                return []
-            return self._taken(receive_ready(self.sock, self.buffer, limit))
-        return self._taken(
-            receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
-        )
+        if self.watcher is None:  # the wait and the read in one call (one per wake-up)
+            ready = receive_batch(self.sock, self.buffer, limit, timeout, spin=self.busy_poll)
+        else:
+            ready = self._watched_batch(limit, timeout)
+        return self._taken(ready)
+
+    def _watched_batch(self, limit: int, timeout: float | None) -> list[Datagram]:
+        queued = False
+        if self.busy_poll:  # interface news first (a poll that does not wait), then spin
+            queued = self._wait(time.monotonic())
+            spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+            if not queued and (spun := receive_ready(self.sock, self.buffer, limit, spin=spin)):
+                return spun
+        if not queued and not self._wait(deadline_of(timeout)):
+            return []
+        return receive_ready(self.sock, self.buffer, limit)
 
     def _taken(self, ready: list[Datagram]) -> list[Datagram]:
         """Note the kernel's drop count; keep what arrived where its group was joined."""
-        if ready:
-            self.drops = max(self.drops, ready[-1].drops)
+        if ready and ready[-1].drops > self.drops:  # max(), a builtin call, costs more
+            self.drops = ready[-1].drops
         return self.table.keep(ready)
 
 

@@ -36,7 +36,12 @@ from ipaddress import ip_address
 from multicast.core.addresses import Group, parse_group
 from multicast.core.datagram import SocketAddress
 from multicast.core.membership import Membership, apply_membership
-from multicast.core.options import forget_send_settings, ip_level, send_settings
+from multicast.core.options import (
+    SendSettings,
+    forget_send_settings,
+    ip_level,
+    send_settings,
+)
 from multicast.exceptions import SendError, SocketOptionError
 
 __all__ = ["GUARDS_KEPT", "guarded_groups", "keep_on_host", "release"]
@@ -109,6 +114,8 @@ def keep_on_host(sock: socket.socket, where: SocketAddress) -> bool:
     interface, else the routing table's choice). A guard that cannot join raises
     :class:`~multicast.exceptions.SendError`: the datagram is not sent.
     """
+    if not SendSettings.guards_made:  # no socket was ever set to TTL 0
+        return True
     settings = send_settings(sock)
     if settings is None or settings.ttl != 0 or settings.guard is None:
         return True

@@ -19,12 +19,11 @@ always.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import select
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from multicast.core import batch, constants
@@ -36,6 +35,8 @@ from multicast.core.addresses import (
     parse_port,
     split_zone,
 )
+from multicast.core.clock import deadline as deadline_of
+from multicast.core.clock import poll_milliseconds
 from multicast.core.datagram import (
     ANCILLARY_SPACE,
     Datagram,
@@ -51,13 +52,13 @@ from multicast.exceptions import AddressError, SendError
 
 __all__ = [
     "destination",
-    "poll_milliseconds",
     "receive_batch",
     "receive_datagram",
     "receive_ready",
     "send_datagram",
     "send_many",
     "send_many_to",
+    "send_replies",
     "send_reply",
     "send_to",
     "socket_drops",
@@ -128,6 +129,32 @@ def send_datagram(
 def send_reply(sock: socket.socket, payload: Payload, datagram: Datagram) -> int:
     """Send ``payload`` to the source of ``datagram``, by the interface it arrived on."""
     return send_to(sock, payload, reply_address(datagram))
+
+
+def send_replies(
+    sock: socket.socket,
+    family: socket.AddressFamily,
+    replies: Sequence[tuple[Payload, Datagram]],
+) -> list[tuple[Datagram, OSError]]:
+    """Send each payload to the source of its datagram, as :func:`send_reply` does, all in one
+    ``sendmmsg`` call where the extension is built; ``family`` is the socket's.
+
+    Returns the datagrams whose answer the kernel refused (or that would block), each with
+    the error ``sendto`` would have raised; the others were answered. A payload too large
+    for one datagram raises :class:`~multicast.exceptions.MessageSizeError` before any is
+    sent.
+    """
+    pairs: list[tuple[Payload, SocketAddress]] = []
+    answered: list[Datagram] = []
+    for payload, datagram in replies:
+        where = reply_address(datagram)
+        if keep_on_host(sock, where):  # a source is no group: this is only the rule kept
+            pairs.append((payload, where))
+            answered.append(datagram)
+    return [
+        (answered[index], OSError(code, os.strerror(code)))
+        for index, code in batch.send_each(sock, family, pairs)
+    ]
 
 
 def send_many_to(sock: socket.socket, payloads: Iterable[Payload], where: SocketAddress) -> int:
@@ -201,7 +228,7 @@ def receive_ready(
     polled without blocking for up to that long (busy-polling: latency for CPU).
     """
     if batch.AVAILABLE:
-        return batch.receiver(len(buffer)).receive(sock, limit, spin=spin)
+        return batch.receivers[len(buffer)].receive(sock.fileno(), limit, False, spin)
     ready: list[Datagram] = []
     while len(ready) < limit:
         try:
@@ -222,13 +249,14 @@ def receive_batch(
     """Wait for a datagram, then return it with every other already queued (at most ``limit``).
 
     ``timeout`` is the longest wait in seconds (None: as long as it takes); after it the
-    list is empty. On Linux a blocking socket with no timeout waits and reads in one
-    ``recvmmsg`` call (``MSG_WAITFORONE``): one system call per wake-up, whatever the load.
+    list is empty. On Linux the wait and the batched read are one call into
+    :mod:`multicast.core.batch`: a blocking socket with no timeout waits and reads in one
+    ``recvmmsg`` system call (``MSG_WAITFORONE``), a ``timeout`` waits in ``poll()`` first.
     With ``spin`` seconds (Linux) the wait first busy-polls that long (at most ``timeout``)
     before it sleeps: a datagram that comes meanwhile is taken without a wake-up's delay.
     """
-    if batch.AVAILABLE and timeout is None and sock.gettimeout() is None:
-        return batch.receiver(len(buffer)).receive(sock, limit, wait=True, spin=spin)
+    if batch.AVAILABLE and (timeout is not None or sock.gettimeout() is None):
+        return batch.receivers[len(buffer)].receive(sock.fileno(), limit, True, spin, timeout)
     if spin > 0:
         ready = receive_ready(
             sock, buffer, limit, spin=spin if timeout is None else min(spin, timeout)
@@ -237,23 +265,11 @@ def receive_batch(
             return ready
     poller = select.poll()
     poller.register(sock, select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    deadline = deadline_of(timeout)
     while not poller.poll(poll_milliseconds(deadline)):
         if deadline is not None and time.monotonic() >= deadline:
             return []
     return receive_ready(sock, buffer, limit)
-
-
-_LONGEST_POLL = 2**31 - 1  # milliseconds: what poll() takes in one call (24 days)
-
-
-def poll_milliseconds(deadline: float | None) -> int | None:
-    """The ``poll()`` timeout that waits until ``deadline`` (``time.monotonic``; None: no
-    limit), or at most the longest single wait: wait again while the deadline is ahead."""
-    if deadline is None:
-        return None
-    left = max(0.0, deadline - time.monotonic()) * 1000
-    return _LONGEST_POLL if left >= _LONGEST_POLL else math.ceil(left)
 
 
 def socket_drops(sock: socket.socket) -> int | None:

@@ -267,8 +267,10 @@ class MembershipTable:
 
     def keep(self, datagrams: list[Datagram]) -> list[Datagram]:
         """The ``datagrams`` that arrived where their group was joined (the rest counted)."""
-        if not datagrams:
-            return datagrams
+        if not datagrams or (
+            self._filter is not None and not self._filter and not self.only_joined
+        ):
+            return datagrams  # nothing to drop
         if self.only_joined:
             channels = self._joined_channels()
             kept = [d for d in datagrams if _joined(d, channels)]

@@ -19,6 +19,7 @@ import socket
 import struct
 import weakref
 from dataclasses import dataclass
+from typing import ClassVar
 
 from multicast.core import constants
 from multicast.core.addresses import (
@@ -74,6 +75,8 @@ class SendSettings:
     # of the groups sent to (multicast.core.hostscope). Made by set_ttl, in the thread that
     # configures the socket, so that it lives in the same network namespace.
     guard: socket.socket | None = None
+    # Guard sockets this process made: while none, no send needs to look (every send asks).
+    guards_made: ClassVar[int] = 0
 
     def drop_guard(self) -> None:
         """Close the guard socket (leaving its groups)."""
@@ -254,6 +257,7 @@ def set_ttl(sock: socket.socket, ttl: int) -> None:
         settings.drop_guard()
     elif settings.guard is None:
         settings.guard = new_socket(sock.family)
+        SendSettings.guards_made += 1
 
 
 def set_unicast_ttl(sock: socket.socket, ttl: int) -> None:

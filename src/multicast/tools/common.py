@@ -27,6 +27,7 @@ from multicast.tools.framing import Reason
 
 __all__ = [
     "DRAIN_LIMIT",
+    "TRANSIENT_ERRORS",
     "Joined",
     "Progress",
     "check_limits",
@@ -36,8 +37,8 @@ __all__ = [
 
 # Datagrams read from a socket in one go before the loop looks at the clock again.
 DRAIN_LIMIT = 256
-# The kernel had no room for the datagram right now: a loss to count, not a reason to stop.
-_TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN})
+TRANSIENT_ERRORS = frozenset({errno.ENOBUFS, errno.EAGAIN})
+"""The kernel had no room for the datagram right now: a loss to count, not a reason to stop."""
 
 
 def send_counted(
@@ -56,7 +57,7 @@ def send_counted(
             return 1
         return sender.send_many(payloads, group, port)
     except OSError as error:
-        if error.errno in _TRANSIENT:
+        if error.errno in TRANSIENT_ERRORS:
             return 0
         raise
 

@@ -67,6 +67,7 @@ __all__ = [
     "Reason",
     "Rejection",
     "ReplayWindow",
+    "check_sender",
     "encode_frame",
     "encode_reply",
     "frame_context",
@@ -74,6 +75,7 @@ __all__ = [
     "parse_frame",
     "parse_header",
     "parse_reply",
+    "reply_frame",
 ]
 
 MAGIC = b"MCTF"
@@ -100,8 +102,12 @@ class Flag(enum.IntFlag):
     REPLY = 4  # pong's answer to a probe
 
 
-# A plain int: `~` on an IntFlag complements only the defined bits.
-_KNOWN_FLAGS = int(Flag.TAGGED | Flag.PROBE | Flag.REPLY)
+# Plain ints: `~` on an IntFlag complements only the defined bits, and IntFlag operators run
+# Python code, too slow for every frame. _FLAGS gives each raw value's Flag, made once.
+_TAGGED, _PROBE, _REPLY_FLAG = int(Flag.TAGGED), int(Flag.PROBE), int(Flag.REPLY)
+_KNOWN_FLAGS = _TAGGED | _PROBE | _REPLY_FLAG
+_FLAGS = tuple(Flag(value) for value in range(_KNOWN_FLAGS + 1))
+_Fields = tuple[int, int, int, int, int]  # raw flags, payload length, sender, sequence, send time
 
 
 class Reason(enum.Enum):
@@ -162,6 +168,13 @@ def _check_fields(sender: object, sequence: object, timestamp: object, payload_s
         )
 
 
+def check_sender(sender: int) -> int:
+    """``sender`` if it is a sender id the header can carry (0 to 2**64-1), else
+    :class:`~multicast.exceptions.OptionError`."""
+    _check_fields(sender, 0, 0, 0)
+    return sender
+
+
 def frame_context(group: str | IPv4Address | IPv6Address | Group | None, port: int) -> bytes:
     """What a frame's tag covers besides its bytes: the address of the group it was sent to
     (an IPv6 ``%zone`` aside) and the port. ``group`` None (a destination the receiving
@@ -203,20 +216,32 @@ def encode_frame(
     and payload; the tools' context is :func:`frame_context` of the destination)."""
     stamp = time.time_ns() if timestamp is None else timestamp
     _check_fields(sender, sequence, stamp, len(payload))
-    flags = (flags | Flag.TAGGED) if key is not None else (flags & ~Flag.TAGGED)
-    body = _HEADER.pack(MAGIC, VERSION, flags, len(payload), sender, sequence, stamp) + payload
+    raw = _wire_flags(flags, key)
+    body = _HEADER.pack(MAGIC, VERSION, raw, len(payload), sender, sequence, stamp) + payload
     return body + _tag(_check_key(key), context, body) if key is not None else body
+
+
+def _wire_flags(flags: Flag, key: bytes | None) -> int:
+    """The flags byte of a frame: ``flags``, tagged exactly when there is a key."""
+    return (int(flags) & ~_TAGGED) | (_TAGGED if key is not None else 0)
 
 
 class FrameWriter:
     """Frames of one fixed wire size from one sender, packed into a buffer reused per frame.
 
-    The stream tool sends thousands of frames a second; only the header (and the tag) change.
-    With ``key``, tags cover ``context`` (:func:`frame_context` of the destination).
+    The stream tool sends thousands of frames a second, ping a probe each (``flags``
+    :attr:`Flag.PROBE`); only the header (and the tag) change. With ``key``, tags cover
+    ``context`` (:func:`frame_context` of the destination).
     """
 
     def __init__(
-        self, sender: int, size: int, *, key: bytes | None = None, context: bytes = b""
+        self,
+        sender: int,
+        size: int,
+        *,
+        key: bytes | None = None,
+        context: bytes = b"",
+        flags: Flag = Flag.NONE,
     ) -> None:
         self.key = _check_key(key) if key is not None else None
         self.context = context
@@ -230,7 +255,7 @@ class FrameWriter:
         payload_size = size - smallest
         _check_fields(sender, 0, 0, payload_size)
         self.sender = sender
-        self.flags = Flag.TAGGED if tagged else Flag.NONE
+        self.flags = _wire_flags(flags, key)
         self.payload_size = payload_size
         self.buffer = bytearray(size)
 
@@ -272,19 +297,52 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header | Rejection:
 
     This is all that can be read from a truncated datagram; :func:`parse_frame` checks the rest.
     """
-    if len(data) < HEADER_SIZE or bytes(data[:4]) != MAGIC:
+    fields = _read_frame(data, None, b"", whole=False)
+    if isinstance(fields, Rejection):
+        return fields
+    flags, length, sender, sequence, stamp = fields
+    return Header(_FLAGS[flags], length, sender, sequence, stamp)
+
+
+def _read_frame(
+    data: bytes | bytearray | memoryview, key: bytes | None, context: bytes, *, whole: bool = True
+) -> _Fields | Rejection:
+    """The frame rules, all here: the raw fields of ``data`` (bytes, or a view of bytes), or
+    why it is rejected. The header's (magic, version, flags), then for a ``whole`` frame its
+    length and, with ``key``, its tag under ``context``. Never raises."""
+    if len(data) < HEADER_SIZE:
         return Rejection(Reason.FOREIGN, f"{len(data)} bytes without the frame magic")
-    _, version, raw_flags, length, sender, sequence, stamp = _HEADER.unpack_from(data)
+    magic, version, flags, length, sender, sequence, stamp = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        return Rejection(Reason.FOREIGN, f"{len(data)} bytes without the frame magic")
     if version != VERSION:
         return Rejection(
             Reason.UNSUPPORTED, f"frame version {version} (this code speaks {VERSION})"
         )
-    if raw_flags & ~_KNOWN_FLAGS:
-        return Rejection(Reason.MALFORMED, f"unknown flag bits {raw_flags:#04x}")
-    flags = Flag(raw_flags)
-    if Flag.PROBE in flags and Flag.REPLY in flags:
+    if flags & ~_KNOWN_FLAGS:
+        return Rejection(Reason.MALFORMED, f"unknown flag bits {flags:#04x}")
+    if flags & _PROBE and flags & _REPLY_FLAG:
         return Rejection(Reason.MALFORMED, "both probe and reply flags")
-    return Header(flags, length, sender, sequence, stamp)
+    if not whole:
+        return flags, length, sender, sequence, stamp
+    body_end = HEADER_SIZE + length
+    expected = body_end + TAG_SIZE if flags & _TAGGED else body_end
+    if len(data) != expected:
+        return Rejection(
+            Reason.MALFORMED, f"{len(data)} bytes where the header announces {expected}"
+        )
+    if key is not None:
+        if not flags & _TAGGED:
+            return Rejection(Reason.UNAUTHENTICATED, "no tag, and a key is in use")
+        if not hmac.compare_digest(_tag(key, context, data[:body_end]), bytes(data[body_end:])):
+            return Rejection(Reason.FORGED, f"tag does not verify (sender {sender:016x})")
+    return flags, length, sender, sequence, stamp
+
+
+def _frame(view: memoryview, fields: _Fields, authenticated: bool) -> Frame:
+    flags, length, sender, sequence, stamp = fields
+    payload = bytes(view[HEADER_SIZE : HEADER_SIZE + length])
+    return Frame(sender, sequence, stamp, payload, _FLAGS[flags], authenticated)
 
 
 def parse_frame(
@@ -297,29 +355,11 @@ def parse_frame(
     frame is marked unauthenticated. Never raises.
     """
     view = memoryview(data).cast("B")
-    header = parse_header(view)
-    if isinstance(header, Rejection):
-        return header
-    tagged = Flag.TAGGED in header.flags
-    expected = frame_size(header.length, tagged=tagged)
-    if len(view) != expected:
-        return Rejection(
-            Reason.MALFORMED, f"{len(view)} bytes where the header announces {expected}"
-        )
-    body_end = HEADER_SIZE + header.length
-    if key is not None:
-        if not tagged:
-            return Rejection(Reason.UNAUTHENTICATED, "no tag, and a key is in use")
-        if not hmac.compare_digest(_tag(key, context, view[:body_end]), bytes(view[body_end:])):
-            return Rejection(Reason.FORGED, f"tag does not verify (sender {header.sender:016x})")
-    return Frame(
-        sender=header.sender,
-        sequence=header.sequence,
-        timestamp=header.timestamp,
-        payload=bytes(view[HEADER_SIZE:body_end]),
-        flags=header.flags,
-        authenticated=key is not None,
-    )
+    fields = _read_frame(view, key, context)
+    return fields if isinstance(fields, Rejection) else _frame(view, fields, key is not None)
+
+
+_REPLY_FRAME = struct.Struct(_HEADER.format + _REPLY.format.lstrip("!"))  # header, reply
 
 
 def encode_reply(
@@ -333,23 +373,51 @@ def encode_reply(
     """Pong's answer to ``probe``: same sequence and send time, naming the prober and the TTL
     (or hop limit) the probe arrived with (0 when unknown). Its tag covers the probe's
     ``context`` (the group and port probed), which the prober knows."""
-    ttl = received_ttl if received_ttl is not None and 0 < received_ttl <= 255 else 0
-    return encode_frame(
+    _check_fields(responder, probe.sequence, probe.timestamp, 0)
+    return reply_frame(
         responder,
+        probe.sender,
         probe.sequence,
-        _REPLY.pack(probe.sender, ttl),
-        flags=Flag.REPLY,
-        timestamp=probe.timestamp,
-        key=key,
+        probe.timestamp,
+        received_ttl,
+        key=_check_key(key) if key is not None else None,
         context=context,
     )
 
 
+def reply_frame(
+    responder: int,
+    prober: int,
+    sequence: int,
+    timestamp: int,
+    received_ttl: int | None,
+    *,
+    key: bytes | None = None,
+    context: bytes = b"",
+) -> bytes:
+    """:func:`encode_reply` for a probe already read (:meth:`FrameReader.read_probe`), whose
+    numbers are in range: one ``struct`` call, no :class:`Frame` (pong's hot path)."""
+    ttl = received_ttl if received_ttl is not None and 0 < received_ttl <= 255 else 0
+    flags = _REPLY_FLAG if key is None else _REPLY_FLAG | _TAGGED
+    body = _REPLY_FRAME.pack(
+        MAGIC, VERSION, flags, _REPLY.size, responder, sequence, timestamp, prober, ttl
+    )
+    return body if key is None else body + _tag(key, context, body)
+
+
 def parse_reply(frame: Frame) -> tuple[int, int | None] | None:
     """The prober id and received TTL a reply carries; None if ``frame`` is not a reply."""
-    if Flag.REPLY not in frame.flags or len(frame.payload) != _REPLY.size:
+    return _reply_payload(int(frame.flags), len(frame.payload), frame.payload, 0)
+
+
+def _reply_payload(
+    flags: int, length: int, data: bytes, offset: int
+) -> tuple[int, int | None] | None:
+    """The prober id and received TTL of the reply payload at ``offset`` of ``data``; None if
+    the frame is not a reply or its payload not a reply's size."""
+    if not flags & _REPLY_FLAG or length != _REPLY.size:
         return None
-    prober, ttl = _REPLY.unpack(frame.payload)
+    prober, ttl = _REPLY.unpack_from(data, offset)
     return prober, ttl or None
 
 
@@ -437,20 +505,57 @@ class FrameReader:
         """A frame, or the reason these bytes are rejected (never raises). ``context`` is
         where they arrived (:func:`frame_context`), ``now`` the time (nanoseconds since the
         epoch; None: read the clock)."""
-        result = parse_frame(data, self.key, context)
-        if not isinstance(result, Frame) or self.key is None:
-            return result
+        view = memoryview(data).cast("B")
+        fields = self._fields(view, context, now)
+        if isinstance(fields, Rejection):
+            return fields
+        return _frame(view, fields, self.key is not None)
+
+    def read_probe(
+        self, data: bytes, context: bytes = b"", now: int | None = None
+    ) -> tuple[int, int, int] | Rejection | None:
+        """What pong reads of a datagram, as :meth:`read` judges it but without making a
+        :class:`Frame` (its hot path): the sender, sequence and send time of an acceptable
+        probe; None for an acceptable frame that is no probe; else why it is rejected."""
+        fields = self._fields(data, context, now)
+        if isinstance(fields, Rejection):
+            return fields
+        flags, _, sender, sequence, stamp = fields
+        return (sender, sequence, stamp) if flags & _PROBE else None
+
+    def read_reply(
+        self, data: bytes, context: bytes = b"", now: int | None = None
+    ) -> tuple[int, int, int, int | None] | Rejection | None:
+        """What ping reads of a datagram, as :meth:`read` and :func:`parse_reply` judge it
+        but without making a :class:`Frame`: the responder, sequence, prober id and received
+        TTL of an acceptable reply; None for an acceptable frame that is no reply; else why
+        it is rejected."""
+        fields = self._fields(data, context, now)
+        if isinstance(fields, Rejection):
+            return fields
+        flags, length, sender, sequence, _ = fields
+        reply = _reply_payload(flags, length, data, HEADER_SIZE)
+        return None if reply is None else (sender, sequence, reply[0], reply[1])
+
+    def _fields(
+        self, data: bytes | memoryview, context: bytes, now: int | None
+    ) -> _Fields | Rejection:
+        """The raw fields of a frame that is acceptable, and fresh when a key is in use."""
+        if self.key is None:
+            return _read_frame(data, None, context)
+        fields = _read_frame(data, self.key, context)
+        if isinstance(fields, Rejection):
+            return fields
+        _, _, sender, sequence, stamp = fields
         now = time.time_ns() if now is None else now
-        skew = (result.timestamp - now) / 1e9
+        skew = (stamp - now) / 1e9
         if abs(skew) > self.time_window:
             return Rejection(
                 Reason.STALE,
                 f"sent {skew:+.3f} s from this host's clock (window {self.time_window:g} s)",
             )
-        if result.timestamp < self.started:
+        if stamp < self.started:
             return Rejection(Reason.REPLAYED, "sent before this receiver started")
-        if not self.window.accept(result.sender, result.sequence, result.timestamp):
-            return Rejection(
-                Reason.REPLAYED, f"sequence {result.sequence} of sender {result.sender:016x}"
-            )
-        return result
+        if not self.window.accept(sender, sequence, stamp):
+            return Rejection(Reason.REPLAYED, f"sequence {sequence} of sender {sender:016x}")
+        return fields

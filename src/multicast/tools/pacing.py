@@ -135,9 +135,11 @@ class Pacer:
         """Seconds to wait before the next batch may go (0.0: now)."""
         if self.rate is None:
             return 0.0
-        return max(0.0, round(self.due - now, 9))
+        left = self.due - now  # no max(): ping calls this per probe, and builtins cost
+        return round(left, 9) if left > 0 else 0.0
 
     def sent(self, count: int, *, now: float) -> None:
         """Account ``count`` datagrams sent at ``now``."""
         if self.rate is not None:
-            self.due = max(self.due, now - _MAX_CATCH_UP) + count / self.rate
+            floor = now - _MAX_CATCH_UP
+            self.due = (self.due if self.due > floor else floor) + count / self.rate

@@ -18,9 +18,11 @@ import argparse
 import dataclasses
 import math
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from multicast.cliargs import source_type
 from multicast.core import (
@@ -33,24 +35,25 @@ from multicast.core import (
     parse_address,
     parse_group,
     receive_batch,
-    send_datagram,
+    send_to,
     set_busy_poll,
 )
 from multicast.core.constants import MAX_DATAGRAM
+from multicast.core.datagram import SocketAddress
+from multicast.core.io import destination
 from multicast.exceptions import OptionError, UsageError
-from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_counted
+from multicast.tools.common import DRAIN_LIMIT, TRANSIENT_ERRORS, check_limits, rejection_counts
 from multicast.tools.framing import (
     HEADER_SIZE,
     REPLY_PAYLOAD_SIZE,
     TIME_WINDOW,
     Flag,
     FrameReader,
+    FrameWriter,
     Rejection,
-    encode_frame,
     frame_context,
     frame_size,
     parse_header,
-    parse_reply,
 )
 from multicast.tools.options import (
     add_busy_poll,
@@ -91,9 +94,9 @@ def minimum_probe_size(*, tagged: bool) -> int:
     return frame_size(REPLY_PAYLOAD_SIZE, tagged=tagged)
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One reply, as the live output shows it."""
+class Reply(NamedTuple):
+    """One reply, as the live output shows it. (A named tuple: one is made per reply, and a
+    frozen dataclass costs several times more.)"""
 
     address: str
     responder: int
@@ -267,7 +270,9 @@ class Prober:
         self.context = frame_context(group, port) if key is not None else b""
         self.max_responders = max_responders
         self.untracked = 0
-        self.filler = bytes(size - frame_size(0, tagged=key is not None))
+        self.writer = FrameWriter(
+            self.prober, size, key=key, context=self.context, flags=Flag.PROBE
+        )
         self.sent_at: dict[int, float] = {}  # sequence -> send time
         self.send_errors = 0
         self.responders: dict[tuple[str, int], _Responder] = {}
@@ -282,16 +287,8 @@ class Prober:
     def probe(self, now: float, timestamp: int) -> bytes:
         """The next probe, to be sent at ``now``; ``timestamp`` is the send time it carries
         (nanoseconds since the epoch), which pongs echo and nothing here trusts."""
-        sequence = self.sent
-        data = encode_frame(
-            self.prober,
-            sequence,
-            self.filler,
-            flags=Flag.PROBE,
-            timestamp=timestamp,
-            key=self.reader.key,
-            context=self.context,
-        )
+        sequence = len(self.sent_at)
+        data = bytes(self.writer.write(sequence, timestamp))
         self.sent_at[sequence] = now
         return data
 
@@ -305,30 +302,30 @@ class Prober:
         """Account one datagram from ``address`` that reached the probing socket at
         ``arrived`` (``now`` on the wall clock, nanoseconds; None: read it): the reply it is,
         or None when it answers no probe of ours."""
-        frame = self.reader.read(payload, self.context, now)
-        if isinstance(frame, Rejection):
-            self.rejected[frame.reason.value] += 1
+        reply = self.reader.read_reply(payload, self.context, now)
+        if isinstance(reply, Rejection):
+            self.rejected[reply.reason.value] += 1
             return None
-        reply = parse_reply(frame)
-        if reply is None or reply[0] != self.prober or frame.sequence not in self.sent_at:
+        sent_at = self.sent_at
+        if reply is None or reply[2] != self.prober or reply[1] not in sent_at:
             self.unmatched += 1
             return None
-        peer = self.responders.get((address, frame.sender))
+        responder, sequence, _, seen_ttl = reply
+        peer = self.responders.get((address, responder))
         if peer is None:
             if len(self.responders) >= self.max_responders:
                 self.untracked += 1
                 return None
-            peer = self.responders[address, frame.sender] = _Responder(address, frame.sender)
-        rtt = (arrived - self.sent_at[frame.sequence]) * 1e3
-        duplicate = frame.sequence in peer.rtts
+            peer = self.responders[address, responder] = _Responder(address, responder)
+        rtt = (arrived - sent_at[sequence]) * 1e3
+        duplicate = sequence in peer.rtts
         if duplicate:
             peer.duplicates += 1
         else:
-            peer.rtts[frame.sequence] = rtt
-        seen_ttl = reply[1]
+            peer.rtts[sequence] = rtt
         if seen_ttl is not None and seen_ttl <= self.ttl:
             peer.hops = self.ttl - seen_ttl
-        return Reply(address, frame.sender, frame.sequence, len(payload), rtt, peer.hops, duplicate)
+        return Reply(address, responder, sequence, len(payload), rtt, peer.hops, duplicate)
 
     def report(
         self, group: Group | IPAddress, port: int, seconds: float, *, interrupted: bool = False
@@ -391,6 +388,7 @@ def run_ping(
     """
     parsed = parse_group(group)
     size = minimum_probe_size(tagged=key is not None) if size is None else size
+    check_payload_size(parsed.family, size)
     prober = Prober(ttl=ttl, size=size, key=key, group=parsed, port=port, time_window=time_window)
     direct: Prober | None = None
     if unicast is not None:
@@ -404,12 +402,10 @@ def run_ping(
         direct = Prober(
             ttl=_UNICAST_TTL, size=size, key=key, group=unicast, port=port, time_window=time_window
         )
-    check_payload_size(parsed.family, size)
     check_limits(None, count)
     for name, value in (("interval", interval), ("wait", wait), ("busy-poll", busy_poll)):
         if not (value >= 0 and math.isfinite(value)):
             raise OptionError(f"{name} {value} must be a number of seconds, zero or more")
-    interrupted = False
     with Sender(
         parsed.family,
         ttl=ttl,
@@ -417,55 +413,98 @@ def run_ping(
         loopback=loopback,
         source=source,
     ) as out:
-        buffer = bytearray(MAX_DATAGRAM)
         if busy_poll:
             set_busy_poll(out.sock, round(busy_poll * 1e6))
-        start = time.monotonic()
-        pacer = Pacer(1 / interval if interval > 0 else None, start=start)
-        deadline = math.inf
-        try:
-            while (now := time.monotonic()) < deadline:
-                if prober.sent < count and pacer.delay(now) == 0:
-                    probe = prober.probe(time.monotonic(), time.time_ns())
-                    if not send_counted(out, [probe], parsed, port):
-                        prober.unsent()
-                    if direct is not None and unicast is not None:
-                        _send_unicast(out, direct, unicast, port)
-                    pacer.sent(1, now=now)
-                    if prober.sent == count:
-                        deadline = time.monotonic() + wait
-                    continue
-                due = pacer.delay(now) if prober.sent < count else deadline - now
-                replies = receive_batch(
-                    out.sock, buffer, DRAIN_LIMIT, min(due, 1.0), spin=busy_poll
-                )
-                arrived, now_ns = time.monotonic(), time.time_ns()
-                for datagram in replies:
-                    taker = prober
-                    if direct is not None and _reply_to(datagram.payload) == direct.prober:
-                        taker = direct
-                    reply = taker.take(datagram.payload, datagram.source[0], arrived, now_ns)
-                    if reply is not None and on_reply is not None:
-                        on_reply(reply)
-        except KeyboardInterrupt:
-            interrupted = True
-        seconds = time.monotonic() - start
+        # Destinations resolved once: each probe is then one system call from here.
+        beside = None
+        if direct is not None and unicast is not None:
+            beside = (direct, destination(out.sock, unicast, port))
+        seconds, interrupted = _exchange(
+            out.sock,
+            (prober, out.destination(parsed, port)),
+            beside,
+            Pacer(1 / interval if interval > 0 else None, start=time.monotonic()),
+            count=count,
+            wait=wait,
+            busy_poll=busy_poll,
+            on_reply=on_reply,
+        )
     report = prober.report(parsed, port, seconds, interrupted=interrupted)
     if direct is None:
         return report
     assert unicast is not None  # set with direct
-    beside = direct.report(unicast, port, seconds, interrupted=interrupted)
-    return dataclasses.replace(report, unicast=beside)
+    return dataclasses.replace(
+        report, unicast=direct.report(unicast, port, seconds, interrupted=interrupted)
+    )
+
+
+def _exchange(
+    sock: socket.socket,
+    probing: tuple[Prober, SocketAddress],
+    beside: tuple[Prober, SocketAddress] | None,
+    pacer: Pacer,
+    *,
+    count: int,
+    wait: float,
+    busy_poll: float,
+    on_reply: Callable[[Reply], None] | None,
+) -> tuple[float, bool]:
+    """Send ``count`` probes as ``pacer`` says (each with one by unicast ``beside``), then
+    wait ``wait`` seconds more, giving each datagram that comes to its prober. The seconds
+    it took, and whether Ctrl-C ended it. The per-probe path: nothing is resolved or made
+    here that a probe does not need."""
+    prober, where = probing
+    buffer = bytearray(MAX_DATAGRAM)
+    keyed = prober.reader.key is not None  # the wall clock judges only keyed replies
+    start, deadline, sent = pacer.due, math.inf, 0  # a new pacer's due time is its start
+    try:
+        while (now := time.monotonic()) < deadline:
+            due = pacer.delay(now) if sent < count else deadline - now
+            if sent < count and due == 0:
+                if not _send_probe(sock, prober.probe(time.monotonic(), time.time_ns()), where):
+                    prober.unsent()
+                if beside is not None:
+                    _send_unicast(sock, *beside)
+                pacer.sent(1, now=now)
+                sent += 1
+                if sent == count:
+                    deadline = time.monotonic() + wait
+                continue
+            replies = receive_batch(
+                sock, buffer, DRAIN_LIMIT, due if due < 1 else 1.0, spin=busy_poll
+            )
+            arrived, now_ns = time.monotonic(), time.time_ns() if keyed else None
+            for datagram in replies:
+                taker = prober
+                if beside is not None and _reply_to(datagram.payload) == beside[0].prober:
+                    taker = beside[0]
+                reply = taker.take(datagram.payload, datagram.source[0], arrived, now_ns)
+                if reply is not None and on_reply is not None:
+                    on_reply(reply)
+    except KeyboardInterrupt:
+        return time.monotonic() - start, True
+    return time.monotonic() - start, False
 
 
 _UNICAST_TTL = 64
 
 
-def _send_unicast(out: Sender, prober: Prober, address: IPAddress, port: int) -> None:
-    """Send ``prober``'s next probe to ``address`` by unicast (counted unsent if refused)."""
-    probe = prober.probe(time.monotonic(), time.time_ns())
+def _send_probe(sock: socket.socket, probe: bytes, where: SocketAddress) -> bool:
+    """Send a probe to a group; False when the kernel had no room for it (a loss to count),
+    any other refusal raises (see :func:`~multicast.tools.common.send_counted`)."""
     try:
-        send_datagram(out.sock, probe, address, port)
+        send_to(sock, probe, where)
+    except OSError as error:
+        if error.errno not in TRANSIENT_ERRORS:
+            raise
+        return False
+    return True
+
+
+def _send_unicast(sock: socket.socket, prober: Prober, where: SocketAddress) -> None:
+    """Send ``prober``'s next probe to ``where`` by unicast (counted unsent if refused)."""
+    try:
+        send_to(sock, prober.probe(time.monotonic(), time.time_ns()), where)
     except OSError:
         prober.unsent()
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
+from typing import NamedTuple
 
 from multicast.core import (
     Channel,
@@ -33,15 +34,21 @@ from multicast.core import (
     set_unicast_ttl,
 )
 from multicast.core.datagram import SocketAddress
-from multicast.tools.common import Joined, Progress, check_limits, rejection_counts
+from multicast.tools.common import (
+    DRAIN_LIMIT,
+    Joined,
+    Progress,
+    check_limits,
+    rejection_counts,
+)
 from multicast.tools.framing import (
     TIME_WINDOW,
-    Flag,
     FrameReader,
     Reason,
     Rejection,
-    encode_reply,
+    check_sender,
     frame_context,
+    reply_frame,
 )
 from multicast.tools.options import (
     add_busy_poll,
@@ -60,6 +67,7 @@ from multicast.tools.options import (
 __all__ = ["TOOL", "Answer", "Answerer", "Pong", "PongReport", "PongTool", "run_pong"]
 
 _logger = logging.getLogger(__name__)
+_DESTINATIONS_KEPT = 64  # destination addresses of probes an answerer remembers
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +117,12 @@ class PongReport:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     """A reply to send: ``payload`` to ``destination``, by unicast.
 
     The destination is the probe's source, with (IPv6) the interface the probe arrived on:
     a link-local prober is answered by that interface's index, never by a name looked up.
+    (A named tuple: one is made per probe, and a frozen dataclass costs several times more.)
     """
 
     payload: bytes
@@ -139,11 +147,23 @@ class Answerer:
         time_window: float = TIME_WINDOW,
     ) -> None:
         self.reader = FrameReader(key, time_window=time_window)
-        self.port = port  # the port probes were sent to
-        self.responder = secrets.randbits(64) if responder is None else responder
+        self.responder = secrets.randbits(64) if responder is None else check_sender(responder)
+        # Per destination a probe arrived at: the tag context and whether it is no group.
+        self._destinations: dict[str | None, tuple[bytes, bool]] = {}
+        self.port = port
         self.probes = self.replies = self.oversized = self.ignored = self.send_errors = 0
         self.unicast = 0
         self.rejected = rejection_counts()
+
+    @property
+    def port(self) -> int:
+        """The port probes were sent to (their tags cover it)."""
+        return self._port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self._port = port
+        self._destinations.clear()
 
     def answer(self, datagram: Datagram, now: int | None = None) -> Answer | None:
         """The reply ``datagram`` calls for, if it is an acceptable probe; else None.
@@ -153,24 +173,36 @@ class Answerer:
         if datagram.truncated:  # a cut probe cannot be checked
             self.rejected[Reason.MALFORMED.value] += 1
             return None
-        context = frame_context(datagram.group, self.port) if self.reader.key else b""
-        result = self.reader.read(datagram.payload, context, now)
-        if isinstance(result, Rejection):
-            self.rejected[result.reason.value] += 1
-            return None
-        if Flag.PROBE not in result.flags:
+        key = self.reader.key
+        found = self._destinations.get(datagram.group)
+        context, unicast = found if found is not None else self._destination(datagram.group)
+        probe = self.reader.read_probe(datagram.payload, context if key else b"", now)
+        if probe is None:
             self.ignored += 1
             return None
+        if isinstance(probe, Rejection):
+            self.rejected[probe.reason.value] += 1
+            return None
         self.probes += 1
-        if datagram.group is not None and not ip_address(datagram.group).is_multicast:
+        if unicast:
             self.unicast += 1
-        reply = encode_reply(
-            result, self.responder, datagram.ttl, key=self.reader.key, context=context
+        sender, sequence, stamp = probe
+        reply = reply_frame(
+            self.responder, sender, sequence, stamp, datagram.ttl, key=key, context=context
         )
         if len(reply) > datagram.size:
             self.oversized += 1
             return None
         return Answer(reply, reply_address(datagram))
+
+    def _destination(self, group: str | None) -> tuple[bytes, bool]:
+        """The tag context of a probe that arrived at ``group`` (its destination address), and
+        whether that is this host's own address rather than a group; remembered."""
+        if len(self._destinations) >= _DESTINATIONS_KEPT:
+            self._destinations.clear()
+        unicast = group is not None and not ip_address(group).is_multicast
+        found = self._destinations[group] = (frame_context(group, self.port), unicast)
+        return found
 
     def sent(self, delivered: bool) -> None:
         """Count the outcome of sending an answer: given to the kernel, or refused by it."""
@@ -288,15 +320,16 @@ class Pong(Joined):
         """Answer probes until ``duration`` seconds pass, ``count`` are answered, or Ctrl-C."""
         start = time.monotonic()
         deadline = start + check_limits(duration, count)
-        answerer = self.answerer
+        answerer, receiver = self.answerer, self.receiver
+        keyed = answerer.reader.key is not None  # the clock judges only keyed probes
         interrupted = False
         try:
             while count is None or answerer.replies < count:
-                now = time.monotonic()
-                if now >= deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     break
-                ready = self.ready(min(deadline - now, 1.0))
-                arrived = time.time_ns()
+                ready = receiver.receive_batch(DRAIN_LIMIT, left if left < 1 else 1.0)
+                arrived = time.time_ns() if keyed else None
                 for datagram in ready:
                     if self.answer(datagram, arrived) and on_probe is not None:
                         on_probe(datagram)
