@@ -53,6 +53,13 @@ class Outcome:
     interrupted: bool  # it was still running at the time limit
 
 
+UNBOUNDED = [
+    ["RECV", "--group", "239.255.0.1"],
+    ["monitor", "239.255.0.2", "--port", "5000"],
+    ["pong", "239.255.0.3"],
+]
+
+
 def run_case(
     argv: list[str], redirect: str, unread: bool, directory: str, limit: float = CASE_LIMIT
 ) -> Outcome:
@@ -120,9 +127,12 @@ def problems(outcome: Outcome, directory: str) -> list[str]:
 
 
 def fuzz_command_lines(count: int, seed: int) -> None:
-    lists = argument_lists(count, seed)
     rng = random.Random(seed)
+    lists = argument_lists(count, seed)
     streams = [rng.choice(STREAMS) for _ in lists]
+    # Runs that only a signal ends, whatever the sample drew: the SIGINT path is always taken.
+    lists += UNBOUNDED
+    streams += [rng.choice(STREAMS) for _ in UNBOUNDED]
     with tempfile.TemporaryDirectory() as directory, ThreadPoolExecutor(WORKERS) as pool:
         prepare_directory(Path(directory))
         outcomes = list(
