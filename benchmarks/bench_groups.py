@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=2048)
     parser.add_argument("--per-group", type=int, default=20, help="datagrams per group")
-    parser.add_argument("--rate", default="50k", help="of the stream, as `multicast stream`")
+    parser.add_argument("--rate", default="50kpps", help="of the stream, as `multicast stream`")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--quick", action="store_true", help="one run, 3 datagrams per group")
