@@ -64,18 +64,23 @@ def _answers(client: socket.socket, count: int) -> list[bytes]:
     return [client.recv(65535) for _ in range(count)]
 
 
+def _served(server: McastServer, client: socket.socket, count: int) -> list[bytes]:
+    """Serve until ``client`` has ``count`` answers, then shut the server down."""
+    serving = _serve(server)
+    try:
+        return _answers(client, count)
+    finally:
+        server.shutdown()
+        serving.join(WAIT)
+
+
 def test_a_batch_queued_is_answered_in_one_send(
     client: socket.socket, batches: list[int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     with McastServer((GROUP, 0), HearUDPHandler, allow_stop=False, show=True) as server:
         port = server.server_address[1]
         _queue(client, port, b"one", b"two", b"three")
-        serving = _serve(server)
-        try:
-            answers = _answers(client, 3)
-        finally:
-            server.shutdown()
-            serving.join(WAIT)
+        answers = _served(server, client, 3)
     host, client_port = client.getsockname()
     assert answers == [
         f"HEAR [ {word} SAID ('{host}', {client_port}) ] from {GROUP}".encode()
@@ -140,12 +145,7 @@ def test_a_refused_answer_in_a_batch_is_logged_and_the_others_are_sent(
         McastServer((GROUP, 0), HearUDPHandler, allow_stop=False) as server,
     ):
         _queue(client, server.server_address[1], b"refused", b"sent")
-        serving = _serve(server)
-        try:
-            (answer,) = _answers(client, 1)
-        finally:
-            server.shutdown()
-            serving.join(WAIT)
+        (answer,) = _served(server, client, 1)
     assert answer.startswith(b"HEAR [ SENT SAID")
     host, client_port = client.getsockname()
     assert f"cannot answer {host} port {client_port}: " in caplog.text
@@ -180,11 +180,6 @@ def test_a_failed_read_is_passed_over_as_socketserver_does(
     monkeypatch.setattr(hear, "receive_ready", fails_once)
     with McastServer((GROUP, 0), HearUDPHandler, allow_stop=False) as server:
         _queue(client, server.server_address[1], b"first")
-        serving = _serve(server)
-        try:
-            (answer,) = _answers(client, 1)
-        finally:
-            server.shutdown()
-            serving.join(WAIT)
+        (answer,) = _served(server, client, 1)
     assert failures == []
     assert answer.startswith(b"HEAR [ FIRST SAID")
