@@ -9,6 +9,7 @@ import importlib
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from multicast.core import Datagram
 from multicast.exceptions import OptionError
+from multicast.tools import monitor_output
 from multicast.tools.framing import encode_frame
 from multicast.tools.monitor_output import (
     Alarms,
@@ -197,6 +199,32 @@ def test_a_log_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
         open_log(file="/nonexistent/dir/x.log")
     with pytest.raises(OptionError, match=r"cannot open syslog socket '.*nothing-here'"):
         open_log(syslog=str(tmp_path / "nothing-here"))
+
+
+def test_a_log_fifo_is_written_through_the_descriptor_that_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that leaves right after the check must not make a second open wait for
+    ever: the lines go to the one descriptor opened, and a reader gone is a failure noted."""
+    tally, intervals = fed()
+    fifo = tmp_path / "log"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    real_open = os.open
+
+    def open_then_reader_leaves(path: str, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        os.close(reader)  # the reader seen by the check goes away at once
+        return fd
+
+    monkeypatch.setattr(monitor_output.os, "open", open_then_reader_leaves)
+    log = open_log(file=str(fifo))  # returns: nothing opens the FIFO a second time
+    monkeypatch.undo()
+    line = intervals.poll(1.0, at=1_700_000_001.0)
+    assert line is not None and tally.datagrams > 0
+    log.interval(line)  # no reader: EPIPE, noted, not raised
+    log.close()
+    assert log.failure is not None and "Broken pipe" in log.failure
 
 
 def test_alarms_fire_once_until_recovered() -> None:

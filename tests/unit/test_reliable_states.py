@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from multicast.core import IO_BACKEND
+from multicast.exceptions import OptionError
 from multicast.reliable.blocks import Catalogue, FileEntry, Layout
 from multicast.reliable.fec import KERNEL, ParityCode
 from multicast.reliable.protection import Reason, make_protector
@@ -459,3 +460,10 @@ def test_progress_shows_who_has_what() -> None:
     assert lines[0].startswith("send-file: ended pass 1")
     assert "r1 (peer1)" in lines[1] and "100.0%" in lines[1] and lines[1].endswith("done")
     assert "r2 (peer2)" in lines[2] and lines[2].endswith("dropped")
+
+
+@pytest.mark.parametrize("open_blocks", [0, -1, 1.5, True])
+def test_a_receiver_keeps_at_least_one_block_open(open_blocks: object) -> None:
+    # With none, a block left memory before its first symbol was kept: a corrupt file.
+    with pytest.raises(OptionError, match="open_blocks"):
+        ReceiverConfig(open_blocks=open_blocks)  # type: ignore[arg-type]

@@ -62,6 +62,7 @@ from multicast.core.interfaces import (
     list_interfaces,
     multicast_interfaces,
     resolve_interface,
+    routed_interface,
 )
 from multicast.core.io import (
     receive_batch,
@@ -154,6 +155,7 @@ __all__ = [
     "request_receive_buffer",
     "request_send_buffer",
     "resolve_interface",
+    "routed_interface",
     "send_datagram",
     "send_many",
     "send_replies",

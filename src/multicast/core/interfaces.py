@@ -129,6 +129,20 @@ def resolve_interface(spec: InterfaceSpec) -> Interface:
     return match[0]
 
 
+def routed_interface(group: IPAddress) -> Interface | None:
+    """The interface the routing table picks for ``group``: where the kernel joins a
+    membership that names none. None when the route does not tell (no route; a link-local
+    scope, which needs a zone; no address of the group's family on that interface)."""
+    family = socket.AF_INET if group.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((group.compressed, 9))  # a route lookup: nothing is sent
+            source = ip_address(split_zone(probe.getsockname()[0])[0])
+        return resolve_interface(source) if not source.is_unspecified else None
+    except (OSError, InterfaceError):
+        return None
+
+
 def interface_index(interface: InterfaceSpec | None) -> int:
     """Index of an interface given by name, index or address; 0 (the kernel's choice) for None."""
     if interface is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from multicast.exceptions import OptionError
 from multicast.reliable.blocks import FileEntry, Layout
 from multicast.reliable.storage import Prepared
 
@@ -39,6 +40,13 @@ class ReceiverConfig:
     session: int | None = None  # accept only this session id
     open_blocks: int = 128  # blocks assembled in memory at once
     parity_memory: int = 64 << 20  # bytes of parity symbols held for incomplete blocks
+
+    def __post_init__(self) -> None:
+        # Fewer than one open block would push a block out before its first symbol is kept.
+        if isinstance(self.open_blocks, bool) or not isinstance(self.open_blocks, int):
+            raise OptionError(f"open_blocks {self.open_blocks!r} must be a whole number")
+        if self.open_blocks < 1:
+            raise OptionError(f"open_blocks {self.open_blocks} must be at least 1")
 
 
 @dataclass(slots=True)

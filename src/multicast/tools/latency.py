@@ -91,6 +91,8 @@ def _leave_lines(channels: tuple[ChannelReport, ...], leave: LeaveMeasure) -> li
         parts.append(f"{_groups(silent)} with none after the leave")
     if leave.drops:
         parts.append(f"{leave.drops} frames dropped by the watch: the last may be among them")
+    if leave.note:
+        parts.append(leave.note)
     where = ", ".join(leave.interfaces)
     watched = f"on the wire of {where} for {leave.wait:.3f} s"
     return [f"  leave to last datagram, {watched}: " + "; ".join(parts)]

@@ -220,8 +220,9 @@ class Monitor(Joined):
         finally:
             if watch is not None:
                 watch.close()
-                interfaces, drops = watch.interfaces, watch.drops
-                self.leave = LeaveMeasure(wait, wire=True, interfaces=interfaces, drops=drops)
+                self.leave = LeaveMeasure(
+                    wait, wire=True, interfaces=watch.interfaces, drops=watch.drops, note=watch.note
+                )
 
     def _take_wire(self, watch: WireWatch, times: LeaveTimes) -> None:
         """Count what the socket and the wire have queued (Ctrl-C waits for the count)."""

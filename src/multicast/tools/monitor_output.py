@@ -178,8 +178,14 @@ class _Noting(logging.Handler):
             self.on_failure()
 
 
-class _FileLog(_Noting, logging.FileHandler):
-    pass
+class _FileLog(_Noting, logging.StreamHandler[TextIO]):
+    """Appends to a file already open: the one :func:`_open_for_append` checked."""
+
+    def close(self) -> None:
+        try:
+            self.stream.close()  # flushes: may fail (a full disk), for the caller to note
+        finally:
+            super().close()
 
 
 class _SyslogLog(_Noting, logging.handlers.SysLogHandler):
@@ -197,8 +203,7 @@ def open_log(*, file: str | None = None, syslog: str | None = None) -> LogOutput
     where = f"log file {file!r}" if file is not None else f"syslog socket {syslog!r}"
     try:
         if file is not None:
-            _check_writable(file)
-            handler = _FileLog(file, encoding="utf-8")
+            handler = _FileLog(_open_for_append(file))
             handler.setFormatter(logging.Formatter("%(message)s"))
         elif syslog is not None:
             if not Path(syslog).is_socket():  # the handler would drop every line silently
@@ -213,16 +218,19 @@ def open_log(*, file: str | None = None, syslog: str | None = None) -> LogOutput
     return LogOutput(logger, where)
 
 
-def _check_writable(file: str) -> None:
-    """Open ``file`` for appending without waiting (a FIFO with no reader fails at once,
-    ``ENXIO``, instead of hanging), and close it: an ``OSError`` says why it cannot be."""
+def _open_for_append(file: str) -> TextIO:
+    """Open ``file`` for appending without waiting: a FIFO with no reader fails at once
+    (``ENXIO``) instead of hanging. What was opened is what is written, blocking again: a
+    second open could wait for ever once the reader seen by the first had gone."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(file, flags, 0o666)
     except OSError as error:
         if error.errno == errno.ENXIO:
             raise OSError(errno.ENXIO, "a FIFO that no process reads") from None
         raise
-    os.close(fd)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 class Alarms:

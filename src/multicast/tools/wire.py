@@ -13,6 +13,7 @@ frame as hostile: any bytes give an answer or None, never an exception.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import select
 import socket
@@ -21,7 +22,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from multicast.core import Closing, Interface, IPAddress, Membership, resolve_interface
+from multicast.core import (
+    Closing,
+    Interface,
+    IPAddress,
+    Membership,
+    resolve_interface,
+    routed_interface,
+)
 from multicast.core.options import request_receive_buffer
 from multicast.core.raw import (
     BPF_JEQ,
@@ -277,6 +285,7 @@ class WireWatch(Closing):
         self.groups = frozenset(group.compressed for group in groups)
         self.port = port
         self.drops = 0  # frames the sockets' full queues dropped (known once closed)
+        self.note: str | None = None  # why the watch ended early, if it did
         program = udp_filter(list(dict.fromkeys(groups)), port)
         self.sockets: list[socket.socket] = []
         self.poller = select.poll()
@@ -299,10 +308,15 @@ class WireWatch(Closing):
         """The (group, arrival ns) of every datagram queued, in the order they arrived."""
         arrivals = []
         for sock in self.sockets:
+            if sock.fileno() < 0:  # given up: see _give_up
+                continue
             for _ in range(_READ_LIMIT):
                 try:
                     data, ancillary, _, address = sock.recvmsg(SNAP, _ANCILLARY_SPACE)
                 except BlockingIOError:
+                    break
+                except OSError as error:  # its interface went away: what came is counted
+                    self._give_up(sock, error)
                     break
                 found = parse_udp(data, address[1])
                 arrived = arrival_ns(ancillary)
@@ -313,20 +327,40 @@ class WireWatch(Closing):
         arrivals.sort(key=lambda arrival: arrival[1])
         return arrivals
 
+    def _give_up(self, sock: socket.socket, error: OSError) -> None:
+        """Stop watching a socket that failed, saying so in :attr:`note`."""
+        self.poller.unregister(sock)
+        self._close(sock)
+        if self.note is None:
+            self.note = f"the wire could not be read to the end: {error.strerror or error}"
+
+    def _close(self, sock: socket.socket) -> None:
+        if sock.fileno() >= 0:
+            with contextlib.suppress(OSError):  # its count of drops is lost with it
+                self.drops += packet_drops(sock)
+            sock.close()
+
     def close(self) -> None:
         for sock in self.sockets:
-            if sock.fileno() >= 0:
-                self.drops += packet_drops(sock)
-                sock.close()
+            self._close(sock)
 
 
 def joined_interfaces(memberships: Sequence[Membership]) -> list[Interface]:
-    """The interfaces ``memberships`` are on: those they name, and those the kernel chose for
-    the ones left to the routing table (as ``/proc`` lists them)."""
-    chosen: list[str | int] = sorted({m.interface for m in memberships if m.interface})
-    anywhere = [m.group for m in memberships if not m.interface]
-    if anywhere:
-        chosen += sorted({held.interface for held in kernel_view(groups=anywhere).groups})
+    """The interfaces ``memberships`` are on: those they name, and for the ones left to the
+    routing table, the interface its route picks. Where the route does not tell, the
+    interfaces ``/proc`` lists the group on (which may hold other processes' memberships)."""
+    chosen: list[str | int | Interface] = [
+        *sorted({m.interface for m in memberships if m.interface})
+    ]
+    untold = []
+    for group in dict.fromkeys(m.group for m in memberships if not m.interface):
+        routed = routed_interface(group.address)
+        if routed is None:
+            untold.append(group)
+        else:
+            chosen.append(routed)
+    if untold:
+        chosen += sorted({held.interface for held in kernel_view(groups=untold).groups})
     found = (resolve_interface(spec) for spec in chosen)
     return list({interface.index: interface for interface in found}.values())
 
