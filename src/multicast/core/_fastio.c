@@ -524,8 +524,7 @@ PyMODINIT_FUNC PyInit__fastio(void) {
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "Receiver", (PyObject *)&ReceiverType) < 0 ||
-        PyModule_AddIntConstant(module, "CONTROL_SPACE", (long)CONTROL_SPACE) < 0 ||
-        PyModule_AddIntConstant(module, "SEND_SLOTS", SEND_SLOTS) < 0) {
+        PyModule_AddIntConstant(module, "CONTROL_SPACE", (long)CONTROL_SPACE) < 0) {
         Py_DECREF(module);
         return NULL;
     }
