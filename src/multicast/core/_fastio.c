@@ -220,17 +220,28 @@ typedef struct {
     CacheEntry groups[CACHE_SIZE];
 } Receiver;
 
-static void Receiver_dealloc(Receiver *self) {
-    for (int index = 0; index < CACHE_SIZE; index++) {
-        Py_CLEAR(self->sources[index].value);
-        Py_CLEAR(self->groups[index].value);
-    }
+/* Unmaps and frees the buffers: the state of a Receiver never initialized. */
+static void release_buffers(Receiver *self) {
     if (self->payloads != NULL)
         munmap(self->payloads, self->mapped);
     PyMem_Free(self->names);
     PyMem_Free(self->controls);
     PyMem_Free(self->iovecs);
     PyMem_Free(self->messages);
+    self->payloads = self->names = self->controls = NULL;
+    self->iovecs = NULL;
+    self->messages = NULL;
+    self->mapped = 0;
+    self->size = 0;
+    self->slots = self->written = 0;
+}
+
+static void Receiver_dealloc(Receiver *self) {
+    for (int index = 0; index < CACHE_SIZE; index++) {
+        Py_CLEAR(self->sources[index].value);
+        Py_CLEAR(self->groups[index].value);
+    }
+    release_buffers(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -245,7 +256,7 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
                      MAX_SIZE, MAX_SLOTS, size, slots);
         return -1;
     }
-    if (self->messages != NULL) {
+    if (self->payloads != NULL) { /* a failed __init__ left none: it may be called again */
         PyErr_SetString(PyExc_RuntimeError, "a Receiver is initialized once");
         return -1;
     }
@@ -264,6 +275,7 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
     self->iovecs = PyMem_Calloc(self->slots, sizeof(struct iovec));
     self->messages = PyMem_Calloc(self->slots, sizeof(struct mmsghdr));
     if (!self->names || !self->controls || !self->iovecs || !self->messages) {
+        release_buffers(self);
         PyErr_NoMemory();
         return -1;
     }
@@ -388,6 +400,8 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssiz
     }
     if (datagram_type == NULL)
         return PyErr_Format(PyExc_RuntimeError, "_fastio.configure() was not called");
+    if (self->messages == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "the Receiver was not initialized");
     if (fd < 0) /* closed: poll() would not say so */
         return PyErr_SetFromErrno((errno = EBADF, PyExc_OSError));
     if (self->busy) { /* another thread reads into the buffers: this call gets its own */
