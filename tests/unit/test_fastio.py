@@ -195,6 +195,31 @@ def _out_of_memory_at(number: int, call: Callable[[], object]) -> bool:
     return False
 
 
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_passed_descriptors_are_closed_whichever_allocation_fails(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Whichever allocation of receive() fails, the descriptors passed with each datagram of
+    the batch it read are closed, not only with those it made before the failure."""
+    one, two = pair
+    receiver = fastio.Receiver(64, 8)
+    before = _open_descriptors()
+    for number in range(ATTEMPTS):
+        for _ in range(4):
+            one.sendmsg([b"passing"], _with_descriptors(2))
+        failed = _out_of_memory_at(number, lambda: receiver.receive(two.fileno(), 100))
+        receiver.receive(two.fileno(), 100)  # what the failed call left queued
+        assert _open_descriptors() == before, f"allocation {number} failed"
+        if not failed:
+            break
+    else:
+        pytest.fail(f"receive() failed with each of {ATTEMPTS} allocations failing")
+    assert number > 4  # some of the failures were in making the datagrams
+
+
 def _virtual_size() -> int:
     """Bytes of address space this process holds (the VmSize of /proc/self/status)."""
     with open("/proc/self/status", encoding="ascii") as status:

@@ -6,7 +6,10 @@
  * drop count in C, and returns ready Datagram objects (the class batch.py hands configure()).
  * send() sends the payloads of any iterable to one destination with sendmmsg, straight from
  * their buffers; send_each() sends answers, each to its own address, the same way (both in
- * _fastio_send.c). The GIL is released around every system call.
+ * _fastio_send.c). The GIL is released around every call that waits, reads or writes (poll,
+ * recvmmsg, sendmmsg) and around the parsing of the control data received, which closes the
+ * descriptors a peer passed; it is held only to map or unmap a Receiver's buffers (once each)
+ * and to read the clock.
  *
  * Ancillary data is hostile input: a record is read only if its length fits the buffer and
  * holds the data its kind needs; unknown records are skipped; a bad length ends the walk.
@@ -214,6 +217,7 @@ typedef struct {
     unsigned char *controls; /* slots * CONTROL_SPACE */
     struct iovec *iovecs;
     struct mmsghdr *messages;
+    Metadata *metadata; /* slots: what the control data of each says, parsed on arrival */
     unsigned int written; /* slots the kernel wrote into since their headers were set */
     char busy; /* a thread reads into the buffers (and may have released the GIL) */
     CacheEntry sources[CACHE_SIZE];
@@ -228,9 +232,11 @@ static void release_buffers(Receiver *self) {
     PyMem_Free(self->controls);
     PyMem_Free(self->iovecs);
     PyMem_Free(self->messages);
+    PyMem_Free(self->metadata);
     self->payloads = self->names = self->controls = NULL;
     self->iovecs = NULL;
     self->messages = NULL;
+    self->metadata = NULL;
     self->mapped = 0;
     self->size = 0;
     self->slots = self->written = 0;
@@ -274,7 +280,8 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
     self->controls = PyMem_Calloc(self->slots, CONTROL_SPACE);
     self->iovecs = PyMem_Calloc(self->slots, sizeof(struct iovec));
     self->messages = PyMem_Calloc(self->slots, sizeof(struct mmsghdr));
-    if (!self->names || !self->controls || !self->iovecs || !self->messages) {
+    self->metadata = PyMem_Calloc(self->slots, sizeof(Metadata));
+    if (!self->names || !self->controls || !self->iovecs || !self->messages || !self->metadata) {
         release_buffers(self);
         PyErr_NoMemory();
         return -1;
@@ -297,23 +304,20 @@ static PyObject *collect(Receiver *self, unsigned int index) {
     size_t length = message->msg_len;
     size_t kept = length < (size_t)self->size ? length : (size_t)self->size;
     size_t named = message->msg_hdr.msg_namelen;
-    size_t controlled = message->msg_hdr.msg_controllen;
-    Metadata meta;
-    parse_control(self->controls + CONTROL_SPACE * index,
-                  controlled < CONTROL_SPACE ? controlled : CONTROL_SPACE, 1, &meta);
+    const Metadata *meta = &self->metadata[index];
     PyObject *values[FIELDS] = {
         PyBytes_FromStringAndSize((const char *)self->payloads + (size_t)self->size * index,
                                   (Py_ssize_t)kept),
         remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
                    named < NAME_SPACE ? named : NAME_SPACE, decode_source),
-        meta.family ? remembered(self->groups, meta.group, meta.family == AF_INET ? 4 : 16,
-                                 decode_group)
-                    : Py_NewRef(Py_None),
-        meta.has_interface ? PyLong_FromLong(meta.interface) : Py_NewRef(Py_None),
-        meta.has_ttl ? PyLong_FromLong(meta.ttl) : Py_NewRef(Py_None),
+        meta->family ? remembered(self->groups, meta->group, meta->family == AF_INET ? 4 : 16,
+                                  decode_group)
+                     : Py_NewRef(Py_None),
+        meta->has_interface ? PyLong_FromLong(meta->interface) : Py_NewRef(Py_None),
+        meta->has_ttl ? PyLong_FromLong(meta->ttl) : Py_NewRef(Py_None),
         PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC),
         PyLong_FromSize_t(length),
-        PyLong_FromUnsignedLong(meta.drops),
+        PyLong_FromUnsignedLong(meta->drops),
     };
     return new_datagram(values);
 }
@@ -325,9 +329,11 @@ static double monotonic(void) {
 }
 
 /* recvmmsg into the first `wanted` slots with the GIL released; -1 with `failure` set on
- * failure. With `spin` seconds it first polls without blocking (MSG_DONTWAIT) until one
- * arrives or the time is up; then, with a `deadline` (monotonic seconds; < 0: none), it waits
- * until then in poll() and reads without blocking, else it makes the call `flags` say. */
+ * failure. The control data of each slot filled is parsed there too, so the descriptors a
+ * peer passed are closed whatever happens next. With `spin` seconds it first polls without
+ * blocking (MSG_DONTWAIT) until one arrives or the time is up; then, with a `deadline`
+ * (monotonic seconds; < 0: none), it waits until then in poll() and reads without blocking,
+ * else it makes the call `flags` say. */
 static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, double spin,
                       double deadline, int *failure) {
     int count = -1, quiet = (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT;
@@ -363,6 +369,12 @@ static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, do
         count = recvmmsg(fd, self->messages, wanted, flags, NULL);
     }
     *failure = errno;
+    for (int index = 0; index < count; index++) {
+        size_t controlled = self->messages[index].msg_hdr.msg_controllen;
+        parse_control(self->controls + CONTROL_SPACE * (size_t)index,
+                      controlled < CONTROL_SPACE ? controlled : CONTROL_SPACE, 1,
+                      &self->metadata[index]);
+    }
     Py_END_ALLOW_THREADS
     self->written = count > 0 ? (unsigned int)count : 0;
     return count;
