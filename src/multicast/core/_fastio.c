@@ -69,16 +69,12 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* A Datagram holding `values` (references stolen, even on failure; any may be NULL, which
- * fails with the exception its maker set). */
+/* A Datagram holding `values` (references stolen, even on failure). */
 static PyObject *new_datagram(PyObject *values[FIELDS]) {
-    int complete = 1;
-    for (int index = 0; index < FIELDS; index++)
-        complete &= values[index] != NULL;
-    PyObject *datagram = complete ? datagram_type->tp_alloc(datagram_type, 0) : NULL;
+    PyObject *datagram = datagram_type->tp_alloc(datagram_type, 0);
     for (int index = 0; index < FIELDS; index++) {
         if (datagram == NULL)
-            Py_XDECREF(values[index]);
+            Py_DECREF(values[index]);
         else
             *(PyObject **)((char *)datagram + field_offsets[index]) = values[index];
     }
@@ -298,27 +294,49 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-/* The Datagram of slot `index`, just filled by recvmmsg. */
-static PyObject *collect(Receiver *self, unsigned int index) {
-    struct mmsghdr *message = &self->messages[index];
-    size_t length = message->msg_len;
-    size_t kept = length < (size_t)self->size ? length : (size_t)self->size;
-    size_t named = message->msg_hdr.msg_namelen;
+/* Field `field` of the Datagram of slot `index` (a new reference; NULL with an exception set
+ * on failure). */
+static PyObject *field_of(Receiver *self, unsigned int index, int field) {
+    const struct mmsghdr *message = &self->messages[index];
     const Metadata *meta = &self->metadata[index];
-    PyObject *values[FIELDS] = {
-        PyBytes_FromStringAndSize((const char *)self->payloads + (size_t)self->size * index,
-                                  (Py_ssize_t)kept),
-        remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
-                   named < NAME_SPACE ? named : NAME_SPACE, decode_source),
-        meta->family ? remembered(self->groups, meta->group, meta->family == AF_INET ? 4 : 16,
-                                  decode_group)
-                     : Py_NewRef(Py_None),
-        meta->has_interface ? PyLong_FromLong(meta->interface) : Py_NewRef(Py_None),
-        meta->has_ttl ? PyLong_FromLong(meta->ttl) : Py_NewRef(Py_None),
-        PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC),
-        PyLong_FromSize_t(length),
-        PyLong_FromUnsignedLong(meta->drops),
-    };
+    size_t length = message->msg_len, named = message->msg_hdr.msg_namelen;
+    switch (field) {
+    case PAYLOAD:
+        return PyBytes_FromStringAndSize(
+            (const char *)self->payloads + (size_t)self->size * index,
+            (Py_ssize_t)(length < (size_t)self->size ? length : (size_t)self->size));
+    case SOURCE:
+        return remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
+                          named < NAME_SPACE ? named : NAME_SPACE, decode_source);
+    case GROUP:
+        return meta->family ? remembered(self->groups, meta->group,
+                                         meta->family == AF_INET ? 4 : 16, decode_group)
+                            : Py_NewRef(Py_None);
+    case INTERFACE:
+        return meta->has_interface ? PyLong_FromLong(meta->interface) : Py_NewRef(Py_None);
+    case TTL:
+        return meta->has_ttl ? PyLong_FromLong(meta->ttl) : Py_NewRef(Py_None);
+    case TRUNCATED:
+        return PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC);
+    case SIZE:
+        return PyLong_FromSize_t(length);
+    default:
+        return PyLong_FromUnsignedLong(meta->drops);
+    }
+}
+
+/* The Datagram of slot `index`, just filled by recvmmsg: its fields made one by one, the
+ * first failure ending it. */
+static PyObject *collect(Receiver *self, unsigned int index) {
+    PyObject *values[FIELDS];
+    for (int field = 0; field < FIELDS; field++) {
+        values[field] = field_of(self, index, field);
+        if (values[field] == NULL) {
+            while (field-- > 0)
+                Py_DECREF(values[field]);
+            return NULL;
+        }
+    }
     return new_datagram(values);
 }
 
