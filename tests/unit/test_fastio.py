@@ -249,3 +249,45 @@ def test_a_failed_init_keeps_no_buffer_and_can_be_retried(
     one.send(b"after the failures")
     assert [d.payload for d in receiver.receive(two.fileno(), 10)] == [b"after the failures"]
 
+
+class _Tracked:
+    """An object the collector tracks, allocated without a free list."""
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="from 3.12 the collector runs between bytecodes only"
+)
+def test_the_receiver_is_busy_before_python_code_can_run_in_receive(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Any allocation may run the collector, and so Python code (its callbacks, finalizers),
+    which may let another thread in: by then the receiver must say it uses its buffers. Its
+    first allocation (its result list) is made to start a collection half of the time."""
+    one, two = pair
+    receiver = fastio.Receiver(64)
+    inside = [False]
+    seen: list[bool] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if inside[0] and phase == "start":
+            seen.append(receiver.busy)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(watch)
+    gc.set_threshold(1)  # a collection when a second tracked object is allocated
+    try:
+        for count in range(20):
+            one.send(b"x")
+            held = [[] for _ in range(100)]  # no free list left: a new list is allocated
+            gc.collect(0)
+            tracked = _Tracked() if count % 2 else None  # the first allocation after it
+            inside[0] = True
+            receiver.receive(two.fileno(), 10)
+            inside[0] = False
+            del held, tracked
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(watch)
+    assert len(seen) >= 20
+    assert all(seen), seen
+    assert not receiver.busy

@@ -441,10 +441,12 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssiz
         Py_XDECREF(own);
         return got;
     }
+    self->busy = 1; /* before anything that can run Python code (the GC) and so switch threads */
     PyObject *ready = PyList_New(0);
-    if (ready == NULL)
+    if (ready == NULL) {
+        self->busy = 0;
         return NULL;
-    self->busy = 1;
+    }
     int flags = (wait ? MSG_WAITFORONE : MSG_DONTWAIT) | MSG_TRUNC | MSG_CMSG_CLOEXEC;
     while (PyList_GET_SIZE(ready) < limit) {
         Py_ssize_t left = limit - PyList_GET_SIZE(ready);
