@@ -5,6 +5,8 @@ it knows, cut short or padded, and must say exactly what the core's own parser
 (:func:`~multicast.core.datagram.parse_ancillary` over the ctypes path's record split) says.
 Datagrams travel through an ``AF_UNIX`` socket pair (local: allowed in tests/unit), carrying
 control records the receivers do not know (``SCM_RIGHTS``), some cut short (``MSG_CTRUNC``).
+Where CPython's ``_testcapi`` is there, each memory allocation of a call is made to fail in
+turn: the failure must leave no descriptor, mapping or busy flag behind.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given
@@ -172,3 +174,120 @@ def test_no_reference_is_leaked_over_100000_datagrams(
     assert [abs(later - earlier) < 1000 for earlier, later in zip(before, after, strict=True)] == [
         True
     ] * len(before), (before, after)
+
+
+# --- when memory runs out ------------------------------------------------------------------------
+
+ATTEMPTS = 1000  # more allocations than any call below makes
+
+
+def _out_of_memory_at(number: int, call: Callable[[], object]) -> bool:
+    """Run ``call`` with its ``number``-th memory allocation (from 0) failing: whether it
+    raised MemoryError (False: it made no more allocations than that, and succeeded)."""
+    testcapi = pytest.importorskip("_testcapi", reason="CPython's _testcapi is not installed")
+    testcapi.set_nomemory(number, number + 1)
+    try:
+        call()
+    except MemoryError:
+        return True
+    finally:
+        testcapi.remove_mem_hooks()
+    return False
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_passed_descriptors_are_closed_whichever_allocation_fails(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Whichever allocation of receive() fails, the descriptors passed with each datagram of
+    the batch it read are closed, not only with those it made before the failure."""
+    one, two = pair
+    receiver = fastio.Receiver(64, 8)
+    before = _open_descriptors()
+    for number in range(ATTEMPTS):
+        for _ in range(4):
+            one.sendmsg([b"passing"], _with_descriptors(2))
+        failed = _out_of_memory_at(number, lambda: receiver.receive(two.fileno(), 100))
+        receiver.receive(two.fileno(), 100)  # what the failed call left queued
+        assert _open_descriptors() == before, f"allocation {number} failed"
+        if not failed:
+            break
+    else:
+        pytest.fail(f"receive() failed with each of {ATTEMPTS} allocations failing")
+    assert number > 4  # some of the failures were in making the datagrams
+
+
+def _virtual_size() -> int:
+    """Bytes of address space this process holds (the VmSize of /proc/self/status)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+def test_a_failed_init_keeps_no_buffer_and_can_be_retried(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    one, two = pair
+    size, slots = 1 << 20, 16  # a mapping of 16 MiB
+    receiver = fastio.Receiver.__new__(fastio.Receiver)
+    with pytest.raises(RuntimeError, match="not initialized"):
+        receiver.receive(two.fileno(), 1)
+    before = _virtual_size()
+    for number in range(ATTEMPTS):
+        if not _out_of_memory_at(number, lambda: fastio.Receiver.__init__(receiver, size, slots)):
+            break
+    else:
+        pytest.fail(f"Receiver() failed with each of {ATTEMPTS} allocations failing")
+    assert _virtual_size() - before < 2 * size * slots  # the mapping it holds, not one a try
+    with pytest.raises(RuntimeError, match="initialized once"):
+        fastio.Receiver.__init__(receiver, size, slots)
+    one.send(b"after the failures")
+    assert [d.payload for d in receiver.receive(two.fileno(), 10)] == [b"after the failures"]
+
+
+class _Tracked:
+    """An object the collector tracks, allocated without a free list."""
+
+
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="from 3.12 the collector runs between bytecodes only"
+)
+def test_the_receiver_is_busy_before_python_code_can_run_in_receive(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Any allocation may run the collector, and so Python code (its callbacks, finalizers),
+    which may let another thread in: by then the receiver must say it uses its buffers. Its
+    first allocation (its result list) is made to start a collection half of the time."""
+    one, two = pair
+    receiver = fastio.Receiver(64)
+    inside = [False]
+    seen: list[bool] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if inside[0] and phase == "start":
+            seen.append(receiver.busy)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(watch)
+    gc.set_threshold(1)  # a collection when a second tracked object is allocated
+    try:
+        for count in range(20):
+            one.send(b"x")
+            held = [[] for _ in range(100)]  # no free list left: a new list is allocated
+            gc.collect(0)
+            tracked = _Tracked() if count % 2 else None  # the first allocation after it
+            inside[0] = True
+            receiver.receive(two.fileno(), 10)
+            inside[0] = False
+            del held, tracked
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(watch)
+    assert len(seen) >= 20
+    assert all(seen), seen
+    assert not receiver.busy

@@ -6,7 +6,10 @@
  * drop count in C, and returns ready Datagram objects (the class batch.py hands configure()).
  * send() sends the payloads of any iterable to one destination with sendmmsg, straight from
  * their buffers; send_each() sends answers, each to its own address, the same way (both in
- * _fastio_send.c). The GIL is released around every system call.
+ * _fastio_send.c). The GIL is released around every call that waits, reads or writes (poll,
+ * recvmmsg, sendmmsg) and around the parsing of the control data received, which closes the
+ * descriptors a peer passed; it is held only to map or unmap a Receiver's buffers (once each)
+ * and to read the clock.
  *
  * Ancillary data is hostile input: a record is read only if its length fits the buffer and
  * holds the data its kind needs; unknown records are skipped; a bad length ends the walk.
@@ -66,16 +69,12 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* A Datagram holding `values` (references stolen, even on failure; any may be NULL, which
- * fails with the exception its maker set). */
+/* A Datagram holding `values` (references stolen, even on failure). */
 static PyObject *new_datagram(PyObject *values[FIELDS]) {
-    int complete = 1;
-    for (int index = 0; index < FIELDS; index++)
-        complete &= values[index] != NULL;
-    PyObject *datagram = complete ? datagram_type->tp_alloc(datagram_type, 0) : NULL;
+    PyObject *datagram = datagram_type->tp_alloc(datagram_type, 0);
     for (int index = 0; index < FIELDS; index++) {
         if (datagram == NULL)
-            Py_XDECREF(values[index]);
+            Py_DECREF(values[index]);
         else
             *(PyObject **)((char *)datagram + field_offsets[index]) = values[index];
     }
@@ -214,23 +213,37 @@ typedef struct {
     unsigned char *controls; /* slots * CONTROL_SPACE */
     struct iovec *iovecs;
     struct mmsghdr *messages;
+    Metadata *metadata; /* slots: what the control data of each says, parsed on arrival */
     unsigned int written; /* slots the kernel wrote into since their headers were set */
     char busy; /* a thread reads into the buffers (and may have released the GIL) */
     CacheEntry sources[CACHE_SIZE];
     CacheEntry groups[CACHE_SIZE];
 } Receiver;
 
-static void Receiver_dealloc(Receiver *self) {
-    for (int index = 0; index < CACHE_SIZE; index++) {
-        Py_CLEAR(self->sources[index].value);
-        Py_CLEAR(self->groups[index].value);
-    }
+/* Unmaps and frees the buffers: the state of a Receiver never initialized. */
+static void release_buffers(Receiver *self) {
     if (self->payloads != NULL)
         munmap(self->payloads, self->mapped);
     PyMem_Free(self->names);
     PyMem_Free(self->controls);
     PyMem_Free(self->iovecs);
     PyMem_Free(self->messages);
+    PyMem_Free(self->metadata);
+    self->payloads = self->names = self->controls = NULL;
+    self->iovecs = NULL;
+    self->messages = NULL;
+    self->metadata = NULL;
+    self->mapped = 0;
+    self->size = 0;
+    self->slots = self->written = 0;
+}
+
+static void Receiver_dealloc(Receiver *self) {
+    for (int index = 0; index < CACHE_SIZE; index++) {
+        Py_CLEAR(self->sources[index].value);
+        Py_CLEAR(self->groups[index].value);
+    }
+    release_buffers(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -245,7 +258,7 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
                      MAX_SIZE, MAX_SLOTS, size, slots);
         return -1;
     }
-    if (self->messages != NULL) {
+    if (self->payloads != NULL) { /* a failed __init__ left none: it may be called again */
         PyErr_SetString(PyExc_RuntimeError, "a Receiver is initialized once");
         return -1;
     }
@@ -263,7 +276,9 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
     self->controls = PyMem_Calloc(self->slots, CONTROL_SPACE);
     self->iovecs = PyMem_Calloc(self->slots, sizeof(struct iovec));
     self->messages = PyMem_Calloc(self->slots, sizeof(struct mmsghdr));
-    if (!self->names || !self->controls || !self->iovecs || !self->messages) {
+    self->metadata = PyMem_Calloc(self->slots, sizeof(Metadata));
+    if (!self->names || !self->controls || !self->iovecs || !self->messages || !self->metadata) {
+        release_buffers(self);
         PyErr_NoMemory();
         return -1;
     }
@@ -279,30 +294,49 @@ static int Receiver_init(Receiver *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-/* The Datagram of slot `index`, just filled by recvmmsg. */
+/* Field `field` of the Datagram of slot `index` (a new reference; NULL with an exception set
+ * on failure). */
+static PyObject *field_of(Receiver *self, unsigned int index, int field) {
+    const struct mmsghdr *message = &self->messages[index];
+    const Metadata *meta = &self->metadata[index];
+    size_t length = message->msg_len, named = message->msg_hdr.msg_namelen;
+    switch (field) {
+    case PAYLOAD:
+        return PyBytes_FromStringAndSize(
+            (const char *)self->payloads + (size_t)self->size * index,
+            (Py_ssize_t)(length < (size_t)self->size ? length : (size_t)self->size));
+    case SOURCE:
+        return remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
+                          named < NAME_SPACE ? named : NAME_SPACE, decode_source);
+    case GROUP:
+        return meta->family ? remembered(self->groups, meta->group,
+                                         meta->family == AF_INET ? 4 : 16, decode_group)
+                            : Py_NewRef(Py_None);
+    case INTERFACE:
+        return meta->has_interface ? PyLong_FromLong(meta->interface) : Py_NewRef(Py_None);
+    case TTL:
+        return meta->has_ttl ? PyLong_FromLong(meta->ttl) : Py_NewRef(Py_None);
+    case TRUNCATED:
+        return PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC);
+    case SIZE:
+        return PyLong_FromSize_t(length);
+    default:
+        return PyLong_FromUnsignedLong(meta->drops);
+    }
+}
+
+/* The Datagram of slot `index`, just filled by recvmmsg: its fields made one by one, the
+ * first failure ending it. */
 static PyObject *collect(Receiver *self, unsigned int index) {
-    struct mmsghdr *message = &self->messages[index];
-    size_t length = message->msg_len;
-    size_t kept = length < (size_t)self->size ? length : (size_t)self->size;
-    size_t named = message->msg_hdr.msg_namelen;
-    size_t controlled = message->msg_hdr.msg_controllen;
-    Metadata meta;
-    parse_control(self->controls + CONTROL_SPACE * index,
-                  controlled < CONTROL_SPACE ? controlled : CONTROL_SPACE, 1, &meta);
-    PyObject *values[FIELDS] = {
-        PyBytes_FromStringAndSize((const char *)self->payloads + (size_t)self->size * index,
-                                  (Py_ssize_t)kept),
-        remembered(self->sources, self->names + (size_t)NAME_SPACE * index,
-                   named < NAME_SPACE ? named : NAME_SPACE, decode_source),
-        meta.family ? remembered(self->groups, meta.group, meta.family == AF_INET ? 4 : 16,
-                                 decode_group)
-                    : Py_NewRef(Py_None),
-        meta.has_interface ? PyLong_FromLong(meta.interface) : Py_NewRef(Py_None),
-        meta.has_ttl ? PyLong_FromLong(meta.ttl) : Py_NewRef(Py_None),
-        PyBool_FromLong(message->msg_hdr.msg_flags & MSG_TRUNC),
-        PyLong_FromSize_t(length),
-        PyLong_FromUnsignedLong(meta.drops),
-    };
+    PyObject *values[FIELDS];
+    for (int field = 0; field < FIELDS; field++) {
+        values[field] = field_of(self, index, field);
+        if (values[field] == NULL) {
+            while (field-- > 0)
+                Py_DECREF(values[field]);
+            return NULL;
+        }
+    }
     return new_datagram(values);
 }
 
@@ -313,9 +347,11 @@ static double monotonic(void) {
 }
 
 /* recvmmsg into the first `wanted` slots with the GIL released; -1 with `failure` set on
- * failure. With `spin` seconds it first polls without blocking (MSG_DONTWAIT) until one
- * arrives or the time is up; then, with a `deadline` (monotonic seconds; < 0: none), it waits
- * until then in poll() and reads without blocking, else it makes the call `flags` say. */
+ * failure. The control data of each slot filled is parsed there too, so the descriptors a
+ * peer passed are closed whatever happens next. With `spin` seconds it first polls without
+ * blocking (MSG_DONTWAIT) until one arrives or the time is up; then, with a `deadline`
+ * (monotonic seconds; < 0: none), it waits until then in poll() and reads without blocking,
+ * else it makes the call `flags` say. */
 static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, double spin,
                       double deadline, int *failure) {
     int count = -1, quiet = (flags & ~MSG_WAITFORONE) | MSG_DONTWAIT;
@@ -351,6 +387,12 @@ static int read_slots(Receiver *self, int fd, unsigned int wanted, int flags, do
         count = recvmmsg(fd, self->messages, wanted, flags, NULL);
     }
     *failure = errno;
+    for (int index = 0; index < count; index++) {
+        size_t controlled = self->messages[index].msg_hdr.msg_controllen;
+        parse_control(self->controls + CONTROL_SPACE * (size_t)index,
+                      controlled < CONTROL_SPACE ? controlled : CONTROL_SPACE, 1,
+                      &self->metadata[index]);
+    }
     Py_END_ALLOW_THREADS
     self->written = count > 0 ? (unsigned int)count : 0;
     return count;
@@ -388,6 +430,8 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssiz
     }
     if (datagram_type == NULL)
         return PyErr_Format(PyExc_RuntimeError, "_fastio.configure() was not called");
+    if (self->messages == NULL)
+        return PyErr_Format(PyExc_RuntimeError, "the Receiver was not initialized");
     if (fd < 0) /* closed: poll() would not say so */
         return PyErr_SetFromErrno((errno = EBADF, PyExc_OSError));
     if (self->busy) { /* another thread reads into the buffers: this call gets its own */
@@ -397,10 +441,12 @@ static PyObject *Receiver_receive(Receiver *self, PyObject *const *args, Py_ssiz
         Py_XDECREF(own);
         return got;
     }
+    self->busy = 1; /* before anything that can run Python code (the GC) and so switch threads */
     PyObject *ready = PyList_New(0);
-    if (ready == NULL)
+    if (ready == NULL) {
+        self->busy = 0;
         return NULL;
-    self->busy = 1;
+    }
     int flags = (wait ? MSG_WAITFORONE : MSG_DONTWAIT) | MSG_TRUNC | MSG_CMSG_CLOEXEC;
     while (PyList_GET_SIZE(ready) < limit) {
         Py_ssize_t left = limit - PyList_GET_SIZE(ready);
@@ -524,8 +570,7 @@ PyMODINIT_FUNC PyInit__fastio(void) {
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "Receiver", (PyObject *)&ReceiverType) < 0 ||
-        PyModule_AddIntConstant(module, "CONTROL_SPACE", (long)CONTROL_SPACE) < 0 ||
-        PyModule_AddIntConstant(module, "SEND_SLOTS", SEND_SLOTS) < 0) {
+        PyModule_AddIntConstant(module, "CONTROL_SPACE", (long)CONTROL_SPACE) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable
 from multicast.core.datagram import Datagram, Payload
 
 CONTROL_SPACE: int
-SEND_SLOTS: int
 
 def configure(
     datagram_class: type[Datagram], check_payload_size: Callable[[socket.AddressFamily, int], None]
