@@ -90,7 +90,9 @@ IO_BACKEND: Literal["extension", "ctypes"] = "extension" if _fastio is not None 
 class Receiving(Protocol):
     """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
 
-    busy: bool  # a thread reads into its buffers
+    @property
+    def busy(self) -> bool:
+        """Whether a thread reads into its buffers."""
 
     def receive(
         self,

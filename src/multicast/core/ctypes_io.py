@@ -244,7 +244,7 @@ class BatchReceiver:
         self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
         self._written = 0  # headers the kernel wrote into since they were last reset
         self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
-        self.busy = False  # a thread reads into the buffers (and may have released the GIL)
+        self._holder = threading.Lock()  # held by the thread reading into the buffers
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
@@ -264,13 +264,18 @@ class BatchReceiver:
         seconds, it first polls without blocking until one comes or the time is up. A call
         made while another thread reads with this receiver's buffers gets buffers of its own.
         """
-        if self.busy:
+        holder = self._holder
+        if not holder.acquire(blocking=False):
             return BatchReceiver(self.size, self.slots).receive(fd, limit, wait, spin, timeout)
-        self.busy = True
         try:
             return self._receive(fd, limit, wait, spin, timeout)
         finally:
-            self.busy = False
+            holder.release()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a thread reads into the buffers (and may have released the GIL)."""
+        return self._holder.locked()
 
     def _receive(
         self, fd: int, limit: int, wait: bool, spin: float, timeout: float | None
