@@ -72,9 +72,43 @@ def test_encode_address() -> None:
     assert v6 is not None and len(v6) == 28
     assert v6[8:24] == socket.inet_pton(socket.AF_INET6, "ff11::1")
     assert struct.unpack("=I", v6[24:]) == (7,)
-    assert batch.encode_address(socket.AF_INET, ("localhost", 80)) is None
+    for host in ("localhost", "", "<broadcast>", "239.1.2.3%lo"):  # never looked up
+        assert batch.encode_address(socket.AF_INET, (host, 80)) is None
     assert batch.encode_address(socket.AF_INET6, ("239.1.2.3", 80, 0, 0)) is None
-    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 70_000)) is None
+    assert batch.encode_address(socket.AF_INET6, ("ff11::1%lo", 80, 0, 0)) is None
+
+
+def test_encode_address_keeps_the_flow_info() -> None:
+    """As the C extension's encoder: the flow info in network order, each number modulo
+    2**32; an IPv4 address takes (and ignores) the two."""
+    v6 = batch.encode_address(socket.AF_INET6, ("ff11::1", 80, 0x12345, 2**32 + 7))
+    assert v6 is not None
+    assert v6[4:8] == struct.pack("!I", 0x12345)
+    assert struct.unpack("=I", v6[24:]) == (7,)
+    assert batch.encode_address(socket.AF_INET, ("239.1.2.3", 80, 5, 6)) == (
+        batch.encode_address(socket.AF_INET, ("239.1.2.3", 80))
+    )
+
+
+@pytest.mark.parametrize(
+    ("destination", "error"),
+    [
+        (("239.1.2.3", 70_000), OverflowError),
+        (("239.1.2.3", -1), OverflowError),
+        (("239.1.2.3", 80.0), TypeError),
+        ((b"239.1.2.3", 80), TypeError),
+        (("239.1.2.3",), TypeError),
+        (("239.1.2.3", 80, 0, 0, 0), TypeError),
+        (["239.1.2.3", 80], TypeError),
+        (("239.1.2.3", 80, "flow"), TypeError),
+        (("239.1.2.3\0", 80), ValueError),
+    ],
+)
+def test_encode_address_refuses_what_the_extension_refuses(
+    destination: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        batch.encode_address(socket.AF_INET, destination)
 
 
 # --- one receiver shared by threads --------------------------------------------------------------
