@@ -64,6 +64,7 @@ from multicast.core.interfaces import (
     resolve_interface,
 )
 from multicast.core.io import (
+    TRANSIENT_SEND_ERRORS,
     receive_batch,
     receive_datagram,
     receive_ready,
@@ -103,6 +104,7 @@ from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 __all__ = [
     "IO_BACKEND",
     "MAX_CHANNELS",
+    "TRANSIENT_SEND_ERRORS",
     "Channel",
     "Closing",
     "Datagram",
