@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 
 from multicast.core import (
     Datagram,
+    Payload,
     Receiver,
     Sender,
     batch,
@@ -33,6 +35,7 @@ from multicast.core import (
     send_many,
     send_replies,
 )
+from multicast.core.datagram import SocketAddress
 from multicast.exceptions import AddressError, ClosedError, MessageSizeError
 
 FAMILIES = {
@@ -488,6 +491,49 @@ def test_send_replies_refuses_an_oversized_payload_before_sending() -> None:
         client.settimeout(0.2)
         with pytest.raises(TimeoutError):  # not even the first was sent
             client.recv(64)
+
+
+def test_send_each_refuses_what_is_no_numeric_address_without_looking_it_up(
+    family: tuple[socket.AddressFamily, tuple[str, ...]], senders: tuple[Sender, Sender]
+) -> None:
+    """Both backends encode each address by one rule: a name, or an address of the other
+    family, is refused with EAFNOSUPPORT and the others are sent (flow info and all)."""
+    group = family[1][0]
+    other = "239.7.0.9" if family[0] == socket.AF_INET6 else "ff11::7:9"
+    with Receiver(0, family=family[0], max_size=64, blocking=False) as receiver:
+        receiver.join(group, "lo")
+        port = receiver.port
+        pairs: list[tuple[Payload, SocketAddress]] = [
+            (b"plain", (group, port)),
+            (b"by name", ("localhost", port)),
+            (b"empty", ("", port)),
+            (b"broadcast", ("<broadcast>", port)),
+            (b"other family", (other, port)),
+            (b"with flow info", (group, port, 0x12345, 0)),
+        ]
+        refused = batch.send_each(senders[0].sock, family[0], pairs)
+        got = [d.payload for d in receive_ready(receiver.sock, receiver.buffer)]
+    assert refused == [(index, errno.EAFNOSUPPORT) for index in (1, 2, 3, 4)]
+    assert got == [b"plain", b"with flow info"]
+
+
+@pytest.mark.parametrize(
+    ("address", "error"),
+    [
+        (("239.7.0.1", 70_000), OverflowError),
+        ((None, 9), TypeError),
+        (("239.7.0.1",), TypeError),
+        (("239.7.0.1", 9, 0, 0, 0), TypeError),
+    ],
+)
+def test_send_each_raises_for_a_malformed_address_before_sending(
+    address: Any, error: type[Exception]
+) -> None:
+    with Receiver(0, bind_address="127.0.0.1", blocking=False) as receiver, Sender() as sender:
+        pairs = [(b"first", ("127.0.0.1", receiver.port)), (b"bad", address)]
+        with pytest.raises(error):
+            batch.send_each(sender.sock, socket.AF_INET, pairs)
+        assert receive_ready(receiver.sock, receiver.buffer) == []  # not even the first
 
 
 def test_names_and_timeouts_take_the_plain_path(

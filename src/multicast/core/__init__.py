@@ -65,6 +65,7 @@ from multicast.core.interfaces import (
     routed_interface,
 )
 from multicast.core.io import (
+    TRANSIENT_SEND_ERRORS,
     receive_batch,
     receive_datagram,
     receive_ready,
@@ -104,6 +105,7 @@ from multicast.core.watch import InterfaceChanges, InterfaceWatcher, LinkChange
 __all__ = [
     "IO_BACKEND",
     "MAX_CHANNELS",
+    "TRANSIENT_SEND_ERRORS",
     "Channel",
     "Closing",
     "Datagram",

@@ -19,7 +19,6 @@ One system call moves up to :data:`SLOTS` datagrams. Two backends do it, and
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import warnings
@@ -27,7 +26,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Literal, Protocol
 
-from multicast.core import constants
+from multicast.core import constants, ctypes_io
 from multicast.core.ctypes_io import (
     AVAILABLE,
     SLOTS,
@@ -90,7 +89,9 @@ IO_BACKEND: Literal["extension", "ctypes"] = "extension" if _fastio is not None 
 class Receiving(Protocol):
     """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
 
-    busy: bool  # a thread reads into its buffers
+    @property
+    def busy(self) -> bool:
+        """Whether a thread reads into its buffers."""
 
     def receive(
         self,
@@ -143,20 +144,14 @@ def send_each(
     """Send each payload to its own numeric address (of ``family``, the socket's): with
     ``sendmmsg`` where the extension is built, else one ``sendto`` each.
 
-    Returns the pairs the kernel refused (or that would block), by index, with their errno;
-    the others were sent. A payload too large for one datagram raises before any is sent.
+    Both backends encode every address first, by one rule (:func:`encode_address`): a host
+    that is no numeric address of ``family`` is never looked up, but refused with
+    EAFNOSUPPORT. Returns the pairs the kernel refused (or that would block), by index, with
+    their errno; the others were sent. A payload too large for one datagram, or an address
+    of the wrong shape, raises before any is sent.
     """
-    limit = constants.MAX_PAYLOAD[family]
     if _fastio is not None:
+        limit = constants.MAX_PAYLOAD[family]
         refused: list[tuple[int, int]] = _fastio.send_each(sock.fileno(), family, pairs, limit)
         return refused
-    for payload, _ in pairs:
-        if len(payload) > limit:
-            check_payload_size(family, len(payload))
-    refused = []
-    for index, (payload, address) in enumerate(pairs):
-        try:
-            sock.sendto(payload, address)
-        except OSError as error:
-            refused.append((index, error.errno or errno.EIO))
-    return refused
+    return ctypes_io.send_each(sock.fileno(), family, pairs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
+import operator
 import os
 import select
 import socket
@@ -27,12 +28,21 @@ from multicast.core.datagram import (
     ANCILLARY_SPACE,
     Datagram,
     Payload,
+    SocketAddress,
     check_payload_size,
     parse_ancillary,
 )
 from multicast.exceptions import OptionError, UnsupportedError
 
-__all__ = ["AVAILABLE", "SLOTS", "BatchReceiver", "BatchSender", "encode_address", "sender"]
+__all__ = [
+    "AVAILABLE",
+    "SLOTS",
+    "BatchReceiver",
+    "BatchSender",
+    "encode_address",
+    "send_each",
+    "sender",
+]
 
 SLOTS = 64  # datagrams per system call
 _SEND_CAPACITY = 256 * 1024  # payload bytes per sendmmsg; room for the largest datagram
@@ -93,6 +103,7 @@ _HEADER = _fields(  # what the kernel reports per message: controllen, flags, le
 _IOVEC = struct.Struct(f"={_SIZE_T}{_SIZE_T}")
 _FAMILY = struct.Struct("=H")  # sa_family_t, host order
 _PORT = struct.Struct("!H")
+_FLOW = struct.Struct("!I")  # sin6_flowinfo, network order
 _SCOPE = struct.Struct("=I")  # sin6_scope_id, host order
 _INT = struct.Struct("=i")
 _CMSG_HEADER = struct.Struct(f"={_SIZE_T}ii")  # cmsg_len, cmsg_level, cmsg_type
@@ -122,6 +133,7 @@ def _libc_function(name: str) -> _SyscallFunction | None:
 
 _recvmmsg = _libc_function("recvmmsg")
 _sendmmsg = _libc_function("sendmmsg")
+_sendto = _libc_function("sendto")
 AVAILABLE = _recvmmsg is not None and _sendmmsg is not None
 """Whether this platform has ``recvmmsg`` and ``sendmmsg`` (Linux with glibc or musl)."""
 
@@ -244,7 +256,7 @@ class BatchReceiver:
         self._fresh = memoryview(bytes(self._headers))  # the headers before the kernel wrote
         self._written = 0  # headers the kernel wrote into since they were last reset
         self._views = tuple(memoryview(r) for r in (self._headers, self._origins, self._payloads))
-        self.busy = False  # a thread reads into the buffers (and may have released the GIL)
+        self._holder = threading.Lock()  # held by the thread reading into the buffers
         # Decoded (source, group, interface, ttl, drops) by the raw bytes of a slot's origin.
         self._known: dict[bytes, _Origin] = {}
 
@@ -264,13 +276,18 @@ class BatchReceiver:
         seconds, it first polls without blocking until one comes or the time is up. A call
         made while another thread reads with this receiver's buffers gets buffers of its own.
         """
-        if self.busy:
+        holder = self._holder
+        if not holder.acquire(blocking=False):
             return BatchReceiver(self.size, self.slots).receive(fd, limit, wait, spin, timeout)
-        self.busy = True
         try:
             return self._receive(fd, limit, wait, spin, timeout)
         finally:
-            self.busy = False
+            holder.release()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a thread reads into the buffers (and may have released the GIL)."""
+        return self._holder.locked()
 
     def _receive(
         self, fd: int, limit: int, wait: bool, spin: float, timeout: float | None
@@ -357,13 +374,24 @@ class BatchReceiver:
         return origin
 
 
-def encode_address(
-    family: socket.AddressFamily, destination: tuple[str, int] | tuple[str, int, int, int]
-) -> bytes | None:
-    """The ``sockaddr`` of a numeric destination; None for anything ``sendto`` must resolve."""
-    host, port = destination[0], destination[1]
+def encode_address(family: socket.AddressFamily, destination: SocketAddress) -> bytes | None:
+    """The ``sockaddr`` of a ``(host, port[, flow info[, scope]])`` destination of ``family``,
+    by the C extension's rules; None when the host is no numeric address of that family
+    (nothing is ever looked up).
+
+    Anything but a tuple of a host string, a port and at most two more integers raises
+    TypeError; a port outside 0-65535 raises OverflowError (as ``sendto`` does). An IPv6
+    address keeps its flow info and scope (each taken modulo 2**32, as C does).
+    """
+    if not (isinstance(destination, tuple) and 2 <= len(destination) <= 4):
+        raise TypeError(f"a destination is (host, port[, flow info, scope]), not {destination!r}")
+    host, port, *more = destination
+    if not isinstance(host, str):
+        raise TypeError(f"a destination's host is a string, not {host!r}")
+    port = operator.index(port)
+    flow, scope = (*(operator.index(number) & 0xFFFFFFFF for number in more), 0, 0)[:2]
     if not 0 <= port <= 0xFFFF:
-        return None
+        raise OverflowError("port must be 0-65535.")
     try:
         packed = socket.inet_pton(family, host)
     except OSError:
@@ -371,8 +399,40 @@ def encode_address(
     head = _FAMILY.pack(family) + _PORT.pack(port)
     if family == socket.AF_INET:
         return head + packed + bytes(8)
-    scope = destination[3] if len(destination) == 4 else 0
-    return head + bytes(4) + packed + _SCOPE.pack(scope)
+    return head + _FLOW.pack(flow) + packed + _SCOPE.pack(scope)
+
+
+def send_each(
+    fd: int, family: socket.AddressFamily, pairs: list[tuple[Payload, SocketAddress]]
+) -> list[tuple[int, int]]:
+    """Send each payload to its own address over the socket ``fd``, one ``sendto`` each: the
+    ctypes face of :func:`multicast.core.batch.send_each`, with the extension's rules.
+
+    Every address is encoded by :func:`encode_address` first (nothing is looked up); one whose
+    host is no numeric address of ``family`` is not sent, but refused with EAFNOSUPPORT.
+    Returns the refused pairs (or those that would block), by index, with their errno. A
+    payload too large for one datagram, or an address of the wrong shape, raises before any
+    is sent.
+    """
+    send = _syscall(_sendto, "sendto")
+    limit = constants.MAX_PAYLOAD[family]
+    messages: list[tuple[bytes, bytes | None]] = []
+    for payload, address in pairs:
+        data = payload if type(payload) is bytes else bytes(payload)
+        if len(data) > limit:
+            check_payload_size(family, len(data))  # raises, naming the size
+        messages.append((data, encode_address(family, address)))
+    refused = []
+    for index, (data, name) in enumerate(messages):
+        if name is None:
+            refused.append((index, errno.EAFNOSUPPORT))
+            continue
+        while send(fd, data, len(data), 0, name, len(name)) < 0:
+            code = ctypes.get_errno()
+            if code != errno.EINTR:  # after a signal: its handler runs, then sendto again
+                refused.append((index, code))
+                break
+    return refused
 
 
 class BatchSender:

@@ -51,6 +51,7 @@ from multicast.core.interfaces import zone_index
 from multicast.exceptions import AddressError, SendError
 
 __all__ = [
+    "TRANSIENT_SEND_ERRORS",
     "destination",
     "receive_batch",
     "receive_datagram",
@@ -103,6 +104,10 @@ def _refused(error: OSError, where: SocketAddress) -> SendError:
 
 
 _ALWAYS_FITS = min(constants.MAX_PAYLOAD.values())  # bytes that fit one datagram of any family
+
+TRANSIENT_SEND_ERRORS = frozenset({errno.ENOBUFS, errno.EAGAIN})
+"""The ``errno`` of a send the kernel had no room for right now: a loss to count, not a
+reason to stop (every other refusal is)."""
 
 
 def send_to(sock: socket.socket, payload: Payload, where: SocketAddress) -> int:

@@ -30,6 +30,7 @@ __all__ = [
     "BPF_LD_H_ABS",
     "BPF_LD_H_IND",
     "BPF_LD_W_ABS",
+    "BPF_MAXINSNS",
     "BPF_RET",
     "ETH_P_IP",
     "ETH_P_IPV6",
@@ -70,23 +71,32 @@ BPF_JSET = 0x45  # true when A & k is not 0
 BPF_RET = 0x06  # keep k bytes of the packet (0: drop it)
 SKF_AD_PROTOCOL = 0xFFFFF000  # SKF_AD_OFF + 0: loads the frame's EtherType
 SKF_AD_PKTTYPE = 0xFFFFF004  # SKF_AD_OFF + 4: loads its packet type (PACKET_OUTGOING...)
+BPF_MAXINSNS = 4096  # the most instructions the kernel takes in one classic BPF program
+_LONGEST_JUMP = 255  # a conditional jump's offsets are one byte each
 
 Step = tuple[int, int, str | None, str | None]
 """One instruction with symbolic jumps: (opcode, k, label if true, label if false); a label
-of None falls through. Jumps only go forward, and at most 255 instructions, as classic BPF
-requires."""
+of None falls through. Jumps only go forward, over at most 255 instructions each (a
+conditional jump's offset is one byte), as classic BPF requires."""
 
 
 def assemble(program: list[tuple[str | None, Step]]) -> bytes:
     """Classic BPF instructions (``struct sock_filter``), each with its label or None, with
-    the labels made offsets. A jump that goes back or too far is a ``ValueError``."""
+    the labels made offsets. A jump that goes back or over more than 255 instructions, or a
+    program longer than :data:`BPF_MAXINSNS` instructions, is a ``ValueError``."""
+    if len(program) > BPF_MAXINSNS:
+        raise ValueError(
+            f"a BPF program of {len(program)} instructions: the kernel takes {BPF_MAXINSNS} at most"
+        )
     where = {label: index for index, (label, _) in enumerate(program) if label}
     code = []
     for index, (_, (opcode, k, if_true, if_false)) in enumerate(program):
         jt = where[if_true] - index - 1 if if_true else 0
         jf = where[if_false] - index - 1 if if_false else 0
-        if not (0 <= jt <= 255 and 0 <= jf <= 255):
-            raise ValueError(f"BPF instruction {index} jumps back or past 255 instructions")
+        if not (0 <= jt <= _LONGEST_JUMP and 0 <= jf <= _LONGEST_JUMP):
+            raise ValueError(
+                f"BPF instruction {index} jumps back or past {_LONGEST_JUMP} instructions ahead"
+            )
         code.append(struct.pack("=HBBI", opcode, jt, jf, k))
     return b"".join(code)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from multicast.core import (
+    TRANSIENT_SEND_ERRORS,
     Group,
     InterfaceSpec,
     IPAddress,
@@ -72,7 +73,6 @@ _GATHER = 0.0005  # seconds: about 40 datagrams at 80,000 a second
 _BUFFER = 4 << 20  # socket buffers asked for
 _BLOCKS_CACHED = 64  # blocks of file data the sender keeps for repairs
 _SAVE_INTERVAL = 1.0  # seconds between resume records
-_TRANSIENT = frozenset({errno.ENOBUFS, errno.EAGAIN})
 _T = TypeVar("_T")
 
 
@@ -211,7 +211,7 @@ def _send(sender: Sender, datagrams: Sequence[Payload], where: SocketAddress) ->
     try:
         return send_many_to(sender.sock, datagrams, where)
     except SendError as error:
-        if error.errno in _TRANSIENT:
+        if error.errno in TRANSIENT_SEND_ERRORS:
             return 0
         raise
 

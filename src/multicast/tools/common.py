@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import math
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from multicast.core import (
+    TRANSIENT_SEND_ERRORS,
     Channel,
     Closing,
     Datagram,
@@ -16,29 +17,44 @@ from multicast.core import (
     InterfaceSpec,
     IPAddress,
     Membership,
+    Payload,
     Sender,
     open_receiver,
     parse_group,
+    send_to,
     socket_drops,
 )
 from multicast.core.constants import MAX_DATAGRAM
+from multicast.core.datagram import SocketAddress
+from multicast.core.io import send_many_to
 from multicast.exceptions import OptionError
 from multicast.tools.framing import Reason
 
 __all__ = [
     "DRAIN_LIMIT",
-    "TRANSIENT_ERRORS",
     "Joined",
     "Progress",
     "check_limits",
     "rejection_counts",
     "send_counted",
+    "send_if_room",
 ]
 
 # Datagrams read from a socket in one go before the loop looks at the clock again.
 DRAIN_LIMIT = 256
-TRANSIENT_ERRORS = frozenset({errno.ENOBUFS, errno.EAGAIN})
-"""The kernel had no room for the datagram right now: a loss to count, not a reason to stop."""
+
+
+def send_if_room(sock: socket.socket, payload: Payload, where: SocketAddress) -> bool:
+    """Send one datagram to a resolved ``where``; False when the kernel had no room for it
+    (:data:`~multicast.core.io.TRANSIENT_SEND_ERRORS`: a loss to count). Any other refusal
+    raises :class:`~multicast.exceptions.SendError`. Per datagram: it makes nothing."""
+    try:
+        send_to(sock, payload, where)
+    except OSError as error:
+        if error.errno in TRANSIENT_SEND_ERRORS:
+            return False
+        raise
+    return True
 
 
 def send_counted(
@@ -51,13 +67,13 @@ def send_counted(
     Any other refusal (no route to the group, say) raises
     :class:`~multicast.exceptions.SendError`.
     """
+    where = sender.destination(group, port)
+    if len(payloads) == 1:
+        return 1 if send_if_room(sender.sock, payloads[0], where) else 0
     try:
-        if len(payloads) == 1:
-            sender.send(payloads[0], group, port)
-            return 1
-        return sender.send_many(payloads, group, port)
+        return send_many_to(sender.sock, payloads, where)
     except OSError as error:
-        if error.errno in TRANSIENT_ERRORS:
+        if error.errno in TRANSIENT_SEND_ERRORS:
             return 0
         raise
 

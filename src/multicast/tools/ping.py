@@ -42,7 +42,7 @@ from multicast.core.constants import MAX_DATAGRAM
 from multicast.core.datagram import SocketAddress
 from multicast.core.io import destination
 from multicast.exceptions import OptionError, UsageError
-from multicast.tools.common import DRAIN_LIMIT, TRANSIENT_ERRORS, check_limits, rejection_counts
+from multicast.tools.common import DRAIN_LIMIT, check_limits, rejection_counts, send_if_room
 from multicast.tools.framing import (
     HEADER_SIZE,
     REPLY_PAYLOAD_SIZE,
@@ -461,7 +461,7 @@ def _exchange(
         while (now := time.monotonic()) < deadline:
             due = pacer.delay(now) if sent < count else deadline - now
             if sent < count and due == 0:
-                if not _send_probe(sock, prober.probe(time.monotonic(), time.time_ns()), where):
+                if not send_if_room(sock, prober.probe(time.monotonic(), time.time_ns()), where):
                     prober.unsent()
                 if beside is not None:
                     _send_unicast(sock, *beside)
@@ -487,18 +487,6 @@ def _exchange(
 
 
 _UNICAST_TTL = 64
-
-
-def _send_probe(sock: socket.socket, probe: bytes, where: SocketAddress) -> bool:
-    """Send a probe to a group; False when the kernel had no room for it (a loss to count),
-    any other refusal raises (see :func:`~multicast.tools.common.send_counted`)."""
-    try:
-        send_to(sock, probe, where)
-    except OSError as error:
-        if error.errno not in TRANSIENT_ERRORS:
-            raise
-        return False
-    return True
 
 
 def _send_unicast(sock: socket.socket, prober: Prober, where: SocketAddress) -> None:
