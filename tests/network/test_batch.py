@@ -524,6 +524,7 @@ def test_send_each_refuses_what_is_no_numeric_address_without_looking_it_up(
         ((None, 9), TypeError),
         (("239.7.0.1",), TypeError),
         (("239.7.0.1", 9, 0, 0, 0), TypeError),
+        (["239.7.0.1", 9], TypeError),  # a list: the extension checked no type before
     ],
 )
 def test_send_each_raises_for_a_malformed_address_before_sending(

@@ -113,6 +113,11 @@ static int encode_address(PyObject *address, int family, struct sockaddr_in6 *na
     const char *host;
     int port;
     unsigned int flow = 0, scope = 0;
+    if (!PyTuple_Check(address)) { /* PyArg_ParseTuple would raise SystemError */
+        PyErr_Format(PyExc_TypeError, "an address is a tuple, not %.50s",
+                     Py_TYPE(address)->tp_name);
+        return -1;
+    }
     if (!PyArg_ParseTuple(address, "si|II", &host, &port, &flow, &scope))
         return -1;
     if (port < 0 || port > 0xFFFF) {
