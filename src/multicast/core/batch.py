@@ -87,7 +87,7 @@ IO_BACKEND: Literal["extension", "ctypes"] = "extension" if _fastio is not None 
 
 
 class Receiving(Protocol):
-    """What :func:`receiver` gives: a :class:`BatchReceiver` or the extension's ``Receiver``."""
+    """What :data:`receivers` holds: a :class:`BatchReceiver` or the extension's ``Receiver``."""
 
     @property
     def busy(self) -> bool:
